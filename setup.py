@@ -1,0 +1,33 @@
+"""rexnet_backbones: ReXNet (v1 and lite) as timm models and as an OpenMMLab backbone."""
+from setuptools import find_packages, setup
+
+# Exact pins shown to work together on Python 3.11 (see README, "Set-up").
+TORCH = ['torch==2.14.1', 'torchvision==0.29.1']
+CORE = TORCH + ['timm>=1.0.20,<1.1', 'numpy>=1.26,<3', 'safetensors']
+# mmcv 2.1.0 is an sdist that needs --no-build-isolation and a C++20 patch: tools/install_mmcv.sh.
+MM = [
+    'mmengine==0.10.7',
+    'mmcv==2.1.0',
+    'mmdet==3.3.0',
+    'mmsegmentation==1.2.2',
+    'pycocotools',
+    # undeclared runtime imports of mmseg.models
+    'ftfy',
+    'regex',
+    # mmengine 0.10.7 imports pkg_resources (removed in setuptools 82); torch 2.14 needs >= 77.0.3
+    'setuptools>=77.0.3,<82',
+]
+DEV = ['pytest>=8', 'matplotlib', 'psutil']
+
+setup(
+    name='rexnet_backbones',
+    version='0.1.0',
+    description='ReXNet v1 and ReXNet-lite backbones for timm, mmdetection and mmsegmentation',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='MIT',
+    python_requires='>=3.10',
+    packages=find_packages(include=['rexnet_backbones', 'rexnet_backbones.*']),
+    install_requires=CORE,
+    extras_require={'mm': MM, 'dev': DEV, 'all': MM + DEV},
+)
