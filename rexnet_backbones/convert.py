@@ -210,5 +210,8 @@ def detect_arch(sd: object, candidates: Optional[List[str]] = None) -> str:
     assert best is not None
     _, arch, layout = best
     kind = 'official' if official else 'timm-format'
+    if len(set(layout) & set(sd)) < len(layout) // 2:
+        kind = 'not a ReXNet checkpoint (neither the official nor the timm layout):'
+        _compare(f'{kind} compared with {arch}', sd, layout)
     _compare(f'{kind} checkpoint matches no ReXNet architecture; closest is {arch}:', sd, layout)
     raise AssertionError('unreachable')

@@ -22,7 +22,7 @@ from timm.models import build_model_with_cfg, checkpoint_seq
 from timm.models._features import feature_take_indices
 from timm.models import generate_default_cfgs, register_model
 
-from ._pretrained import require_pretrained_source
+from ._checks import check_create_kwargs
 
 __all__ = ['RexNetLite']
 
@@ -303,8 +303,7 @@ def _filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[st
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> RexNetLite:
-    if pretrained:
-        require_pretrained_source(variant, kwargs)
+    check_create_kwargs(variant, pretrained, kwargs)
     return build_model_with_cfg(
         RexNetLite, variant, pretrained,
         pretrained_filter_fn=_filter_fn,

@@ -11,7 +11,7 @@ import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models.rexnet import RexNet
 
-from ._pretrained import require_pretrained_source
+from ._checks import check_create_kwargs
 
 __all__ = ['rexnet_090', 'rexnet_220']
 
@@ -22,8 +22,7 @@ def _filter_fn(state_dict: Dict[str, torch.Tensor], model: torch.nn.Module) -> D
 
 
 def _create(variant: str, pretrained: bool, **kwargs: Any) -> RexNet:
-    if pretrained:
-        require_pretrained_source(variant, kwargs)
+    check_create_kwargs(variant, pretrained, kwargs)
     return build_model_with_cfg(
         RexNet, variant, pretrained,
         pretrained_filter_fn=_filter_fn,

@@ -1,4 +1,4 @@
-"""Checks shared by the model entrypoints before timm loads pretrained weights."""
+"""Argument checks shared by the model entrypoints, run before timm builds the model."""
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -31,3 +31,18 @@ def require_pretrained_source(variant: str, kwargs: Dict[str, Any]) -> None:
         f"timm.create_model('{variant}', pretrained=True, pretrained_cfg_overlay=dict(file='path/to/file.pth')) "
         '(official files are converted on the fly), or convert it once with '
         'python tools/convert_checkpoint.py SRC DST.')
+
+
+NUM_FEATURE_LEVELS = 5  # strides 2, 4, 8, 16, 32
+
+
+def check_create_kwargs(variant: str, pretrained: bool, kwargs: Dict[str, Any]) -> None:
+    """Clear errors for bad ``out_indices`` and for ``pretrained=True`` without a weight source."""
+    if kwargs.get('features_only') and 'out_indices' in kwargs:
+        idx = kwargs['out_indices']
+        idx = [idx] if isinstance(idx, int) else list(idx)
+        if not idx or any(not isinstance(i, int) or not -NUM_FEATURE_LEVELS <= i < NUM_FEATURE_LEVELS for i in idx):
+            raise ValueError(f'{variant}: out_indices must index the {NUM_FEATURE_LEVELS} feature levels '
+                             f'(0-4: strides 2, 4, 8, 16, 32), got {kwargs["out_indices"]!r}')
+    if pretrained:
+        require_pretrained_source(variant, kwargs)

@@ -1,0 +1,163 @@
+"""Official clovaai checkpoints -> timm format: numerics against the official code, CLI, refusals."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+import rexnet_backbones  # noqa: F401
+from rexnet_backbones.convert import CheckpointMismatchError, detect_arch, official_key_map, to_timm_state_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = [('rexnetv1_1.0', 'rexnet_100'), ('rexnetv1_lite_1.0', 'rexnet_lite_100')]
+
+
+def _official(reference_dir, stem):
+    sd = torch.load(reference_dir / f'{stem}_official_random.pth', weights_only=True)
+    io = torch.load(reference_dir / f'{stem}_io.pth', weights_only=True)
+    return sd, io
+
+
+def _official_like(arch: str) -> dict:
+    """A random official-layout state_dict for any width (built through the inverse key map)."""
+    model = timm.create_model(arch)
+    mapping = official_key_map(model)
+    out = {}
+    for k, v in model.state_dict().items():
+        if k == 'head.fc.weight':
+            v = v[:, :, None, None]
+        out[mapping[k]] = v
+    return out
+
+
+@pytest.mark.parametrize('stem,arch', CASES)
+def test_converted_matches_official_logits(reference_dir, stem, arch):
+    sd, io = _official(reference_dir, stem)
+    assert detect_arch(sd) == arch
+    model = timm.create_model(arch).eval()
+    model.load_state_dict(to_timm_state_dict(sd, model), strict=True)
+    with torch.no_grad():
+        out = model(io['input'])
+    assert (out - io['logits']).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('wrap', ['raw', 'state_dict', 'model', 'module'])
+def test_wrapped_and_prefixed(reference_dir, wrap):
+    sd, io = _official(reference_dir, 'rexnetv1_lite_1.0')
+    if wrap == 'state_dict':
+        sd = {'state_dict': sd, 'epoch': 3}
+    elif wrap == 'model':
+        sd = {'model': {f'module.{k}': v for k, v in sd.items()}}
+    elif wrap == 'module':
+        sd = {f'module.{k}': v for k, v in sd.items()}
+    assert detect_arch(sd) == 'rexnet_lite_100'
+    model = timm.create_model('rexnet_lite_100').eval()
+    model.load_state_dict(to_timm_state_dict(sd, model))
+    assert torch.allclose(model(io['input']), io['logits'], atol=1e-4)
+
+
+@pytest.mark.parametrize('arch', ['rexnet_090', 'rexnet_130', 'rexnet_150', 'rexnet_200', 'rexnet_220', 'rexnet_300',
+                                  'rexnet_lite_130', 'rexnet_lite_150', 'rexnet_lite_200'])
+def test_detects_every_width(arch):
+    assert detect_arch(_official_like(arch)) == arch
+    # and the timm layout of the same model
+    assert detect_arch(timm.create_model(arch).state_dict()) == arch
+
+
+def test_cli_converts_and_loads_through_timm(reference_dir, tmp_path):
+    sd, io = _official(reference_dir, 'rexnetv1_1.0')
+    src = reference_dir / 'rexnetv1_1.0_official_random.pth'
+    for dst in (tmp_path / 'rexnet_100.pth', tmp_path / 'rexnet_100.safetensors'):
+        r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(src), str(dst)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert 'rexnet_100' in r.stdout and '4,796,873 parameters' in r.stdout
+        model = timm.create_model('rexnet_100', pretrained=True, pretrained_cfg_overlay=dict(file=str(dst))).eval()
+        with torch.no_grad():
+            assert (model(io['input']) - io['logits']).abs().max() <= 1e-4
+
+
+def test_official_file_through_pretrained_cfg_overlay(reference_dir):
+    _, io = _official(reference_dir, 'rexnetv1_lite_1.0')
+    src = reference_dir / 'rexnetv1_lite_1.0_official_random.pth'
+    model = timm.create_model('rexnet_lite_100', pretrained=True, pretrained_cfg_overlay=dict(file=str(src))).eval()
+    with torch.no_grad():
+        assert (model(io['input']) - io['logits']).abs().max() <= 1e-4
+    feats = timm.create_model('rexnet_lite_100', features_only=True, pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(src)))
+    assert torch.equal(feats.stem.conv.weight, model.stem.conv.weight)
+    # a different head size: the classifier is dropped by timm, the backbone still loads
+    m10 = timm.create_model('rexnet_lite_100', num_classes=10, pretrained=True,
+                            pretrained_cfg_overlay=dict(file=str(src)))
+    assert torch.equal(m10.stem.conv.weight, model.stem.conv.weight)
+
+
+def test_mismatched_arch_refused(reference_dir, tmp_path):
+    src = reference_dir / 'rexnetv1_1.0_official_random.pth'
+    r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(src), str(tmp_path / 'x.pth'),
+                        '--arch', 'rexnet_130'], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert 'shape mismatches' in r.stderr and 'features.0.weight' in r.stderr
+    assert not (tmp_path / 'x.pth').exists()
+    sd, _ = _official(reference_dir, 'rexnetv1_1.0')
+    with pytest.raises(CheckpointMismatchError, match='does not match'):
+        to_timm_state_dict(sd, timm.create_model('rexnet_lite_100'))
+
+
+def test_missing_and_unexpected_keys_named():
+    sd = _official_like('rexnet_lite_100')
+    sd.pop('features.5.out.3.weight')
+    sd['features.99.weight'] = torch.zeros(1)
+    with pytest.raises(CheckpointMismatchError) as e:
+        to_timm_state_dict(sd, timm.create_model('rexnet_lite_100'))
+    msg = str(e.value)
+    assert 'missing keys (1): features.5.out.3.weight' in msg
+    assert 'unexpected keys (1): features.99.weight' in msg
+
+
+def test_not_a_rexnet_checkpoint(tmp_path):
+    resnet = timm.create_model('resnet18').state_dict()
+    with pytest.raises(CheckpointMismatchError, match='not a ReXNet checkpoint'):
+        detect_arch(resnet)
+    with pytest.raises(CheckpointMismatchError, match='not a ReXNet checkpoint'):
+        detect_arch({'epoch': 3, 'meta': {}})
+    torch.save(resnet, tmp_path / 'resnet.pth')
+    r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(tmp_path / 'resnet.pth'),
+                        str(tmp_path / 'out.pth')], capture_output=True, text=True)
+    assert r.returncode == 2 and 'not a ReXNet checkpoint' in r.stderr
+
+
+def test_truncated_file_refused(reference_dir, tmp_path):
+    data = (reference_dir / 'rexnetv1_lite_1.0_official_random.pth').read_bytes()
+    bad = tmp_path / 'truncated.pth'
+    bad.write_bytes(data[: len(data) // 2])
+    r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(bad), str(tmp_path / 'o.pth')],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and 'truncated.pth' in r.stderr
+    assert not (tmp_path / 'o.pth').exists()
+    with pytest.raises(Exception, match='corrupted'):  # timm's own loader (torch's message)
+        timm.create_model('rexnet_lite_100', pretrained=True, pretrained_cfg_overlay=dict(file=str(bad)))
+
+
+def test_pickled_code_never_executed(tmp_path):
+    """A file carrying a pickled callable is refused by every loader (weights_only)."""
+    marker = tmp_path / 'executed'
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    sd = _official_like('rexnet_lite_100')
+    sd['payload'] = Evil()
+    path = tmp_path / 'evil.pth'
+    torch.save(sd, path)
+    r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(path), str(tmp_path / 'o.pth')],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    with pytest.raises(Exception):
+        timm.create_model('rexnet_lite_100', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert not marker.exists()
