@@ -49,6 +49,8 @@ def test_only_one_of_mmdet_mmseg_installed():
     ('rexnetr_100', [16, 40, 64, 128, 184, 1280]),
 ])
 def test_out_indices_and_channels(arch, expected):
+    assert len(ReXNet(arch=arch, out_indices=(1, 2)).features) < len(ReXNet(arch=arch).features), \
+        'blocks after the last output are dropped (unused parameters break DDP)'
     m = ReXNet(arch=arch, out_indices=(0, 1, 2, 3, 4, 5)).eval()
     assert m.out_channels == expected
     outs = m(torch.rand(1, 3, 64, 64))
@@ -159,7 +161,7 @@ def test_with_cp_and_drop_path_gradients_match():
 def test_init_cfg_official_file(reference_dir):
     src = reference_dir / 'rexnetv1_1.0_official_random.pth'
     official = torch.load(src, weights_only=True)
-    m = ReXNet(arch='rexnet_100', init_cfg=dict(type='Pretrained', checkpoint=str(src)))
+    m = ReXNet(arch='rexnet_100', out_indices=(1, 2, 3, 4, 5), init_cfg=dict(type='Pretrained', checkpoint=str(src)))
     m.init_weights()
     assert torch.equal(m.stem.conv.weight, official['features.0.weight'])
     assert torch.equal(m.features[-1].conv.weight, official['features.19.weight'])

@@ -109,6 +109,8 @@ class ReXNet(BaseModule):
         self.stage_ends.append(len(self.features) - 1)  # head conv
         #: channels of each requested output, e.g. for ``neck.in_channels``
         self.out_channels = [self._level_channels(i) for i in out_indices]
+        # drop the blocks after the last requested output: unused parameters break DDP
+        self.features = self.features[:max(self.stage_ends[i] for i in out_indices) + 1]
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -204,8 +206,8 @@ class ReXNet(BaseModule):
             with torch.device('meta'):
                 reference = timm.create_model(self.arch, num_classes=1000, **self._timm_kwargs)
             state_dict = to_timm_state_dict(state_dict, reference)
-        body = {k: v for k, v in state_dict.items() if k.startswith(('stem.', 'features.'))}
         own = self.state_dict()
+        body = {k: v for k, v in state_dict.items() if k in own}
         mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in body.items()
                       if k in own and v.shape != own[k].shape]
         missing = [k for k in own if k not in body]

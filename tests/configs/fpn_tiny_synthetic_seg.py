@@ -7,26 +7,18 @@ _base_ = [
 ]
 
 # ---------------------------------------------------------------------------------------------
-# Backbone: the only block to edit to test another backbone. `_delete_=True` drops the base
-# ResNetV1c-50 keys; `backbone_channels` are the channels of the 4 feature maps fed to the FPN.
+# Backbone: ReXNet (the block to edit to test another backbone). `_delete_=True` drops the base
+# ResNet keys; `backbone_channels` are the channels of the 4 feature maps fed to the FPN.
 # ---------------------------------------------------------------------------------------------
 norm_cfg = dict(type='BN', requires_grad=True)
 backbone = dict(
     _delete_=True,
-    type='ResNetV1c',
-    depth=18,
-    stem_channels=16,
-    base_channels=16,  # stages of 16, 32, 64, 128 channels
-    num_stages=4,
-    out_indices=(0, 1, 2, 3),
-    dilations=(1, 1, 1, 1),
-    strides=(1, 2, 2, 2),
+    type='ReXNet',
+    arch='rexnet_lite_100',
+    out_indices=(1, 2, 3, 4),
     norm_cfg=norm_cfg,
-    norm_eval=False,
-    style='pytorch',
-    contract_dilation=True,
     init_cfg=None)  # no download
-backbone_channels = [16, 32, 64, 128]
+backbone_channels = [40, 64, 128, 184]
 # ---------------------------------------------------------------------------------------------
 
 classes = ('background', 'rectangle', 'ellipse', 'triangle')

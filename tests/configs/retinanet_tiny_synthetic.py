@@ -4,22 +4,17 @@
 _base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
 
 # ---------------------------------------------------------------------------------------------
-# Backbone: the only block to edit to test another backbone. `_delete_=True` drops the base
-# ResNet-50 keys; `backbone_channels` are the channels of the 4 feature maps fed to the FPN.
+# Backbone: ReXNet (the block to edit to test another backbone). `_delete_=True` drops the base
+# ResNet keys; `backbone_channels` are the channels of the 4 feature maps fed to the FPN.
 # ---------------------------------------------------------------------------------------------
 backbone = dict(
     _delete_=True,
-    type='ResNet',
-    depth=18,
-    base_channels=16,  # ResNet-18 with 1/4 width: stages of 16, 32, 64, 128 channels
-    num_stages=4,
-    out_indices=(0, 1, 2, 3),
-    frozen_stages=1,
-    norm_cfg=dict(type='BN', requires_grad=True),
+    type='ReXNet',
+    arch='rexnet_100',
+    out_indices=(1, 2, 3, 4),
     norm_eval=True,
-    style='pytorch',
     init_cfg=None)  # no download
-backbone_channels = [16, 32, 64, 128]
+backbone_channels = [38, 61, 128, 185]
 # ---------------------------------------------------------------------------------------------
 
 classes = ('rectangle', 'ellipse', 'triangle')

@@ -1,0 +1,225 @@
+"""tools/benchmark.py: argument errors (quick, in-process) and a tiny end-to-end run (slow).
+
+The end-to-end test runs the tool as a subprocess on the ReXNet-1.0x RetinaNet config and mmdet's
+RetinaNet R-18 baseline at 128x128 (timing) and at 256x256 (params and FLOPs only, ``--runs 0``).
+"""
+import importlib.util
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOL = osp.join(REPO_ROOT, 'tools', 'benchmark.py')
+REXNET_CONFIG = osp.join(REPO_ROOT, 'configs', 'det', 'retinanet_rexnet.py')
+R18_CONFIG = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('_rexnet_tools_benchmark', TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------
+# command-line errors: reported before anything is imported or built
+# ---------------------------------------------------------------------------------------------
+def test_missing_config_file(tmp_path, capsys):
+    missing = str(tmp_path / 'no_such_config.py')
+    assert load_tool().main([REXNET_CONFIG, missing]) == 2
+    err = capsys.readouterr().err
+    assert f'error: config file not found: {missing}' in err
+    assert 'Traceback' not in err
+
+
+def test_missing_package_config(capsys):
+    pytest.importorskip('mmdet')
+    assert load_tool().main(['mmdet::retinanet/no_such_config.py']) == 2
+    assert 'config file not found: mmdet::retinanet/no_such_config.py' in capsys.readouterr().err
+
+
+def test_missing_config_subprocess(tmp_path):
+    """As a user sees it: exit status 2 and one line on stderr, nothing on stdout."""
+    proc = subprocess.run([sys.executable, TOOL, str(tmp_path / 'nope.py')], cwd=str(tmp_path),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ''
+    assert 'config file not found' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_checkpoint_count_must_match_configs(tmp_path, capsys):
+    ckpt = tmp_path / 'a.pth'
+    ckpt.write_bytes(b'')
+    tool = load_tool()
+    assert tool.main([REXNET_CONFIG, REXNET_CONFIG, '--checkpoints', str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert 'got 1 checkpoint(s) for 2 config(s)' in err
+    # one per config is accepted ('none' skips one); a missing file is reported
+    assert tool.main([REXNET_CONFIG, '--checkpoints', str(tmp_path / 'missing.pth')]) == 2
+    assert 'checkpoint not found' in capsys.readouterr().err
+
+
+def test_baselines_resolve():
+    """--baselines names existing mmdet configs (ResNet and RegNet backbones)."""
+    pytest.importorskip('mmdet')
+    tool = load_tool()
+    for _, spec in tool.BASELINES:
+        assert osp.isfile(tool.resolve_config(spec)), spec
+
+
+def test_disable_pretrained():
+    tool = load_tool()
+    model = dict(backbone=dict(type='ResNet', init_cfg=dict(type='Pretrained', checkpoint='x')),
+                 neck=dict(init_cfg=[dict(type='Xavier'), dict(type='Pretrained', checkpoint='y')]),
+                 head=dict(init_cfg=dict(type='Normal', std=0.01)), pretrained='z')
+    changed = tool.disable_pretrained(model)
+    assert sorted(changed) == ['model.backbone.init_cfg', 'model.neck.init_cfg', 'model.pretrained']
+    assert model['backbone']['init_cfg'] is None and model['pretrained'] is None
+    assert model['neck']['init_cfg'] == [dict(type='Xavier')]
+    assert model['head']['init_cfg'] == dict(type='Normal', std=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end
+# ---------------------------------------------------------------------------------------------
+def _run(args, cwd):
+    env = dict(os.environ, PYTHONWARNINGS='ignore', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    proc = subprocess.run([sys.executable, TOOL, *map(str, args)], cwd=str(cwd), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope='module')
+def tiny_runs(tmp_path_factory):
+    pytest.importorskip('mmdet')
+    out = tmp_path_factory.mktemp('benchmark')
+    common = [REXNET_CONFIG, R18_CONFIG, '--device', 'cpu', '--threads', '1']
+    timed = _run(common + ['--input-size', 128, 128, '--batch-sizes', 1, 2, '--runs', 2,
+                           '--warmup', 1, '--out-json', out / 'b128.json',
+                           '--out-md', out / 'b128.md'], out)
+    _run(common + ['--input-size', 256, 256, '--runs', 0, '--out-json', out / 'b256.json'], out)
+    with open(out / 'b128.json') as f:
+        small = json.load(f)
+    with open(out / 'b256.json') as f:
+        large = json.load(f)
+    return timed, small, large, (out / 'b128.md').read_text()
+
+
+@pytest.mark.slow
+def test_json_numbers(tiny_runs):
+    _, report, _, _ = tiny_runs
+    env = report['environment']
+    assert env['versions']['torch'] and env['cpu_model'] and env['date']
+    assert env['torch_threads'] == 1 and env['devices'] == ['cpu']
+    assert report['settings']['input_size'] == [128, 128]
+    assert report['settings']['batch_sizes'] == [1, 2] and report['settings']['runs'] == 2
+    assert [m['label'] for m in report['models']] == ['retinanet_rexnet', 'RetinaNet R-18']
+    assert [m['baseline'] for m in report['models']] == [False, True]
+    for m in report['models']:
+        for key in ('params', 'backbone_params', 'flops', 'backbone_flops'):
+            assert _positive(m[key]), (m['label'], key, m[key])
+        assert m['backbone_params'] < m['params'] and m['backbone_flops'] < m['flops']
+        assert m['disabled_pretrained_init'] == ['model.backbone.init_cfg']
+        assert m['padded_input_shape'] == [128, 128]
+        assert set(m['latency']) == {'cpu'} and set(m['latency']['cpu']) == {'1', '2'}
+        for bs, stats in m['latency']['cpu'].items():
+            assert len(stats['times_ms']) == 2
+            assert all(_positive(t) for t in stats['times_ms'])
+            assert _positive(stats['median_ms']) and _positive(stats['images_per_s'])
+            assert stats['images_per_s'] == pytest.approx(int(bs) * 1000 / stats['median_ms'])
+        # the whole-model count splits into the detector's parts, the backbone among them
+        assert sum(m['flops_by_module'].values()) == m['flops']
+        assert m['flops_by_module']['backbone'] == m['backbone_flops']
+
+
+@pytest.mark.slow
+def test_rexnet_backbone_params_match_timm(tiny_runs):
+    timm = pytest.importorskip('timm')
+    _, report, _, _ = tiny_runs
+    rexnet = report['models'][0]
+    assert rexnet['backbone'] == 'ReXNet rexnet_100'
+    ref = timm.create_model('rexnet_100', pretrained=False, num_classes=0)  # no classifier
+    without_classifier = sum(p.numel() for p in ref.parameters())
+    # the final 1x1 conv (features[-1]) feeds no FPN level (out_indices strides 4-32): the
+    # backbone may drop it, so it is the timm network either up to that conv or up to stride 32
+    last = int(ref.feature_info[-1]['module'].split('.')[-1])
+    head_conv = sum(p.numel() for blk in ref.features[last + 1:] for p in blk.parameters())
+    assert head_conv > 0
+    assert rexnet['backbone_params'] in (without_classifier, without_classifier - head_conv), \
+        (rexnet['backbone_params'], without_classifier, head_conv)
+    full = timm.create_model('rexnet_100', pretrained=False)
+    assert without_classifier < sum(p.numel() for p in full.parameters())  # 4.8M with classifier
+
+
+@pytest.mark.slow
+def test_flops_scale_with_input_area(tiny_runs):
+    _, small, large, _ = tiny_runs
+    assert large['settings']['runs'] == 0
+    for s, l in zip(small['models'], large['models']):
+        assert s['label'] == l['label'] and l['latency'] == {}
+        assert l['params'] == s['params']
+        for key in ('flops', 'backbone_flops'):
+            ratio = l[key] / s[key]
+            assert 3.5 <= ratio <= 4.5, (s['label'], key, ratio)
+
+
+@pytest.mark.slow
+def test_markdown_table(tiny_runs):
+    proc, report, _, md = tiny_runs
+    assert proc.stdout == md  # the table on stdout is the --out-md file
+    assert 'Measured on CPU: ' in md and report['environment']['cpu_model'] in md
+    header = next(line for line in md.splitlines() if line.startswith('| model |'))
+    for column in ('backbone', 'params (M)', 'backbone params (M)', 'GFLOPs', 'backbone GFLOPs',
+                   'CPU latency bs1 (ms)', 'CPU latency bs2 (ms)', 'CPU img/s bs1',
+                   'CPU img/s bs2'):
+        assert f'| {column} |' in header, column
+    assert 'mAP' not in header  # no checkpoints, no metric column
+    rows = [line for line in md.splitlines() if line.startswith('| ') and line != header]
+    assert len(rows) == 2
+    assert rows[0].startswith('| retinanet_rexnet | RetinaNet | ReXNet rexnet_100 |')
+    assert rows[1].startswith('| RetinaNet R-18 (mmdet) | RetinaNet | ResNet-18 |')
+    params_m = f"{report['models'][0]['params'] / 1e6:.2f}"
+    assert f'| {params_m} |' in rows[0]
+    assert '[benchmark' in proc.stderr and '[benchmark' not in proc.stdout  # progress: stderr
+
+
+@pytest.mark.slow
+def test_checkpoint_metrics(tmp_path):
+    """--checkpoints: COCO metrics through tools/test.py on the tiny synthetic set (4 images)."""
+    pytest.importorskip('mmdet')
+    pytest.importorskip('pycocotools')
+    import torch
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    from _helpers_tools import DET_CONFIG, describe, make_tool_data, run_tool
+
+    data_root = make_tool_data(str(tmp_path / 'data'))
+    tool = load_tool()
+    import rexnet_backbones  # noqa: F401  (type='ReXNet' in the tiny config)
+    _, _, model, _ = tool.build_model(DET_CONFIG)
+    ckpt = tmp_path / 'tiny.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+
+    out_json = tmp_path / 'metrics.json'
+    proc = run_tool('benchmark.py', [DET_CONFIG, '--checkpoints', ckpt, '--input-size', 128, 128,
+                                     '--runs', 0, '--device', 'cpu', '--out-json', out_json,
+                                     '--work-dir', tmp_path / 'work'],
+                    data_root, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, describe(proc)
+    with open(out_json) as f:
+        (result,) = json.load(f)['models']
+    assert result['checkpoint'] == str(ckpt)
+    assert 0.0 <= result['metrics']['coco/bbox_mAP'] <= 1.0, result['metrics']
+    header = next(line for line in proc.stdout.splitlines() if line.startswith('| model |'))
+    assert header.endswith('| bbox mAP |')
+    row = proc.stdout.splitlines()[-1]
+    assert row.endswith(f"| {result['metrics']['coco/bbox_mAP']:.3f} |")
