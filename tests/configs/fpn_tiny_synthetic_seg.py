@@ -5,6 +5,7 @@ _base_ = [
     'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_20k.py'
 ]
+custom_imports = dict(imports=['rexnet_backbones'], allow_failed_imports=False)
 
 # ---------------------------------------------------------------------------------------------
 # Backbone: ReXNet (the block to edit to test another backbone). `_delete_=True` drops the base

@@ -2,6 +2,7 @@
 # Data: `python tools/make_synthetic_data.py` (or the tests' fixtures) writes
 # <SYNTHETIC_DATA_ROOT>/coco; SYNTHETIC_DATA_ROOT defaults to data/synthetic.
 _base_ = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
+custom_imports = dict(imports=['rexnet_backbones'], allow_failed_imports=False)
 
 # ---------------------------------------------------------------------------------------------
 # Backbone: ReXNet (the block to edit to test another backbone). `_delete_=True` drops the base
