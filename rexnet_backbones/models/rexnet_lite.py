@@ -16,13 +16,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ConvNormAct, DropPath, SelectAdaptivePool2d, create_act_layer, make_divisible
-from timm.models import build_model_with_cfg, checkpoint_seq
+from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models import generate_default_cfgs, register_model
 
-from ._checks import check_create_kwargs
+from ._builder import create, default_cfg
 
 __all__ = ['RexNetLite']
 
@@ -296,63 +294,36 @@ class RexNetLite(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
-    """Accept timm-format weights as they are and convert official clovaai checkpoints."""
-    from ..convert import to_timm_state_dict
-    return to_timm_state_dict(state_dict, model)
-
-
-def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> RexNetLite:
-    check_create_kwargs(variant, pretrained, kwargs)
-    return build_model_with_cfg(
-        RexNetLite, variant, pretrained,
-        pretrained_filter_fn=_filter_fn,
-        feature_cfg=dict(flatten_sequential=True),
-        **kwargs,
-    )
-
-
-def _cfg(**kwargs: Any) -> Dict[str, Any]:
-    return {
-        'url': '', 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
-        'crop_pct': 0.875, 'interpolation': 'bicubic',
-        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
-        'first_conv': 'stem.conv', 'classifier': 'head.fc', 'license': 'mit',
-        'paper_ids': 'arXiv:2007.00992', 'origin_url': 'https://github.com/clovaai/rexnet',
-        **kwargs,
-    }
-
-
 # The official ImageNet weights are plain state_dicts in the clovaai layout, published with the
 # official repository; there is no hub copy. Load them with ``pretrained_cfg_overlay=dict(file=...)``
 # (converted on the fly) or convert once with ``tools/convert_checkpoint.py``.
 default_cfgs = generate_default_cfgs({
-    'rexnet_lite_100.clova_in1k': _cfg(notes=('official file rexnet_lite_1.0.pth; top-1 76.2',)),
-    'rexnet_lite_130.clova_in1k': _cfg(notes=('official file rexnet_lite_1.3.pth; top-1 77.8',)),
-    'rexnet_lite_150.clova_in1k': _cfg(notes=('official file rexnet_lite_1.5.pth; top-1 78.6',)),
-    'rexnet_lite_200.clova_in1k': _cfg(notes=('official file rexnet_lite_2.0.pth; top-1 80.2',)),
+    'rexnet_lite_100.clova_in1k': default_cfg(notes=('official file rexnet_lite_1.0.pth; top-1 76.2',)),
+    'rexnet_lite_130.clova_in1k': default_cfg(notes=('official file rexnet_lite_1.3.pth; top-1 77.8',)),
+    'rexnet_lite_150.clova_in1k': default_cfg(notes=('official file rexnet_lite_1.5.pth; top-1 78.6',)),
+    'rexnet_lite_200.clova_in1k': default_cfg(notes=('official file rexnet_lite_2.0.pth; top-1 80.2',)),
 })
 
 
 @register_model
 def rexnet_lite_100(pretrained: bool = False, **kwargs: Any) -> RexNetLite:
     """ReXNet-lite 1.0x"""
-    return _create('rexnet_lite_100', pretrained, width_mult=1.0, **kwargs)
+    return create(RexNetLite, 'rexnet_lite_100', pretrained, width_mult=1.0, **kwargs)
 
 
 @register_model
 def rexnet_lite_130(pretrained: bool = False, **kwargs: Any) -> RexNetLite:
     """ReXNet-lite 1.3x"""
-    return _create('rexnet_lite_130', pretrained, width_mult=1.3, **kwargs)
+    return create(RexNetLite, 'rexnet_lite_130', pretrained, width_mult=1.3, **kwargs)
 
 
 @register_model
 def rexnet_lite_150(pretrained: bool = False, **kwargs: Any) -> RexNetLite:
     """ReXNet-lite 1.5x"""
-    return _create('rexnet_lite_150', pretrained, width_mult=1.5, **kwargs)
+    return create(RexNetLite, 'rexnet_lite_150', pretrained, width_mult=1.5, **kwargs)
 
 
 @register_model
 def rexnet_lite_200(pretrained: bool = False, **kwargs: Any) -> RexNetLite:
     """ReXNet-lite 2.0x"""
-    return _create('rexnet_lite_200', pretrained, width_mult=2.0, **kwargs)
+    return create(RexNetLite, 'rexnet_lite_200', pretrained, width_mult=2.0, **kwargs)

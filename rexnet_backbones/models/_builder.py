@@ -1,9 +1,13 @@
-"""Argument checks shared by the model entrypoints, run before timm builds the model."""
+"""What the ReXNet entrypoints share: pretrained cfg defaults, argument checks, the timm builder call."""
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Type
 
 import timm
+import torch
+import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg
 
 
 def require_pretrained_source(variant: str, kwargs: Dict[str, Any]) -> None:
@@ -46,3 +50,32 @@ def check_create_kwargs(variant: str, pretrained: bool, kwargs: Dict[str, Any]) 
                              f'(0-4: strides 2, 4, 8, 16, 32), got {kwargs["out_indices"]!r}')
     if pretrained:
         require_pretrained_source(variant, kwargs)
+
+
+def filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
+    """timm ``pretrained_filter_fn``: timm-format weights pass, official clovaai files are converted."""
+    from ..convert import to_timm_state_dict
+    return to_timm_state_dict(state_dict, model)
+
+
+def create(model_cls: Type[nn.Module], variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """``build_model_with_cfg`` with our checks, official-file conversion and timm's feature wrapper."""
+    check_create_kwargs(variant, pretrained, kwargs)
+    return build_model_with_cfg(
+        model_cls, variant, pretrained,
+        pretrained_filter_fn=filter_fn,
+        feature_cfg=dict(flatten_sequential=True),
+        **kwargs,
+    )
+
+
+def default_cfg(**kwargs: Any) -> Dict[str, Any]:
+    """Pretrained cfg of an ImageNet-1k ReXNet at 224x224 (timm's conventions)."""
+    return {
+        'url': '', 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
+        'crop_pct': 0.875, 'interpolation': 'bicubic',
+        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'stem.conv', 'classifier': 'head.fc', 'license': 'mit',
+        'paper_ids': 'arXiv:2007.00992', 'origin_url': 'https://github.com/clovaai/rexnet',
+        **kwargs,
+    }
