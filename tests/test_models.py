@@ -172,3 +172,19 @@ def test_other_timm_tools_use_new_names():
     cfg = timm.data.resolve_data_config({}, model=m)
     assert cfg['input_size'] == (3, 224, 224) and cfg['interpolation'] == 'bicubic'
     assert timm.models.is_model('rexnet_lite_130')
+
+
+def test_timm_part_works_without_openmmlab():
+    """With mmengine (and so mmdet/mmseg) missing, the timm part imports and the mm part says what to install."""
+    code = ('import sys\n'
+            'for m in ("mmengine", "mmcv", "mmdet", "mmseg"): sys.modules[m] = None\n'
+            'import timm, torch, rexnet_backbones\n'
+            'm = timm.create_model("rexnet_lite_100", features_only=True).eval()\n'
+            'assert len(m(torch.rand(1, 3, 64, 64))) == 5\n'
+            'try:\n'
+            '    rexnet_backbones.ReXNet\n'
+            'except ImportError as e:\n'
+            '    print(e)\n')
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "pip install 'rexnet_backbones[mm]'" in r.stdout
