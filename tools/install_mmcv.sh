@@ -25,7 +25,7 @@ if "${PIP[@]}" install --no-build-isolation --no-deps --only-binary mmcv --find-
      "mmcv==$MMCV_VERSION" 2>/dev/null; then
   echo "[install_mmcv] installed a prebuilt mmcv $MMCV_VERSION wheel"
 else
-  echo "[install_mmcv] no prebuilt wheel found: building mmcv $MMCV_VERSION from source (~18 min on 2 cores)"
+  echo "[install_mmcv] no prebuilt wheel found: building mmcv $MMCV_VERSION from source (about 60 CPU-minutes, once per machine)"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   "${PIP[@]}" download --no-deps --no-build-isolation --no-binary mmcv "mmcv==$MMCV_VERSION" -d "$work"
