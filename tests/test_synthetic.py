@@ -161,7 +161,7 @@ def test_det_is_deterministic_for_a_seed(tmp_path):
     kw = dict(num_train=4, num_val=3, img_size=(64, 80))
     a = make_coco_detection(str(tmp_path / 'a'), seed=7, **kw)
     b = make_coco_detection(str(tmp_path / 'b'), seed=7, **kw)
-    c = make_coco_detection(str(tmp_path / 'c'), seed=8, **kw)
+    make_coco_detection(str(tmp_path / 'c'), seed=8, **kw)
     for split in ('train', 'val'):
         rel = a['splits'][split]['ann_file']
         assert _read_json(tmp_path / 'a' / rel) == _read_json(tmp_path / 'b' / rel)

@@ -15,7 +15,7 @@ import ast
 import os
 import os.path as osp
 import re
-from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, NamedTuple, Sequence, Tuple
 
 __all__ = [
     'DatasetNotFoundError', 'MissingPath', 'find_missing_dataset_paths', 'check_dataset_paths',
