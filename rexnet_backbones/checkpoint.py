@@ -4,11 +4,13 @@ Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``, which rejects 
 mmengine 0.10.x stores in ``meta``/``message_hub`` (``HistoryBuffer``, numpy arrays, scalars and
 dtypes).  Importing this module (done by ``import rexnet_backbones``):
 
-* allowlists exactly those types for torch's weights-only unpickler
-  (:func:`register_mmengine_safe_globals`), so ``--resume``/``load_from``/test scripts work while
-  every load still refuses arbitrary pickled code;
-* makes mmengine write checkpoints atomically (:func:`patch_mmengine_atomic_save`);
-* honours the explicit opt-in ``REXNET_TRUST_CHECKPOINTS=1`` (see :func:`enable_trusted_loading`).
+allowlists exactly those types for torch's weights-only unpickler
+(:func:`register_mmengine_safe_globals`, a registry entry of torch's, not a patch), so
+``--resume``/``load_from``/test scripts work while every load still refuses arbitrary pickled code.
+
+It also holds the project's one atomic writer, :func:`atomic_write` (temp file, fsync, rename),
+used by the mmengine file backend ``'atomic_local'`` (``rexnet_backbones.engine``) and by
+:func:`save_state_dict`.
 
 Full (unsafe) unpickling is only ever done after an explicit opt-in: ``safe_load(..., trusted=True)``,
 the ``--trust-checkpoint`` flag of our tools, or ``REXNET_TRUST_CHECKPOINTS=1``.
@@ -16,15 +18,11 @@ the ``--trust-checkpoint`` flag of our tools, or ``REXNET_TRUST_CHECKPOINTS=1``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import pickle
 import re
 import struct
-import sys
-import uuid
-import warnings
 import zipfile
 from typing import Any, Callable, Union
 
@@ -32,7 +30,7 @@ import numpy as np
 import torch
 
 __all__ = ['safe_load', 'register_mmengine_safe_globals', 'enable_trusted_loading',
-           'patch_mmengine_atomic_save']
+           'trusted_loading_requested', 'atomic_write', 'save_state_dict', 'remove_stale_temp_files']
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +49,6 @@ _NUMPY_DTYPE_CODES = '?bBhHiIlLqQefdgFDG'
 _HISTORY_BUFFER_METHODS = frozenset({'min', 'max', 'current', 'mean'})
 
 _registered_names: list[str] | None = None
-_ATOMIC_FLAG = '_rexnet_atomic_save'
 
 
 def _is_true(value: str | None) -> bool:
@@ -174,6 +171,13 @@ def safe_load(path: PathLike, map_location: MapLocation = 'cpu', trusted: bool |
         raise FileNotFoundError(2, f"Checkpoint file not found: '{fspath}'", fspath)
     if trusted is None:
         trusted = _is_true(os.environ.get(TRUST_ENV))
+    if os.path.isfile(fspath) and not zipfile.is_zipfile(fspath):
+        with open(fspath, 'rb') as f:
+            head = f.read(2)
+        if head[:1] != b'\x80' and head != b'PK':  # neither torch's zip format nor a (legacy) pickle
+            raise RuntimeError(
+                f"Could not read checkpoint '{fspath}': it is not a PyTorch checkpoint (neither torch's "
+                f'zip format nor a pickle; it starts with {head!r}). Check the file name, or download it again.')
     try:
         return torch.load(fspath, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as exc:
@@ -182,7 +186,7 @@ def safe_load(path: PathLike, map_location: MapLocation = 'cpu', trusted: bool |
             if blocked:
                 raise _blocked_error(fspath, blocked) from exc
         raise _corrupt_error(fspath, exc) from exc
-    except (EOFError, zipfile.BadZipFile, struct.error, UnicodeDecodeError) as exc:
+    except (EOFError, zipfile.BadZipFile, struct.error, UnicodeDecodeError, KeyError, ValueError) as exc:
         raise _corrupt_error(fspath, exc) from exc
     except RuntimeError as exc:
         if any(marker in str(exc) for marker in _CORRUPT_RUNTIME_MARKERS):
@@ -192,6 +196,21 @@ def safe_load(path: PathLike, map_location: MapLocation = 'cpu', trusted: bool |
         if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
             raise
         raise _corrupt_error(fspath, exc) from exc  # e.g. EINVAL when the zip tail is cut off
+
+
+def trusted_loading_requested() -> bool:
+    """Whether the user opted in through ``REXNET_TRUST_CHECKPOINTS`` (our own variable)."""
+    return _is_true(os.environ.get(TRUST_ENV))
+
+
+def torch_unsafe_loading_forced() -> bool:
+    """Whether ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turns off torch's weights-only default."""
+    return _is_true(os.environ.get(TORCH_NO_WEIGHTS_ONLY_ENV))
+
+
+# --------------------------------------------------------------------------------- atomic writes
+_TMP_PREFIX = '.rexnet-tmp.'
+_TMP_RE = re.compile(r'^\.rexnet-tmp\.(?P<pid>\d+)\.[0-9a-f]{8}\.(?P<name>.+)$')
 
 
 def _fsync_dir(directory: str) -> None:
@@ -206,22 +225,81 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
-def _atomic_torch_save(obj: Any, filename: PathLike) -> None:
-    """``torch.save`` to a temp file next to ``filename``, fsync it, then ``os.replace`` it into place."""
-    target = os.fspath(filename)
-    if os.path.islink(target):  # keep writing through symlinks like open(target, 'wb') does
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(directory: PathLike) -> list[str]:
+    """Delete temporary files that :func:`atomic_write` left behind in ``directory``.
+
+    Only our own names (``.rexnet-tmp.<pid>.<rand>.<name>``) of processes that no longer run are
+    removed: a crash (or SIGKILL) during a save leaves one. Returns the removed paths.
+    """
+    removed = []
+    directory = os.fspath(directory)
+    with contextlib.suppress(OSError):
+        for name in os.listdir(directory):
+            m = _TMP_RE.match(name)
+            if m and not _pid_alive(int(m.group('pid'))):
+                path = os.path.join(directory, name)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                    removed.append(path)
+    if removed:
+        logger.warning('removed %d stale temporary file(s) of an interrupted save: %s',
+                       len(removed), ', '.join(removed))
+    return removed
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: PathLike, write: Callable[[Any], None] | bytes | str,
+                 encoding: str = 'utf-8') -> None:
+    """Write a file so that readers only ever see the old or the complete new content.
+
+    ``write`` is the bytes/str to write, or a function that writes into the given binary file
+    object. The data go to a temporary file next to ``path``, are flushed and fsync'ed, then
+    ``os.replace``'d onto ``path``. A new file gets the usual ``0o666 & ~umask`` mode; a
+    replaced file keeps its mode. Stale temporary files of earlier crashed saves in the same
+    folder are removed first. A symlink ``path`` is written through, as ``open(path, 'wb')`` does.
+    """
+    target = os.fspath(path)
+    if os.path.isdir(target):
+        raise IsADirectoryError(21, f"cannot write '{target}': it is a directory; give a file name", target)
+    if os.path.islink(target):
         target = os.path.realpath(target)
     directory = os.path.dirname(os.path.abspath(target))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory,
-                       f'.{os.path.basename(target)}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
-    # O_EXCL: never clobber anything; 0o666 & ~umask: same permissions as a plain open(..., 'wb').
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0), 0o666)
+    remove_stale_temp_files(directory)
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    tmp = os.path.join(directory, f'{_TMP_PREFIX}{os.getpid()}.{os.urandom(4).hex()}.{os.path.basename(target)}')
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0), 0o600)
     try:
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+            if isinstance(write, str):
+                f.write(write.encode(encoding))
+            elif isinstance(write, (bytes, bytearray, memoryview)):
+                f.write(write)
+            else:
+                write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -230,75 +308,10 @@ def _atomic_torch_save(obj: Any, filename: PathLike) -> None:
     _fsync_dir(directory)
 
 
-def _is_local_target(filename: Any, file_client_args: dict | None, backend_args: dict | None) -> bool:
-    """Whether mmengine would write ``filename`` with its local-disk backend."""
-    if file_client_args is not None or not isinstance(filename, (str, os.PathLike)):
-        return False  # deprecated FileClient path / unusual input: leave mmengine's behaviour alone
-    if os.fspath(filename).startswith('pavi://'):
-        return False
-    try:
-        from mmengine.fileio import get_file_backend
-        from mmengine.fileio.backends import LocalBackend
-
-        return isinstance(get_file_backend(filename, backend_args=backend_args), LocalBackend)
-    except Exception:  # unknown prefix etc.: let the original raise its own error
-        return False
-
-
-def _make_atomic(original: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(original)
-    def save_checkpoint(checkpoint: dict, filename: Any, file_client_args: dict | None = None,
-                        backend_args: dict | None = None) -> None:
-        if not _is_local_target(filename, file_client_args, backend_args):
-            return original(checkpoint, filename, file_client_args=file_client_args,
-                            backend_args=backend_args)
-        _atomic_torch_save(checkpoint, filename)
-
-    setattr(save_checkpoint, _ATOMIC_FLAG, True)
-    return save_checkpoint
-
-
-# Modules that bind ``save_checkpoint`` by name at import time (others import it lazily).
-_SAVE_CHECKPOINT_MODULES = ('mmengine.runner.checkpoint', 'mmengine.runner', 'mmengine.runner.runner',
-                            'mmengine._strategy.deepspeed', 'mmengine._strategy.colossalai')
-
-
-def patch_mmengine_atomic_save() -> bool:
-    """Make ``mmengine.runner.checkpoint.save_checkpoint`` atomic for local files.
-
-    The checkpoint is written to a temporary file in the target directory, flushed and fsync'ed,
-    then ``os.replace``'d onto the final name, so a crash never leaves a half-written checkpoint
-    (and the CheckpointHook writes ``last_checkpoint`` only after the replace). Other backends are
-    untouched. Idempotent; returns False when mmengine is not installed.
-    """
-    try:
-        import mmengine.runner.checkpoint as ckpt_module
-    except ImportError:
-        return False
-    current = ckpt_module.save_checkpoint
-    if getattr(current, _ATOMIC_FLAG, False):
-        original, patched = current.__wrapped__, current
+def save_state_dict(state_dict: dict, path: PathLike) -> None:
+    """Save tensors atomically: ``.safetensors`` by extension, else ``torch.save``."""
+    if os.fspath(path).endswith('.safetensors'):
+        from safetensors.torch import save
+        atomic_write(path, save({k: v.contiguous() for k, v in state_dict.items()}))
     else:
-        original, patched = current, _make_atomic(current)
-    for name in _SAVE_CHECKPOINT_MODULES:
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, 'save_checkpoint', None) is original:
-            module.save_checkpoint = patched
-    return True
-
-
-def _activate() -> None:
-    """Import-time setup: allowlist, atomic saving, and the env-var opt-in."""
-    register_mmengine_safe_globals()
-    try:
-        patch_mmengine_atomic_save()
-    except Exception as exc:  # never make the package unimportable because of this
-        warnings.warn(f'Could not patch mmengine for atomic checkpoint saving: {exc}', stacklevel=2)
-    if _is_true(os.environ.get(TRUST_ENV)):
-        try:
-            enable_trusted_loading()
-        except RuntimeError as exc:
-            warnings.warn(str(exc), stacklevel=2)
-
-
-_activate()
+        atomic_write(path, lambda f: torch.save(state_dict, f))

@@ -18,13 +18,17 @@ import re
 from typing import Iterable, Iterator, List, NamedTuple, Sequence, Tuple
 
 __all__ = [
-    'DatasetNotFoundError', 'MissingPath', 'find_missing_dataset_paths', 'check_dataset_paths',
+    'DatasetNotFoundError', 'AnnotationFileError', 'check_annotation_files', 'MissingPath', 'find_missing_dataset_paths', 'check_dataset_paths',
     'format_missing_dataset_message', 'splits_for_training'
 ]
 
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset path referenced by the config does not exist."""
+
+
+class AnnotationFileError(ValueError):
+    """An annotation file exists but cannot be read (corrupt or truncated JSON, ...)."""
 
 
 class MissingPath(NamedTuple):
@@ -274,3 +278,56 @@ def splits_for_training(cfg) -> List[str]:
         splits.append('val')
     return splits
 
+
+
+#: annotation files larger than this are not parsed up front (COCO train is ~450 MB): only their
+#: first and last bytes are checked
+FULL_PARSE_LIMIT = 64 * 1024 * 1024
+
+
+def _annotation_files(cfg, splits: Sequence[str]) -> List[Tuple[str, str]]:
+    files: List[Tuple[str, str]] = []
+    for split in splits:
+        loader = _get(cfg, f'{split}_dataloader')
+        if isinstance(loader, dict) and isinstance(loader.get('dataset'), dict):
+            for key, ds in _iter_leaf_datasets(loader['dataset'], f'{split}_dataloader.dataset'):
+                if ds.get('ann_file') and not _is_remote(ds['ann_file'], ds.get('backend_args')):
+                    files.append((f'{key}.ann_file', _join(ds.get('data_root') or '', ds['ann_file'])))
+        evaluator = _get(cfg, f'{split}_evaluator') if split != 'train' else None
+        for metric in evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]:
+            if isinstance(metric, dict) and metric.get('ann_file') and \
+                    not _is_remote(metric['ann_file'], metric.get('backend_args')):
+                files.append((f'{split}_evaluator.ann_file', metric['ann_file']))
+    return files
+
+
+def check_annotation_files(cfg, splits: Sequence[str] = _SPLITS) -> None:
+    """Raise :class:`AnnotationFileError` naming a JSON annotation file that does not parse.
+
+    Files up to :data:`FULL_PARSE_LIMIT` are parsed; larger ones are checked for a JSON object's
+    first and last characters (a truncated download fails that). Missing files are left to
+    :func:`check_dataset_paths`.
+    """
+    import json
+    seen = set()
+    for key, path in _annotation_files(cfg, splits):
+        if path in seen or not path.endswith('.json') or not osp.isfile(path):
+            continue
+        seen.add(path)
+        size = osp.getsize(path)
+        try:
+            if size <= FULL_PARSE_LIMIT:
+                with open(path, 'rb') as f:
+                    json.loads(f.read())
+                continue
+            with open(path, 'rb') as f:
+                head = f.read(64).lstrip()
+                f.seek(max(size - 64, 0))
+                tail = f.read().rstrip()
+            if head[:1] not in (b'{', b'[') or tail[-1:] not in (b'}', b']'):
+                raise ValueError('the file does not start and end like a JSON document (truncated?)')
+        except (ValueError, UnicodeDecodeError) as e:
+            raise AnnotationFileError(
+                f"annotation file {path} ({key}) is not valid JSON: {e}.\n"
+                'It is corrupt or truncated: download or convert it again (for the synthetic data, '
+                'delete its folder and run `python tools/make_synthetic_data.py`).') from None

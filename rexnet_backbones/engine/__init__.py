@@ -1,0 +1,17 @@
+"""Training and testing with mmengine's Runner: what ``tools/train.py`` and ``tools/test.py`` run.
+
+* :func:`train` and :func:`test` -- the whole job of the two tools, callable from Python.
+* :mod:`.config` -- config loading, scope registration, the tools' config edits.
+* :mod:`.distributed` -- CPU (gloo) set-up for torchrun, and a clean shutdown.
+* :mod:`.hooks` -- ``AtomicCheckpointHook`` and ``CheckpointCheckHook`` (registered in mmengine's
+  ``HOOKS``), :mod:`.fileio` -- the ``'atomic_local'`` file backend (``register_backend``).
+
+Importing this package registers the hook and backend types; it changes no function of mmengine.
+"""
+from .errors import ToolError, USER_ERRORS, run_cli
+from .fileio import AtomicLocalBackend
+from .hooks import AtomicCheckpointHook, CheckpointCheckHook
+from .runner import test, train
+
+__all__ = ['train', 'test', 'ToolError', 'USER_ERRORS', 'run_cli', 'AtomicLocalBackend',
+           'AtomicCheckpointHook', 'CheckpointCheckHook']

@@ -1,0 +1,142 @@
+"""Hooks for mmengine's Runner, registered in mmengine's ``HOOKS`` (found from mmdet/mmseg scopes).
+
+* ``AtomicCheckpointHook`` -- ``CheckpointHook`` whose checkpoints go through the
+  ``'atomic_local'`` file backend and whose ``last_checkpoint`` file is replaced atomically.
+  Our configs select it with ``default_hooks.checkpoint.type``.
+* ``CheckpointCheckHook`` -- refuses a ``load_from``/``--resume`` checkpoint whose weights do not
+  fit the model (mmengine loads with ``strict=False`` and only warns), unless partial loading is
+  explicitly allowed. Our tools add it.
+"""
+from __future__ import annotations
+
+import os.path as osp
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook, Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from ..checkpoint import atomic_write
+from ..convert import CheckpointMismatchError
+from .fileio import BACKEND_NAME
+
+__all__ = ['AtomicCheckpointHook', 'CheckpointCheckHook', 'diff_checkpoint']
+
+
+def _is_local(path: Optional[str]) -> bool:
+    return path is None or '://' not in str(path)
+
+
+@HOOKS.register_module(force=True)
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` that never leaves a half-written checkpoint or ``last_checkpoint``.
+
+    Same arguments as :class:`mmengine.hooks.CheckpointHook`. For a local ``out_dir`` without
+    ``backend_args``/``file_client_args`` it uses ``backend_args=dict(backend='atomic_local')``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        if kwargs.get('backend_args') is None and kwargs.get('file_client_args') is None and \
+                _is_local(kwargs.get('out_dir')):
+            kwargs['backend_args'] = dict(backend=BACKEND_NAME)
+        super().__init__(*args, **kwargs)
+
+    def _drop_oldest(self, runner, step: int) -> None:
+        """Keep at most ``max_keep_ckpts`` checkpoints (as CheckpointHook does)."""
+        if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            return
+        if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+            old = self.keep_ckpt_ids.popleft()
+            if is_main_process():
+                path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
+                if self.file_backend.isfile(path):
+                    self.file_backend.remove(path)
+                elif self.file_backend.isdir(path):
+                    self.file_backend.rmtree(path)
+        self.keep_ckpt_ids.append(step)
+        runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+
+    def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
+        self._drop_oldest(runner, step)
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir, filename, self.file_client_args,
+            save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
+            meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        if is_main_process():
+            atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), str(self.last_ckpt))
+
+
+def diff_checkpoint(state_dict: Dict[str, Any], model_state: Dict[str, Any],
+                    revise_keys: Tuple[Tuple[str, str], ...] = ((r'^module\.', ''),)
+                    ) -> Tuple[List[str], List[str], List[Tuple[str, tuple, tuple]]]:
+    """(missing, unexpected, mismatched) keys of a checkpoint's state_dict against a model's."""
+    for pattern, repl in revise_keys:
+        state_dict = {re.sub(pattern, repl, k): v for k, v in state_dict.items()}
+    missing = [k for k in model_state if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in model_state]
+    mismatched = [(k, tuple(v.shape), tuple(model_state[k].shape)) for k, v in state_dict.items()
+                  if k in model_state and hasattr(v, 'shape') and tuple(v.shape) != tuple(model_state[k].shape)]
+    return missing, unexpected, mismatched
+
+
+def _likely_cause(missing: List[str], unexpected: List[str]) -> str:
+    missing_set = set(missing)
+    sample = unexpected[:50]
+    if sample:
+        heads = {k.split('.', 1)[0] for k in sample}
+        if len(heads) == 1 and all(k.split('.', 1)[-1] in missing_set for k in sample):
+            return (f"its keys carry an extra prefix '{next(iter(heads))}.' (a wrapped model): "
+                    'strip it when saving')
+        for prefix in ('backbone.',):
+            if all(prefix + k in missing_set for k in sample):
+                return ('it holds a backbone only (e.g. ImageNet weights): give it to the backbone as '
+                        "model.backbone.init_cfg=dict(type='Pretrained', checkpoint=...), not as "
+                        'load_from/checkpoint')
+    return ('it was written for another model: another config (backbone, neck, head or number of '
+            'classes) or another width/arch')
+
+
+@HOOKS.register_module(force=True)
+class CheckpointCheckHook(Hook):
+    """Check every checkpoint the Runner loads (``load_from``, ``--resume``) against the model.
+
+    Args:
+        allow_partial: only log what did and did not load, instead of raising.
+        filename: the checkpoint's name for messages (default: the Runner's ``load_from``).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, allow_partial: bool = False, filename: Optional[str] = None):
+        self.allow_partial = allow_partial
+        self.filename = filename
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
+        model_state = model.state_dict()
+        missing, unexpected, mismatched = diff_checkpoint(dict(state), model_state)
+        name = self.filename or getattr(runner, '_load_from', None) or 'the checkpoint'
+        if not (missing or mismatched):
+            if unexpected:
+                print_log(f'{name}: {len(unexpected)} key(s) not used by the model, e.g. '
+                          f'{", ".join(unexpected[:5])}', logger='current', level=30)
+            return
+        loaded = len(model_state) - len(missing) - len(mismatched)
+        what = (f'checkpoint {name} does not fit the model of this config: {len(missing)} model '
+                f'key(s) missing, {len(unexpected)} unexpected, {len(mismatched)} with another '
+                f'shape ({loaded} of {len(model_state)} would load).\n  Likely cause: '
+                f'{_likely_cause(missing, unexpected)}.')
+        if self.allow_partial:
+            print_log(f'--allow-partial: loading what fits. {CheckpointMismatchError(what, missing, unexpected, mismatched)}',
+                      logger='current', level=30)
+            return
+        raise CheckpointMismatchError(
+            what + '\n  To load what fits anyway, pass --allow-partial (tools/train.py, tools/test.py).',
+            missing, unexpected, mismatched)

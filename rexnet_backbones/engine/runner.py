@@ -1,0 +1,179 @@
+"""``train`` and ``test``: the jobs of ``tools/train.py`` and ``tools/test.py``, from Python.
+
+    from rexnet_backbones.engine import train, test
+    train('configs/det/retinanet_rexnet.py', work_dir='work_dirs/r', cfg_options={'train_cfg.max_epochs': 1})
+    metrics = test('configs/det/retinanet_rexnet.py', 'work_dirs/r/epoch_1.pth')
+
+Before anything is built, both check the inputs a user can get wrong (config, dataset paths and
+annotation files, checkpoint files, neck channels) and raise errors that say what to do; while
+running, every checkpoint the Runner loads must fit the model (``CheckpointCheckHook``) unless
+``allow_partial=True``. torch.distributed is shut down at the end, also on error.
+"""
+from __future__ import annotations
+
+import logging
+import os.path as osp
+from typing import Any, Dict, Optional
+
+from mmengine.config import Config
+from mmengine.evaluator import DumpResults
+from mmengine.logging import print_log
+
+from ..data.checks import splits_for_training
+from . import config as C
+from .distributed import setup_cpu_distributed, shutdown_distributed
+from .errors import ToolError
+
+__all__ = ['train', 'test', 'prepare_train_config', 'prepare_test_config', 'build_runner']
+
+
+class DumpPredictions(DumpResults):
+    """mmengine's DumpResults, dropping per-pixel ``seg_logits`` (C x H x W floats per image)."""
+
+    def process(self, data_batch, data_samples) -> None:
+        from mmengine.evaluator.metric import _to_cpu
+        for sample in _to_cpu(data_samples):
+            if isinstance(sample, dict):
+                sample.pop('seg_logits', None)
+            self.results.append(sample)
+
+
+def build_runner(cfg):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def _check_neck(cfg) -> None:
+    try:
+        from ..mm.checks import check_neck_in_channels
+    except ImportError:  # pragma: no cover - older backbone module
+        return
+    try:
+        check_neck_in_channels(cfg.model)
+    except ValueError as e:
+        raise ToolError(str(e)) from None
+
+
+def _add_checkpoint_check(cfg, allow_partial: bool) -> None:
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    hooks.append(dict(type='CheckpointCheckHook', allow_partial=allow_partial))
+    cfg.custom_hooks = hooks
+
+
+def prepare_train_config(config: str, *, work_dir: Optional[str] = None, resume: Optional[str] = None,
+                         amp: bool = False, auto_scale_lr: bool = False,
+                         cfg_options: Optional[Dict[str, Any]] = None, launcher: str = 'none') -> Config:
+    """The config as the Runner will see it (no process group, no modules registered, no checks)."""
+    cfg = C.load_config(config, cfg_options, launcher, work_dir)
+    C.apply_train_options(cfg, amp=amp, auto_scale_lr=auto_scale_lr)
+    if resume is not None:
+        C.resolve_resume(cfg, resume)
+    return cfg
+
+
+def train(config: str, *, work_dir: Optional[str] = None, resume: Optional[str] = None, amp: bool = False,
+          auto_scale_lr: bool = False, cfg_options: Optional[Dict[str, Any]] = None, launcher: str = 'none',
+          trust_checkpoint: bool = False, allow_partial: bool = False):
+    """Train from a config, as mmdet's ``tools/train.py``; returns the trained model.
+
+    Args:
+        resume: ``'auto'`` for the latest checkpoint in the work dir, or a checkpoint path.
+        trust_checkpoint: load checkpoints with full unpickling (executes code in the file).
+        allow_partial: load a ``load_from``/``resume`` checkpoint that does not fit the model,
+            logging what did and did not load (by default such a checkpoint is refused).
+    """
+    C.set_up_trust(trust_checkpoint)
+    cfg = prepare_train_config(config, work_dir=work_dir, resume=resume, amp=amp,
+                               auto_scale_lr=auto_scale_lr, cfg_options=cfg_options, launcher=launcher)
+    what = '--resume' if cfg.get('resume') else 'load_from'
+    C.check_checkpoint_file(cfg.get('load_from'), what)
+    C.check_datasets(cfg, splits_for_training(cfg))
+    C.use_atomic_checkpoints(cfg)
+    C.register_scope_modules(cfg)
+    _check_neck(cfg)
+    _add_checkpoint_check(cfg, allow_partial)
+    failed = True
+    try:
+        setup_cpu_distributed(cfg)
+        runner = build_runner(cfg)
+        model = runner.train()
+        failed = False
+        return model
+    finally:
+        shutdown_distributed(failed)
+
+
+def prepare_test_config(config: str, checkpoint: str, *, work_dir: Optional[str] = None,
+                        out: Optional[str] = None, cfg_options: Optional[Dict[str, Any]] = None,
+                        launcher: str = 'none') -> Config:
+    """The test config as the Runner will see it (no process group, no modules registered)."""
+    cfg = C.load_config(config, cfg_options, launcher, work_dir)
+    cfg.load_from = checkpoint
+    scope = cfg.get('default_scope', None) or ''
+    if out is not None and not out.endswith(('.pkl', '.pickle')):
+        if scope != 'mmseg':
+            raise ToolError(f'--out must name a .pkl/.pickle file, got {out!r}')
+        # mmseg's meaning: IoUMetric writes the predicted label maps to this directory
+        if isinstance(cfg.test_evaluator, dict):
+            cfg.test_evaluator['output_dir'] = out
+            cfg.test_evaluator['keep_results'] = True
+        else:
+            raise ToolError('--out DIR needs a single test_evaluator; use --out FILE.pkl')
+    return cfg
+
+
+def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: Optional[str] = None,
+         show: bool = False, show_dir: Optional[str] = None, wait_time: float = 2, tta: bool = False,
+         cfg_options: Optional[Dict[str, Any]] = None, launcher: str = 'none',
+         trust_checkpoint: bool = False, allow_partial: bool = False,
+         backend: str = 'pytorch') -> Dict[str, Any]:
+    """Evaluate a checkpoint on the config's test set, as mmdet's ``tools/test.py``; returns the metrics.
+
+    Args:
+        out: ``*.pkl`` to dump predictions; for mmseg configs another value is the directory
+            where ``IoUMetric`` writes the predicted label maps (mmseg's meaning).
+        backend: ``'pytorch'``, or ``'onnxruntime'`` to run the network of an exported ``.onnx``
+            model (``checkpoint``) in ONNX Runtime with the config's own post-processing.
+    """
+    C.set_up_trust(trust_checkpoint)
+    cfg = prepare_test_config(config, checkpoint, work_dir=work_dir, out=out, cfg_options=cfg_options,
+                              launcher=launcher)
+    if backend == 'pytorch':
+        C.check_checkpoint_file(checkpoint, 'checkpoint')
+    elif backend == 'onnxruntime':
+        if not osp.isfile(checkpoint):
+            raise ToolError(f'ONNX model not found: {checkpoint}')
+    else:
+        raise ToolError(f"--backend must be 'pytorch' or 'onnxruntime', got {backend!r}")
+    C.check_datasets(cfg, ['test'])
+    scope = C.register_scope_modules(cfg)
+    if show or show_dir:
+        C.enable_visualization(cfg, scope, show=show, show_dir=show_dir, wait_time=wait_time)
+    if tta:
+        C.apply_tta(cfg, scope)
+    if backend == 'onnxruntime':
+        from ..deploy import use_onnx_backend
+        cfg = use_onnx_backend(cfg, checkpoint, backend='onnxruntime')
+    else:
+        _check_neck(cfg)
+        _add_checkpoint_check(cfg, allow_partial)
+    failed = True
+    try:
+        setup_cpu_distributed(cfg)
+        runner = build_runner(cfg)
+        if out is not None and out.endswith(('.pkl', '.pickle')):
+            if scope == 'mmdet':
+                from mmdet.evaluation import DumpDetResults
+                runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=out))
+            else:
+                runner.test_evaluator.metrics.append(DumpPredictions(out_file_path=out))
+        metrics = runner.test()
+        if out is not None and runner.rank == 0:
+            print_log(f'predictions written to {out}', logger='current', level=logging.INFO)
+        failed = False
+        return metrics
+    finally:
+        shutdown_distributed(failed)
