@@ -174,7 +174,7 @@ def safe_load(path: PathLike, map_location: MapLocation = 'cpu', trusted: bool |
     if os.path.isfile(fspath) and not zipfile.is_zipfile(fspath):
         with open(fspath, 'rb') as f:
             head = f.read(2)
-        if head[:1] != b'\x80' and head != b'PK':  # neither torch's zip format nor a (legacy) pickle
+        if head and head[:1] != b'\x80' and head != b'PK':  # neither torch's zip format nor a (legacy) pickle
             raise RuntimeError(
                 f"Could not read checkpoint '{fspath}': it is not a PyTorch checkpoint (neither torch's "
                 f'zip format nor a pickle; it starts with {head!r}). Check the file name, or download it again.')

@@ -1,5 +1,4 @@
 """Shared helpers for tests/test_tools.py and tests/test_synthetic.py (not a test module)."""
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -79,15 +78,3 @@ def logged_metric(text: str, name: str, occurrence: int = -1) -> float:
     if not values:
         raise AssertionError(f'{name} not found in the log')
     return float(values[occurrence])
-
-
-def load_tool_module(name: str):
-    """Import tools/<name>.py in-process (as mmdet-style scripts they are not a package)."""
-    module_name = f'_rexnet_tools_{name}'
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, osp.join(TOOLS, f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module

@@ -183,9 +183,9 @@ def test_enable_trusted_loading_reaches_mmengine(tmp_path, monkeypatch):
     assert rbc.safe_load(path)['obj'].value == 5
 
 
-def test_module_imports_without_mmengine(tmp_path):
+def test_package_imports_without_mmengine(tmp_path):
     script = textwrap.dedent(f"""
-        import importlib.util, sys
+        import sys
         import numpy as np, torch
 
         class _BlockMMEngine:
@@ -193,36 +193,59 @@ def test_module_imports_without_mmengine(tmp_path):
                 if name == 'mmengine' or name.startswith('mmengine.'):
                     raise ImportError('mmengine blocked for this test')
         sys.meta_path.insert(0, _BlockMMEngine())
-        spec = importlib.util.spec_from_file_location(
-            'rb_ckpt', {str(ROOT / 'rexnet_backbones' / 'checkpoint.py')!r})
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        import rexnet_backbones
+        from rexnet_backbones import checkpoint as mod
         assert 'mmengine' not in sys.modules
         names = mod.register_mmengine_safe_globals()
         assert 'numpy.ndarray' in names and not any('mmengine' in n for n in names), names
-        assert mod.patch_mmengine_atomic_save() is False
         torch.save({{'a': np.arange(3)}}, {str(tmp_path / 'a.pth')!r})
         assert mod.safe_load({str(tmp_path / 'a.pth')!r})['a'].tolist() == [0, 1, 2]
         print('OK')
     """)
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120,
+                          cwd=str(ROOT))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith('OK')
 
 
 # ----------------------------------------------------------------------------- atomic saving
+ATOMIC = dict(backend='atomic_local')
 
-def test_atomic_patch_is_installed_and_idempotent():
+
+def test_import_replaces_no_mmengine_function():
+    """``import rexnet_backbones`` registers; mmengine's functions stay its own."""
     import mmengine.runner as runner_pkg
     import mmengine.runner.checkpoint as ckpt_mod
     import mmengine.runner.runner as runner_mod
+    from mmengine.fileio import get_file_backend
+    from mmengine.registry import HOOKS
 
-    patched = ckpt_mod.save_checkpoint
-    assert getattr(patched, rbc._ATOMIC_FLAG, False)
-    assert runner_mod.save_checkpoint is patched and runner_pkg.save_checkpoint is patched
-    assert rbc.patch_mmengine_atomic_save() is True
-    assert ckpt_mod.save_checkpoint is patched  # not wrapped twice
-    assert not getattr(patched.__wrapped__, rbc._ATOMIC_FLAG, False)
+    import rexnet_backbones  # noqa: F401
+    from rexnet_backbones.engine import AtomicCheckpointHook, AtomicLocalBackend
+
+    assert ckpt_mod.save_checkpoint.__module__ == 'mmengine.runner.checkpoint'
+    assert runner_mod.save_checkpoint is ckpt_mod.save_checkpoint is runner_pkg.save_checkpoint
+    assert HOOKS.get('AtomicCheckpointHook') is AtomicCheckpointHook
+    assert type(get_file_backend('/tmp/x.pth', backend_args=ATOMIC)) is AtomicLocalBackend
+    assert AtomicCheckpointHook(interval=1).backend_args == ATOMIC
+    assert AtomicCheckpointHook(interval=1, out_dir='s3://bucket/x').backend_args is None
+
+
+def test_atomic_write_modes_and_stale_temp_files(tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        new = tmp_path / 'new.pth'
+        rbc.save_state_dict({'w': torch.ones(2)}, new)
+        assert new.stat().st_mode & 0o777 == 0o644  # 0o666 & ~umask, as open() gives
+        kept = tmp_path / 'kept.pth'
+        kept.write_bytes(b'x')
+        kept.chmod(0o640)
+        rbc.save_state_dict({'w': torch.ones(2)}, kept)
+        assert kept.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+    finally:
+        os.umask(old_umask)
+    with pytest.raises(IsADirectoryError, match='it is a directory'):
+        rbc.atomic_write(tmp_path, b'x')
 
 
 # Crashes are injected where bytes reach the disk (each binary-write ``open``), not inside
@@ -293,14 +316,16 @@ def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
     from mmengine.runner.checkpoint import save_checkpoint
 
     target = tmp_path / 'ckpt' / 'latest.pth'
-    save_checkpoint({'state_dict': {'w': torch.ones(4096)}, 'meta': {'iter': 1}}, str(target))
+    save_checkpoint({'state_dict': {'w': torch.ones(4096)}, 'meta': {'iter': 1}}, str(target),
+                    backend_args=ATOMIC)
     before = target.read_bytes()
     assert rbc.safe_load(target)['meta']['iter'] == 1
 
     with monkeypatch.context() as mp:
         _fail_binary_writes(mp)
         with pytest.raises((OSError, RuntimeError)) as excinfo:
-            save_checkpoint({'state_dict': {'w': torch.zeros(4096)}, 'meta': {'iter': 2}}, str(target))
+            save_checkpoint({'state_dict': {'w': torch.zeros(4096)}, 'meta': {'iter': 2}}, str(target),
+                            backend_args=ATOMIC)
     _assert_simulated_failure(excinfo)
     assert target.read_bytes() == before
     assert rbc.safe_load(target)['meta']['iter'] == 1
@@ -312,17 +337,18 @@ def test_process_killed_mid_write_keeps_previous_checkpoint(tmp_path):
     from mmengine.runner.checkpoint import save_checkpoint
 
     target = tmp_path / 'epoch_1.pth'
-    save_checkpoint({'state_dict': {'w': torch.ones(4096)}, 'meta': {'epoch': 1}}, str(target))
+    save_checkpoint({'state_dict': {'w': torch.ones(4096)}, 'meta': {'epoch': 1}}, str(target),
+                    backend_args=ATOMIC)
     before = target.read_bytes()
     script = textwrap.dedent(f"""
         import builtins, io, sys
         import torch
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_checkpoint import _faulty_open_factory  # also imports rexnet_backbones (the patch)
+        from test_checkpoint import _faulty_open_factory  # also imports rexnet_backbones (the backend)
         from mmengine.runner.checkpoint import save_checkpoint
         builtins.open = io.open = _faulty_open_factory(io.open, 1000, 'kill', 1)
         save_checkpoint({{'state_dict': {{'w': torch.zeros(4096)}}, 'meta': {{'epoch': 2}}}},
-                        {str(target)!r})
+                        {str(target)!r}, backend_args=dict(backend='atomic_local'))
     """)
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120,
                           cwd=str(ROOT))
@@ -330,8 +356,12 @@ def test_process_killed_mid_write_keeps_previous_checkpoint(tmp_path):
     assert target.read_bytes() == before
     assert rbc.safe_load(target)['meta']['epoch'] == 1
     leftovers = [p for p in tmp_path.iterdir() if p.name != 'epoch_1.pth']
-    assert len(leftovers) == 1 and leftovers[0].name.startswith('.epoch_1.pth.')
-    assert leftovers[0].name.endswith('.tmp') and leftovers[0].stat().st_size == 1000
+    assert len(leftovers) == 1 and leftovers[0].name.startswith('.rexnet-tmp.')
+    assert leftovers[0].name.endswith('.epoch_1.pth') and leftovers[0].stat().st_size == 1000
+    # the next save into that folder removes the dead process' temporary file
+    save_checkpoint({'state_dict': {'w': torch.ones(8)}, 'meta': {'epoch': 2}}, str(tmp_path / 'epoch_2.pth'),
+                    backend_args=ATOMIC)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['epoch_1.pth', 'epoch_2.pth']
 
 
 # ----------------------------------------------------------------------------- real mmengine Runner
@@ -398,7 +428,7 @@ def _make_runner(work_dir: Path, name: str, *, by_epoch: bool, max_len: int, int
                   batch_size=4, collate_fn=dict(type='default_collate'))
     train_cfg = (dict(by_epoch=True, max_epochs=max_len, val_interval=1) if by_epoch
                  else dict(by_epoch=False, max_iters=max_len, val_interval=max_len))
-    ckpt_hook = dict(type='CheckpointHook', interval=interval, by_epoch=by_epoch)
+    ckpt_hook = dict(type='AtomicCheckpointHook', interval=interval, by_epoch=by_epoch)
     val = {}
     if with_val:
         ckpt_hook.update(save_best='mse', rule='less')
@@ -456,13 +486,14 @@ def test_iter_runner_crash_while_saving_then_resume(tmp_path, monkeypatch, torch
     runner_a = _make_runner(work, f'{tmp_path.name}_a', by_epoch=False, max_len=4, interval=2,
                             with_val=False)
     with monkeypatch.context() as mp:
-        _fail_binary_writes(mp, nth=2)  # checkpoints are the only binary files the runner writes
+        # binary writes: iter_2.pth, last_checkpoint, then iter_4.pth fails half-way
+        _fail_binary_writes(mp, nth=3)
         with pytest.raises((OSError, RuntimeError)) as excinfo:
             runner_a.train()
     _assert_simulated_failure(excinfo)
 
     assert not (work / 'iter_4.pth').exists()
-    assert not list(work.glob('.*.tmp'))
+    assert not list(work.glob('.rexnet-tmp.*'))
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
     saved = torch.load(work / 'iter_2.pth')  # torch default, weights_only=True
     assert saved['meta']['iter'] == 2 and saved['meta']['dataset_meta'] == DATASET_META
@@ -508,3 +539,10 @@ def test_epoch_runner_with_val_resume_via_load_from(tmp_path, torch_load_spy):
     _assert_resumed_state(record, saved)
     assert (runner_b.epoch, runner_b.iter) == (3, 6)
     assert rbc.safe_load(work / 'epoch_3.pth')['meta']['epoch'] == 3
+
+
+def test_text_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / 'notes.pth'
+    path.write_text('these are not weights\n')
+    with pytest.raises(RuntimeError, match=r"notes\.pth': it is not a PyTorch checkpoint"):
+        rbc.safe_load(path)

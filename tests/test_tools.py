@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _helpers_t
 
 from _helpers_tools import (  # noqa: E402
     DET_CONFIG, DET_DIST_CONFIG, NUM_VAL, SEG_CONFIG, TOOLS, describe, free_port,
-    load_tool_module, logged_metric, make_tool_data, run, run_tool)
+    logged_metric, make_tool_data, run, run_tool)
 
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
@@ -223,79 +223,62 @@ def test_test_seg_out_pkl_and_show_dir(seg_run, data_root, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
-# in-process: argument handling
+# in-process: the library behind the tools (rexnet_backbones.engine)
 # ------------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def _restore_local_rank(monkeypatch):
-    """parse_args() exports LOCAL_RANK (as the mmdet tools do); undo that after each test."""
-    monkeypatch.setenv('LOCAL_RANK', 'placeholder')  # records the original value (or absence)
-    monkeypatch.delenv('LOCAL_RANK')
+from rexnet_backbones.engine import ToolError  # noqa: E402
+from rexnet_backbones.engine import config as engine_config  # noqa: E402
+from rexnet_backbones.engine import runner as engine_runner  # noqa: E402
 
 
-@pytest.fixture(scope='module')
-def train_tool():
-    return load_tool_module('train')
-
-
-@pytest.fixture(scope='module')
-def test_tool():
-    return load_tool_module('test')
-
-
-def test_train_cfg_defaults_and_overrides(train_tool, monkeypatch, tmp_path):
+def test_train_cfg_defaults_and_overrides(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    args = train_tool.parse_args([DET_CONFIG, '--cfg-options', 'train_cfg.max_epochs=3'])
-    cfg = train_tool.build_train_cfg(args)
+    cfg = engine_runner.prepare_train_config(DET_CONFIG, cfg_options={'train_cfg.max_epochs': 3})
     assert cfg.work_dir == osp.join('./work_dirs', 'retinanet_tiny_synthetic')
     assert cfg.train_cfg.max_epochs == 3
     assert cfg.launcher == 'none' and cfg.resume is False
-    assert os.environ['LOCAL_RANK'] == '0'
-    args = train_tool.parse_args([DET_CONFIG, '--work-dir', 'wd', '--auto-scale-lr'])
-    cfg = train_tool.build_train_cfg(args)
+    cfg = engine_runner.prepare_train_config(DET_CONFIG, work_dir='wd', auto_scale_lr=True)
     assert cfg.work_dir == 'wd' and cfg.auto_scale_lr.enable is True
 
 
-def test_train_resume_flag(train_tool):
-    cfg = train_tool.build_train_cfg(train_tool.parse_args([DET_CONFIG, '--resume']))
-    assert cfg.resume is True and cfg.load_from is None
-    cfg = train_tool.build_train_cfg(train_tool.parse_args([DET_CONFIG, '--resume', 'x.pth']))
-    assert cfg.resume is True and cfg.load_from == 'x.pth'
+def test_train_resume_named_checkpoint(tmp_path):
+    ckpt = tmp_path / 'x.pth'
+    ckpt.write_bytes(b'')
+    cfg = engine_runner.prepare_train_config(DET_CONFIG, resume=str(ckpt))
+    assert cfg.resume is True and cfg.load_from == str(ckpt)
+    with pytest.raises(ToolError, match=r'--resume .*missing\.pth: checkpoint not found'):
+        engine_runner.prepare_train_config(DET_CONFIG, resume=str(tmp_path / 'missing.pth'))
 
 
-def test_train_auto_scale_lr_without_config_entry_fails(train_tool, capsys):
-    with pytest.raises(SystemExit) as e:
-        train_tool.build_train_cfg(train_tool.parse_args([SEG_CONFIG, '--auto-scale-lr']))
-    assert e.value.code == 1
-    assert 'auto_scale_lr' in capsys.readouterr().err
+def test_train_auto_scale_lr_without_config_entry_fails():
+    with pytest.raises(ToolError, match='the config has no auto_scale_lr'):
+        engine_runner.prepare_train_config(SEG_CONFIG, auto_scale_lr=True)
 
 
-def test_train_amp(train_tool, capsys):
-    args = train_tool.parse_args([DET_CONFIG, '--amp'])
-    if train_tool.accelerator_available():
-        cfg = train_tool.build_train_cfg(args)
+def test_train_amp():
+    if engine_config.accelerator_available():
+        cfg = engine_runner.prepare_train_config(DET_CONFIG, amp=True)
         assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
         assert cfg.optim_wrapper.loss_scale == 'dynamic'
     else:  # documented decision: a clear error, no silent fp32 fallback
-        with pytest.raises(SystemExit):
-            train_tool.build_train_cfg(args)
-        assert 'needs a GPU' in capsys.readouterr().err
+        with pytest.raises(ToolError, match='needs a GPU'):
+            engine_runner.prepare_train_config(DET_CONFIG, amp=True)
 
 
-def test_test_out_must_be_pickle_for_mmdet(test_tool, capsys):
-    with pytest.raises(SystemExit):
-        test_tool.build_test_cfg(test_tool.parse_args([DET_CONFIG, 'c.pth', '--out', 'res.json']))
-    assert '.pkl' in capsys.readouterr().err
+def test_test_out_must_be_pickle_for_mmdet():
+    with pytest.raises(ToolError, match=r'--out must name a \.pkl/\.pickle file'):
+        engine_runner.prepare_test_config(DET_CONFIG, 'c.pth', out='res.json')
     # mmseg keeps its own meaning of a non-pickle --out: IoUMetric's output directory
-    cfg = test_tool.build_test_cfg(test_tool.parse_args([SEG_CONFIG, 'c.pth', '--out', 'preds']))
+    cfg = engine_runner.prepare_test_config(SEG_CONFIG, 'c.pth', out='preds')
     assert cfg.test_evaluator.output_dir == 'preds' and cfg.test_evaluator.keep_results
     assert cfg.load_from == 'c.pth'
 
 
-def test_cpu_distributed_setup(train_tool, monkeypatch):
+def test_cpu_distributed_setup(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip('checks the CPU-only (gloo) path')
     import torch.distributed as dist
     from mmengine.config import Config
+    from rexnet_backbones.engine.distributed import setup_cpu_distributed, shutdown_distributed
     assert not dist.is_initialized()
     for key, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1',
                            MASTER_PORT=str(free_port())).items():
@@ -304,20 +287,20 @@ def test_cpu_distributed_setup(train_tool, monkeypatch):
     cfg.model.auxiliary_head = dict(type='FCNHead', norm_cfg=dict(type='SyncBN'))
     cfg.launcher = 'pytorch'
     try:
-        assert train_tool.setup_cpu_distributed(cfg) is True
+        assert setup_cpu_distributed(cfg) is True
         assert dist.is_initialized() and dist.get_backend() == 'gloo'
         assert cfg.env_cfg.dist_cfg.backend == 'gloo'
         assert cfg.model_wrapper_cfg.type == 'MMDistributedDataParallel'
         assert 'device_ids' in cfg.model_wrapper_cfg and cfg.model_wrapper_cfg.device_ids is None
         assert cfg.model.auxiliary_head.norm_cfg.type == 'BN'
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown_distributed()
+    assert not dist.is_initialized()  # the shutdown destroyed the process group
     cfg.launcher = 'slurm'
-    with pytest.raises(SystemExit):
-        train_tool.setup_cpu_distributed(cfg)
+    with pytest.raises(ToolError, match='--launcher slurm needs GPUs'):
+        setup_cpu_distributed(cfg)
     cfg.launcher = 'none'
-    assert train_tool.setup_cpu_distributed(cfg) is False
+    assert setup_cpu_distributed(cfg) is False
 
 
 # ------------------------------------------------------------------------------------------
@@ -387,19 +370,17 @@ def test_dataset_check_split_selection(data_root, monkeypatch):
     assert splits_for_training(cfg) == ['train']
 
 
-def test_trust_checkpoint_flag_calls_enable_trusted_loading(train_tool, monkeypatch, tmp_path,
-                                                            capsys):
-    checkpoint = pytest.importorskip('rexnet_backbones.checkpoint')
+def test_trust_checkpoint_flag_calls_enable_trusted_loading(monkeypatch, tmp_path):
+    from rexnet_backbones.data import DatasetNotFoundError
     calls = []
-    monkeypatch.setattr(checkpoint, 'enable_trusted_loading', lambda: calls.append(1))
+    monkeypatch.setattr(engine_config, 'enable_trusted_loading', lambda: calls.append(1))
     monkeypatch.setenv('SYNTHETIC_DATA_ROOT', str(tmp_path / 'none'))
-    with pytest.raises(SystemExit):  # stops at the dataset check, after the flag was handled
-        train_tool.main([DET_CONFIG, '--work-dir', str(tmp_path / 'wd'), '--trust-checkpoint'])
+    with pytest.raises(DatasetNotFoundError):  # stops at the dataset check, after the flag was handled
+        engine_runner.train(DET_CONFIG, work_dir=str(tmp_path / 'wd'), trust_checkpoint=True)
     assert calls == [1]
-    assert 'Dataset not found' in capsys.readouterr().err
     calls.clear()
-    with pytest.raises(SystemExit):
-        train_tool.main([DET_CONFIG, '--work-dir', str(tmp_path / 'wd')])
+    with pytest.raises(DatasetNotFoundError):
+        engine_runner.train(DET_CONFIG, work_dir=str(tmp_path / 'wd'))
     assert calls == []
 
 
@@ -415,15 +396,14 @@ def test_dataset_check_mentions_env_variables_of_base_configs(tmp_path, monkeypa
         check_dataset_paths(cfg, ['train'])
 
 
-def test_tta_config_transform(test_tool, capsys):
-    cfg = test_tool.build_test_cfg(test_tool.parse_args([DET_CONFIG, 'c.pth', '--tta']))
+def test_tta_config_transform():
+    cfg = engine_runner.prepare_test_config(DET_CONFIG, 'c.pth')
     inner_model_type = cfg.model.type
     with pytest.warns(UserWarning):  # mmdet's defaults are used, with a warning (as mmdet does)
-        test_tool.apply_tta(cfg, 'mmdet')
+        engine_config.apply_tta(cfg, 'mmdet')
     assert cfg.model.type == 'DetTTAModel' and cfg.model.module.type == inner_model_type
     pipeline = cfg.test_dataloader.dataset.pipeline
     assert pipeline[-1]['type'] == 'TestTimeAug' and pipeline[0]['type'] == 'LoadImageFromFile'
-    seg = test_tool.build_test_cfg(test_tool.parse_args([SEG_CONFIG, 'c.pth', '--tta']))
-    with pytest.raises(SystemExit):  # mmseg: the config must define tta_pipeline
-        test_tool.apply_tta(seg, 'mmseg')
-    assert 'tta_pipeline' in capsys.readouterr().err
+    seg = engine_runner.prepare_test_config(SEG_CONFIG, 'c.pth')
+    with pytest.raises(ToolError, match='--tta needs tta_model and tta_pipeline'):
+        engine_config.apply_tta(seg, 'mmseg')
