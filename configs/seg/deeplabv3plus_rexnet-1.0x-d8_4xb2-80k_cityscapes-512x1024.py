@@ -24,3 +24,6 @@ model = dict(
     auxiliary_head=dict(in_channels=128))
 # optimizer: the base's SGD lr 0.01, weight decay 5e-4 for 8 images (mmseg's DeepLabV3+ recipe).
 auto_scale_lr = dict(enable=False, base_batch_size=8)
+
+# crash-safe checkpoints (atomic files and last_checkpoint)
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

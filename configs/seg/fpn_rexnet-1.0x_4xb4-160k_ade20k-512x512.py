@@ -22,3 +22,6 @@ model = dict(
     neck=dict(in_channels=[38, 61, 128, 185]))
 # optimizer: the base's SGD lr 0.01, weight decay 5e-4 for 16 images (mmseg's Semantic FPN recipe).
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# crash-safe checkpoints (atomic files and last_checkpoint)
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -23,3 +23,6 @@ model = dict(
     decode_head=dict(in_channels=(16, 40, 184)))
 # optimizer: the base's SGD lr 0.01, weight decay 5e-4 for 16 images (mmseg's LR-ASPP recipe).
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# crash-safe checkpoints (atomic files and last_checkpoint)
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
