@@ -1,25 +1,19 @@
 #!/usr/bin/env python
-"""The main job (`make demo`): RetinaNet-ReXNet-1.0x on the embedded synthetic COCO-format data.
+"""The main job (`make demo`): train RetinaNet-ReXNet-1.0x on the embedded synthetic COCO data on CPU.
 
-1. generates the synthetic data once (data/synthetic/coco);
-2. evaluates the untrained model (the baseline) with the real COCO metric;
-3. trains with tools/train.py on CPU (a few minutes);
-4. evaluates the trained model with mmdet's CocoMetric (pycocotools) and draws its predictions;
-5. prints the metrics and where everything was written.
+    python tools/demo.py [--data-root DIR] [--work-dir DIR] [--epochs N] [--retrain] [--threads N]
+
+Generates the data once, evaluates the untrained model with the COCO metric, trains (a few
+minutes), evaluates again and draws predictions; see :mod:`rexnet_backbones.demo`.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import os.path as osp
-import subprocess
 import sys
-import time
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = osp.join(ROOT, 'configs/det/retinanet_rexnet_synthetic.py')
-METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
+from rexnet_backbones.demo import ROOT, run_demo
+from rexnet_backbones.engine import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -29,124 +23,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--epochs', type=int, default=None, help='override the number of epochs (default: config, 12)')
     p.add_argument('--num-train', type=int, default=256)
     p.add_argument('--num-val', type=int, default=48)
+    p.add_argument('--threads', type=int, default=2, help='torch CPU threads (fixed for reproducible numbers)')
     p.add_argument('--retrain', action='store_true', help='train again even if a finished checkpoint exists')
     return p.parse_args(argv)
 
 
-def _cfg(args, **overrides):
-    from mmengine.config import Config
-    cfg = Config.fromfile(CONFIG)
-    cfg.work_dir = args.work_dir
-    cfg.merge_from_dict(overrides)
-    cfg.test_dataloader.num_workers = 0
-    cfg.test_dataloader.persistent_workers = False
-    return cfg
-
-
-def evaluate(args, checkpoint: str | None, tag: str) -> dict:
-    """Real COCO evaluation through mmengine's Runner (mmdet's CocoMetric, pycocotools)."""
-    from mmengine.runner import Runner
-    cfg = _cfg(args)
-    cfg.load_from = checkpoint
-    cfg.work_dir = osp.join(args.work_dir, tag)
-    cfg.default_hooks.visualization = dict(type='DetVisualizationHook', draw=False)
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
-    return {k: float(metrics[k]) for k in METRICS}
-
-
-def draw_predictions(args, checkpoint: str, out_png: str, num: int = 8, score_thr: float = 0.3) -> None:
-    """A grid of val images: ground truth (white, dashed) and predictions (coloured, with scores)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    from mmdet.apis import inference_detector, init_detector
-    from pycocotools.coco import COCO
-
-    cfg = _cfg(args)
-    model = init_detector(cfg, checkpoint, device='cpu')
-    data_root = cfg.test_dataloader.dataset.data_root
-    coco = COCO(osp.join(data_root, 'annotations/instances_val2017.json'))
-    classes = cfg.classes
-    colours = ['tab:red', 'tab:green', 'tab:blue', 'tab:orange', 'tab:purple']
-    ids = sorted(coco.getImgIds())[:num]
-    cols = 4
-    fig, axes = plt.subplots((len(ids) + cols - 1) // cols, cols, figsize=(3.2 * cols, 3.4 * ((len(ids) + cols - 1) // cols)))
-    for ax, img_id in zip(axes.flat, ids):
-        info = coco.loadImgs(img_id)[0]
-        path = osp.join(data_root, 'val2017', info['file_name'])
-        img = plt.imread(path)
-        ax.imshow(img)
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=img_id)):
-            x, y, w, h = ann['bbox']
-            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, ec='white', ls='--', lw=1))
-        pred = inference_detector(model, path).pred_instances
-        keep = pred.scores >= score_thr
-        for box, label, score in zip(pred.bboxes[keep], pred.labels[keep], pred.scores[keep]):
-            x1, y1, x2, y2 = box.tolist()
-            c = colours[int(label) % len(colours)]
-            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=c, lw=2))
-            ax.text(x1, y1 - 1, f'{classes[int(label)]} {score:.2f}', color=c, fontsize=7, va='bottom')
-        ax.set_title(info['file_name'], fontsize=8)
-        ax.axis('off')
-    for ax in list(axes.flat)[len(ids):]:
-        ax.axis('off')
-    fig.suptitle(f'RetinaNet-ReXNet-1.0x on synthetic val images (score >= {score_thr}; GT dashed white)')
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ['SYNTHETIC_DATA_ROOT'] = args.data_root
-    os.makedirs(args.work_dir, exist_ok=True)
-    t0 = time.time()
-    import rexnet_backbones  # noqa: F401  (registers ReXNet, safe checkpoint loading)
-    from mmdet.utils import register_all_modules
-    from rexnet_backbones.data.synthetic import make_coco_detection
-    register_all_modules()
-
-    print('[demo] 1/4 synthetic data', flush=True)
-    make_coco_detection(osp.join(args.data_root, 'coco'), num_train=args.num_train, num_val=args.num_val,
-                        img_size=(160, 160), seed=0)
-
-    print('[demo] 2/4 untrained baseline (random init), COCO bbox metric', flush=True)
-    untrained = evaluate(args, None, 'untrained')
-
-    epochs = args.epochs or _cfg(args).train_cfg.max_epochs
-    final = osp.join(args.work_dir, f'epoch_{epochs}.pth')
-    if args.retrain or not osp.isfile(final):
-        print(f'[demo] 3/4 training {epochs} epochs on CPU with tools/train.py (log: {args.work_dir})', flush=True)
-        cmd = [sys.executable, osp.join(ROOT, 'tools/train.py'), CONFIG, '--work-dir', args.work_dir]
-        overrides = [f'train_cfg.max_epochs={epochs}', f'train_cfg.val_interval={epochs}',
-                     f'default_hooks.checkpoint.interval={min(4, epochs)}']
-        if osp.isfile(osp.join(args.work_dir, 'last_checkpoint')) and not args.retrain:
-            cmd.append('--resume')  # an interrupted demo continues where it stopped
-        subprocess.run(cmd + ['--cfg-options', *overrides], check=True)
-    else:
-        print(f'[demo] 3/4 found a finished training at {final} (use --retrain to train again)', flush=True)
-    train_s = time.time() - t0
-
-    print('[demo] 4/4 trained model: COCO bbox metric and a picture of predictions', flush=True)
-    trained = evaluate(args, final, 'trained')
-    png = osp.join(args.work_dir, 'predictions.png')
-    draw_predictions(args, final, png)
-
-    result = dict(untrained=untrained, trained=trained, checkpoint=final, picture=png,
-                  data=osp.join(args.data_root, 'coco'), seconds=round(time.time() - t0, 1))
-    with open(osp.join(args.work_dir, 'demo_metrics.json'), 'w') as f:
-        json.dump(result, f, indent=2)
-    print('\n| model | bbox mAP | mAP@50 | mAP@75 |\n|---|---|---|---|')
-    for name, m in (('untrained (random init)', untrained), (f'trained ({epochs} epochs, CPU)', trained)):
-        print(f'| {name} | {m[METRICS[0]]:.3f} | {m[METRICS[1]]:.3f} | {m[METRICS[2]]:.3f} |')
-    print(f'\ndata:        {result["data"]}\ncheckpoint:  {final}\npredictions: {png}\n'
-          f'metrics:     {osp.join(args.work_dir, "demo_metrics.json")}\nlogs:        {args.work_dir}\n'
-          f'total time:  {result["seconds"]:.0f} s (up to training: {train_s:.0f} s)')
-    if trained[METRICS[0]] <= untrained[METRICS[0]]:
-        print('[demo] warning: the trained model is not better than the untrained one', file=sys.stderr)
-        return 1
-    return 0
+    return run_cli(lambda _: run_demo(args.data_root, args.work_dir, args.epochs, args.num_train, args.num_val,
+                                      args.retrain, args.threads))
 
 
 if __name__ == '__main__':
