@@ -85,6 +85,9 @@ def test_out_indices_int_like_mmdet():
     assert len(m.features) == m.stage_ends[3] + 1
     (out,) = m(torch.rand(1, 3, 64, 64))
     assert out.shape == (1, 128, 4, 4)
+    # DDP: every parameter of the kept blocks reaches the output
+    m.train()(torch.rand(2, 3, 64, 64))[0].sum().backward()
+    assert [n for n, p in m.named_parameters() if p.grad is None] == []
 
 
 @pytest.mark.parametrize('output_stride', [8, 16])
