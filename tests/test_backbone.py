@@ -1,6 +1,7 @@
 """type='ReXNet' in the mmdet/mmseg registries: options as mmdet's ResNet has them, pretrained init."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -63,6 +64,32 @@ def test_widen_factor_override():
     assert m.out_channels == [85, 134, 283, 406]
 
 
+@pytest.mark.parametrize('arch', ['rexnet_100', 'rexnet_lite_100'])
+def test_eval_outputs_equal_timm(arch):
+    """Outputs in the requested order, bit-equal to timm's own model with the same weights."""
+    torch.manual_seed(0)
+    m = ReXNet(arch=arch, out_indices=(5, 0, 3), output_stride=16).eval()
+    ref = timm.create_model(arch, num_classes=0, output_stride=16).eval()
+    assert ref.load_state_dict(m.state_dict(), strict=False).unexpected_keys == []
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        head_conv, level0, level3 = m(x)
+        ref0, ref3 = ref.forward_intermediates(x, indices=[0, 3], intermediates_only=True)
+        assert torch.equal(level0, ref0) and torch.equal(level3, ref3)
+        assert torch.equal(head_conv, ref.forward_features(x))
+
+
+def test_out_indices_int_like_mmdet():
+    m = ReXNet(arch='rexnet_100', out_indices=3).eval()
+    assert m.out_indices == (3,) and m.out_channels == [128]
+    assert len(m.features) == m.stage_ends[3] + 1
+    (out,) = m(torch.rand(1, 3, 64, 64))
+    assert out.shape == (1, 128, 4, 4)
+    # DDP: every parameter of the kept blocks reaches the output
+    m.train()(torch.rand(2, 3, 64, 64))[0].sum().backward()
+    assert [n for n, p in m.named_parameters() if p.grad is None] == []
+
+
 @pytest.mark.parametrize('output_stride', [8, 16])
 def test_output_stride(output_stride):
     m = ReXNet(arch='rexnet_100', output_stride=output_stride).eval()
@@ -73,8 +100,10 @@ def test_output_stride(output_stride):
 def test_bad_arguments_are_clear():
     with pytest.raises(ValueError, match='unknown ReXNet arch'):
         ReXNet(arch='resnet50')
-    with pytest.raises(ValueError, match='out_indices'):
+    with pytest.raises(ValueError, match=r'out_indices must be an int or distinct ints in 0\.\.5 .* got \(1, 6\)'):
         ReXNet(out_indices=(1, 6))
+    with pytest.raises(ValueError, match=r'got \(2, 2\)'):
+        ReXNet(out_indices=(2, 2))
     with pytest.raises(ValueError, match='output_stride'):
         ReXNet(output_stride=4)
     with pytest.raises(ValueError, match='frozen_stages'):
@@ -94,13 +123,15 @@ def test_frozen_stages_like_resnet():
     assert all(p.requires_grad for mod in rest for p in mod.parameters())
     assert all(bn.training for mod in rest for bn in _bns(mod))
     # frozen weights and statistics stay put through a training step
-    before = {k: v.clone() for k, v in m.state_dict().items() if k.startswith(('stem.', 'features.0.', 'features.2.'))}
+    frozen_keys = ('stem.', 'features.0.', 'features.1.', 'features.2.')
+    before = {k: v.clone() for k, v in m.state_dict().items() if k.startswith(frozen_keys)}
+    trained_before = m.features[10].conv_pwl.conv.weight.detach().clone()
     opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.1)
     sum(o.mean() for o in m(torch.rand(2, 3, 64, 64))).backward()
     opt.step()
     after = m.state_dict()
-    assert all(torch.equal(v, after[k]) for k, v in before.items())
-    assert not torch.equal(after['features.10.conv_pwl.conv.weight'], m.features[10].conv_pwl.conv.weight.detach() * 0)
+    assert len(before) > 20 and all(torch.equal(v, after[k]) for k, v in before.items())
+    assert not torch.equal(after['features.10.conv_pwl.conv.weight'], trained_before), 'unfrozen weights train'
 
 
 def test_norm_eval_like_resnet():
@@ -204,12 +235,68 @@ def test_init_cfg_partial_checkpoint_raises_with_missing_keys(tmp_path):
         m.init_weights()
 
 
-def test_init_cfg_missing_file_and_offline_hub():
-    m = ReXNet(init_cfg=dict(type='Pretrained', checkpoint='no/such/file.pth'))
-    with pytest.raises(FileNotFoundError, match='no/such/file.pth'):
+def test_init_cfg_list_is_verified_too(tmp_path, reference_dir):
+    """``init_cfg=[dict(type='Pretrained', ...)]`` goes through the same verified loader as a dict."""
+    src = reference_dir / 'rexnetv1_lite_1.0_official_random.pth'  # official layout: mmengine's loader loads nothing
+    official = torch.load(src, weights_only=True)
+    m = ReXNet(arch='rexnet_lite_100', init_cfg=[dict(type='Kaiming', layer='Conv2d'),
+                                                  dict(type='Pretrained', checkpoint=str(src))])
+    m.init_weights()
+    assert torch.equal(m.stem.conv.weight, official['features.0.weight'])
+    assert torch.equal(m.features[5].conv_exp.conv.weight, official['features.8.out.0.weight'])
+    # a detector checkpoint through a list with prefix=
+    det = {'state_dict': {f'backbone.{k}': v for k, v in m.state_dict().items()}}
+    torch.save(det, tmp_path / 'det.pth')
+    m2 = ReXNet(arch='rexnet_lite_100',
+                init_cfg=[dict(type='Pretrained', checkpoint=str(tmp_path / 'det.pth'), prefix='backbone')])
+    m2.init_weights()
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in m2.state_dict().items())
+    # a partial checkpoint in a list raises
+    partial = {k: v for k, v in m.state_dict().items() if not k.startswith('features.12.')}
+    torch.save(partial, tmp_path / 'partial.pth')
+    m3 = ReXNet(arch='rexnet_lite_100', init_cfg=[dict(type='Pretrained', checkpoint=str(tmp_path / 'partial.pth'))])
+    with pytest.raises(CheckpointMismatchError, match=r'missing keys \(\d+\): features\.12\.'):
+        m3.init_weights()
+    m4 = ReXNet(init_cfg=[dict(type='Pretrained', checkpoint='a.pth'), dict(type='Pretrained', checkpoint='b.pth')])
+    with pytest.raises(ValueError, match='init_cfg holds 2 Pretrained entries'):
+        m4.init_weights()
+
+
+def test_detector_checkpoint_without_prefix_suggests_it(tmp_path):
+    sd = timm.create_model('rexnet_lite_100', num_classes=0).state_dict()
+    det = {'state_dict': {**{f'backbone.{k}': v for k, v in sd.items()}, 'neck.lateral.weight': torch.zeros(1)}}
+    torch.save(det, tmp_path / 'det.pth')
+    m = ReXNet(arch='rexnet_lite_100', init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'det.pth')))
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)missing keys \(\d+\).*hint: its keys start with "
+                                                      r"'backbone\.'.*add prefix='backbone\.'") as e:
         m.init_weights()
-    m = ReXNet(init_cfg=dict(type='Pretrained', checkpoint='timm/rexnet_100.nav_in1k'))
-    with pytest.raises(RuntimeError, match="Give a local file instead"):
+    assert len(e.value.missing) == len(m.state_dict())
+    m = ReXNet(arch='rexnet_lite_100',
+               init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'det.pth'), prefix='model.'))
+    with pytest.raises(CheckpointMismatchError, match="no key starts with prefix 'model.'; its keys start with "
+                                                      "'backbone.'"):
+        m.init_weights()
+
+
+def test_init_cfg_missing_file_is_not_taken_for_a_hub_tag():
+    for name in ('no/such/file.pth', 'rexnet_100.pth', 'rexnet_100.nav_in1k.safetensors', 'ckpt/rexnet_100.nav_in1k'):
+        m = ReXNet(init_cfg=dict(type='Pretrained', checkpoint=name))
+        with pytest.raises(FileNotFoundError, match=f'file {name!r} does not exist'):
+            m.init_weights()
+
+
+def test_init_cfg_hub_tag_offline_fails_fast(tmp_path, monkeypatch):
+    """Not cached and HF_HUB_OFFLINE set: our own check answers, before timm's download retries."""
+    import huggingface_hub.constants
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_CACHE', str(tmp_path))  # an empty cache
+    for tag in ('timm/rexnet_100.nav_in1k', 'rexnet_100.nav_in1k', 'hf-hub:timm/rexnet_100.nav_in1k'):
+        m = ReXNet(init_cfg=dict(type='Pretrained', checkpoint=tag))
+        with pytest.raises(RuntimeError, match='not in the Hugging Face cache and HF_HUB_OFFLINE is set. '
+                                               'Give a local file instead'):
+            m.init_weights()
+    m = ReXNet(arch='rexnet_lite_100', init_cfg=dict(type='Pretrained', checkpoint='timm/rexnet_lite_100.clova_in1k'))
+    with pytest.raises(RuntimeError, match='timm has no downloadable weights'):
         m.init_weights()
 
 
@@ -240,3 +327,23 @@ def test_detector_init_weights_loads_backbone(reference_dir):
     det.init_weights()
     official = torch.load(reference_dir / 'rexnetv1_lite_1.0_official_random.pth', weights_only=True)
     assert torch.equal(det.backbone.features[5].conv_exp.conv.weight, official['features.8.out.0.weight'])
+
+
+# ---------------------------------------------------------------- config checks
+def test_check_in_channels_with_real_configs():
+    from mmengine.config import Config
+    from rexnet_backbones.mm import check_in_channels
+    cfg = Config.fromfile('configs/det/retinanet_rexnet.py')
+    assert check_in_channels(cfg.model) == [38, 61, 128, 185]
+    cfg.model.neck.in_channels = [38, 61, 128, 512]
+    with pytest.raises(ValueError, match=re.escape(
+            'model.neck.in_channels is [38, 61, 128, 512], but the backbone ReXNet(arch=\'rexnet_100\', '
+            'out_indices=[1, 2, 3, 4]) gives backbone.out_channels = [38, 61, 128, 185]: write '
+            'model = dict(neck=dict(in_channels=[38, 61, 128, 185]))')):
+        check_in_channels(cfg)  # a whole Config works too
+    seg = Config.fromfile('configs/seg/deeplabv3plus_rexnet-1.0x-d8_4xb2-80k_cityscapes-512x1024.py')
+    assert check_in_channels(seg.model) == [38, 61, 128, 185]
+    seg.model.decode_head.in_channels = 128
+    with pytest.raises(ValueError, match=re.escape('set model.decode_head.in_channels = 185')):
+        check_in_channels(seg.model)
+    assert check_in_channels(dict(backbone=dict(type='ResNet', depth=50), neck=dict(in_channels=[1]))) is None

@@ -1,4 +1,9 @@
-"""ReXNet as an OpenMMLab backbone (``type='ReXNet'`` in mmdet and mmseg configs)."""
+"""ReXNet as an OpenMMLab backbone (``type='ReXNet'`` in mmdet and mmseg configs).
+
+The network, its intermediate outputs, the pruning of unused blocks and gradient checkpointing all
+come from the timm model (``RexNet`` or our ``RexNetLite``): this module adds mmdet's backbone options
+(``frozen_stages``, ``norm_eval``, ``norm_cfg``) and the verified ``Pretrained`` init.
+"""
 from __future__ import annotations
 
 import os
@@ -8,16 +13,25 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, initialize
 from mmengine.registry import MODELS
 
 from ..checkpoint import safe_load
-from ..convert import CheckpointMismatchError, to_timm_state_dict, unwrap_state_dict
+from ..convert import CheckpointMismatchError, is_official_layout, to_timm_state_dict, unwrap_state_dict
 from ..models import REXNET_ARCHS
 
+try:  # public name in newer versions of convert.py
+    from ..convert import check_state_dict
+except ImportError:  # pragma: no cover - depends on the branch
+    from ..convert import _compare as check_state_dict
+
 __all__ = ['ReXNet']
+
+#: names ending like this are files, never hub tags
+_FILE_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.ckpt', '.pkl')
+_HUB_PREFIXES = ('timm/', 'timm:', 'hf-hub:')
+_HUB_FILES = ('model.safetensors', 'pytorch_model.bin')
 
 
 class _BatchOneSafeBN(nn.BatchNorm2d):
@@ -36,6 +50,11 @@ def _known_archs() -> List[str]:
     return sorted(set(REXNET_ARCHS) | set(timm.list_models('rexnet*')))
 
 
+def _block_index(module_name: str) -> int:
+    """``'features.7'`` -> 7 (a feature_info module name)."""
+    return int(module_name.split('.')[-1])
+
+
 @MODELS.register_module()
 class ReXNet(BaseModule):
     """ReXNet v1 / ReXNet-lite backbone built from the timm registry.
@@ -44,20 +63,33 @@ class ReXNet(BaseModule):
         arch: timm model name: ``rexnet_{090,100,130,150,200,220,300}``, ``rexnetr_*`` or
             ``rexnet_lite_{100,130,150,200}``.
         widen_factor: override the width multiplier of ``arch`` (e.g. 2.2).
-        out_indices: pyramid levels to return: 0..4 are strides 2, 4, 8, 16, 32 and 5 is the final
-            1x1 head conv (1280 x width channels, stride 32), as mmdet's MobileNetV2 exposes ``conv2``.
+        out_indices: pyramid levels to return, an int or a sequence of distinct ints: 0..4 are
+            strides 2, 4, 8, 16, 32 (timm's ``feature_info``) and 5 is the final 1x1 head conv
+            (1280 x width channels, stride 32), as mmdet's MobileNetV2 exposes ``conv2``. Outputs come
+            in the given order; the blocks after the last one are dropped (DDP needs no unused
+            parameters).
         frozen_stages: freeze (no grad, BN in eval mode) the stem and the first ``k`` levels, i.e.
             everything up to stride ``2**k``; -1 freezes nothing, 6 also freezes the head conv.
         norm_cfg: ``dict(type='BN')`` or ``dict(type='SyncBN')``; ``eps``, ``momentum`` and
-            ``requires_grad`` are honoured.
+            ``requires_grad`` are honoured. SyncBN applies under ``torch.distributed`` only. The SE
+            BatchNorm of ReXNet v1 falls back to its running statistics for a training batch of one
+            image (timm's model raises there).
         norm_eval: keep all BN layers in eval mode while training (frozen statistics).
-        with_cp: gradient checkpointing of each block (saves memory, costs compute).
+        with_cp: gradient checkpointing of each block in training (saves memory, costs compute).
         drop_path_rate: stochastic depth rate, linearly increasing over the blocks.
         output_stride: 32, 16 or 8; 16 and 8 dilate the last levels (segmentation).
         timm_kwargs: extra keyword arguments for ``timm.create_model``.
-        init_cfg: ``dict(type='Pretrained', checkpoint=...)`` with a timm hub tag
-            (``'timm/rexnet_100.nav_in1k'``), a timm-format file or an official clovaai file.
-            Every backbone weight must load or an error names the missing keys.
+        init_cfg: a ``dict(type='Pretrained', checkpoint=..., prefix=None)``, or a list holding one
+            such entry (other entries, e.g. ``type='Kaiming'``, are applied first, as mmengine does).
+            ``checkpoint`` is a timm hub tag (``'timm/rexnet_100.nav_in1k'``), a timm-format file
+            (.pth/.safetensors) or an official clovaai file; ``prefix`` selects a sub-model of a
+            detector/segmentor checkpoint (``'backbone.'``). Every backbone weight must load, or a
+            ``CheckpointMismatchError`` names the missing and mismatched keys.
+
+    Attributes:
+        out_channels: channels of each output, in ``out_indices`` order (``neck.in_channels``).
+        feature_info: timm's ``feature_info`` of the full model (levels 0..4).
+        stage_ends: block index in ``features`` that ends each level 0..5 (5: the head conv).
     """
 
     #: out index of the final 1x1 conv
@@ -67,7 +99,7 @@ class ReXNet(BaseModule):
             self,
             arch: str = 'rexnet_100',
             widen_factor: Optional[float] = None,
-            out_indices: Sequence[int] = (1, 2, 3, 4),
+            out_indices: Union[int, Sequence[int]] = (1, 2, 3, 4),
             frozen_stages: int = -1,
             norm_cfg: Optional[Dict[str, Any]] = None,
             norm_eval: bool = False,
@@ -83,10 +115,10 @@ class ReXNet(BaseModule):
                              '(and `import rexnet_backbones` for the lite and extra widths)')
         if output_stride not in (8, 16, 32):
             raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride!r}')
-        out_indices = tuple(out_indices)
+        out_indices = (out_indices,) if isinstance(out_indices, int) else tuple(out_indices)
         if not out_indices or any(not isinstance(i, int) or not 0 <= i <= self.HEAD_CONV_INDEX for i in out_indices) \
                 or len(set(out_indices)) != len(out_indices):
-            raise ValueError(f'out_indices must be distinct ints in 0..{self.HEAD_CONV_INDEX} '
+            raise ValueError(f'out_indices must be an int or distinct ints in 0..{self.HEAD_CONV_INDEX} '
                              f'(0-4: strides 2, 4, 8, 16, 32; 5: final 1x1 conv), got {out_indices}')
         if not -1 <= frozen_stages <= self.HEAD_CONV_INDEX + 1:
             raise ValueError(f'frozen_stages must be in -1..{self.HEAD_CONV_INDEX + 1}, got {frozen_stages}')
@@ -102,27 +134,34 @@ class ReXNet(BaseModule):
                                   drop_path_rate=drop_path_rate, **kwargs)
         self.arch = arch
         self._timm_kwargs = kwargs
-        self.stem = model.stem
-        self.features = model.features
         self.feature_info = list(model.feature_info)
-        self.stage_ends = [int(f['module'].split('.')[-1]) for f in self.feature_info]
-        self.stage_ends.append(len(self.features) - 1)  # head conv
+        self.stage_ends = [_block_index(f['module']) for f in self.feature_info] + [len(model.features) - 1]
+        level_channels = [f['num_chs'] for f in self.feature_info] + [model.num_features]
         #: channels of each requested output, e.g. for ``neck.in_channels``
-        self.out_channels = [self._level_channels(i) for i in out_indices]
-        # drop the blocks after the last requested output: unused parameters break DDP
-        self.features = self.features[:max(self.stage_ends[i] for i in out_indices) + 1]
+        self.out_channels = [level_channels[i] for i in out_indices]
         self.out_indices = out_indices
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
 
+        # timm levels to take (forward_intermediates needs at least one); the head conv is the
+        # output of the last block, so with level 5 nothing can be pruned
+        self._with_head_conv = self.HEAD_CONV_INDEX in out_indices
+        self._taps = sorted(i for i in out_indices if i != self.HEAD_CONV_INDEX) or [len(self.feature_info) - 1]
+        if not self._with_head_conv:
+            model.prune_intermediate_layers(self._taps, prune_head=True)
+        self._set_model(model)
         self._setup_norm(norm_type, norm_cfg)
+        self._model.set_grad_checkpointing(with_cp)
         self._freeze_stages()
 
-    def _level_channels(self, i: int) -> int:
-        if i == self.HEAD_CONV_INDEX:
-            return self.features[-1].conv.out_channels
-        return self.feature_info[i]['num_chs']
+    def _set_model(self, model: nn.Module) -> None:
+        """Register timm's ``stem`` and ``features`` as this module's own children (so that the
+        state_dict keys are timm's) and keep the timm model, unregistered, for its forward methods.
+        Both share the same module objects; replace them only through this method."""
+        self.__dict__['_model'] = model
+        self.stem = model.stem
+        self.features = model.features
 
     def _setup_norm(self, norm_type: str, norm_cfg: Dict[str, Any]) -> None:
         for module in self.modules():
@@ -145,8 +184,7 @@ class ReXNet(BaseModule):
         # timm's converter keeps the activation fused in timm's BatchNormAct2d.
         if norm_type == 'SyncBN' and torch.distributed.is_available() and torch.distributed.is_initialized():
             from timm.layers import convert_sync_batchnorm
-            self.stem = convert_sync_batchnorm(self.stem)
-            self.features = convert_sync_batchnorm(self.features)
+            self._set_model(convert_sync_batchnorm(self._model))
 
     def _frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages < 0:
@@ -167,80 +205,169 @@ class ReXNet(BaseModule):
             for m in self.modules():
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
+        self._model.set_grad_checkpointing(self.with_cp and mode)
         return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        x = self.stem(x)
-        wanted = {self.stage_ends[i]: i for i in self.out_indices}
-        outs: Dict[int, torch.Tensor] = {}
-        last = max(wanted)
-        for idx, block in enumerate(self.features):
-            if self.with_cp and self.training and x.requires_grad:
-                x = cp.checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-            if idx in wanted:
-                outs[wanted[idx]] = x
-            if idx == last:
-                break
+        if self._with_head_conv:  # run every block: the last one is the head conv
+            last, feats = self._model.forward_intermediates(x, indices=self._taps, intermediates_only=False)
+        else:
+            last, feats = None, self._model.forward_intermediates(
+                x, indices=self._taps, intermediates_only=True, stop_early=True)
+        outs = dict(zip(self._taps, feats))
+        outs[self.HEAD_CONV_INDEX] = last
         return tuple(outs[i] for i in self.out_indices)
 
     # ------------------------------------------------------------------ pretrained weights
     def init_weights(self) -> None:
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
-            self._is_init = True
+        pretrained, others = _split_init_cfg(self.init_cfg)
+        if pretrained is None or self._is_init:
+            super().init_weights()
             return
-        super().init_weights()
+        if others:  # mmengine applies Pretrained last, over the other initialisers
+            initialize(self, others)
+        self.load_pretrained(pretrained['checkpoint'], prefix=pretrained.get('prefix'))
+        self._is_init = True
 
     def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
-        """Load ImageNet weights (hub tag, timm-format file or official file) and verify them."""
-        state_dict = self._read_checkpoint(checkpoint)
+        """Load ImageNet weights (hub tag, timm-format file or official file) and verify them.
+
+        Raises ``CheckpointMismatchError`` unless every backbone tensor is in the checkpoint with the
+        backbone's shape.
+        """
+        state_dict = _read_checkpoint(checkpoint)
+        own = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        hint = ''
         if prefix:
             prefix = prefix if prefix.endswith('.') else prefix + '.'
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            if not state_dict:
-                raise CheckpointMismatchError(f'{checkpoint}: no key starts with prefix {prefix!r}')
-        if _needs_head(state_dict):  # official or full timm checkpoint: convert with the full layout
-            with torch.device('meta'):
-                reference = timm.create_model(self.arch, num_classes=1000, **self._timm_kwargs)
-            state_dict = to_timm_state_dict(state_dict, reference)
-        own = self.state_dict()
-        body = {k: v for k, v in state_dict.items() if k in own}
-        mismatched = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in body.items()
-                      if k in own and v.shape != own[k].shape]
-        missing = [k for k in own if k not in body]
-        if missing or mismatched:
-            raise CheckpointMismatchError(
-                f'{checkpoint} does not fit ReXNet(arch={self.arch!r}): not every backbone weight would load',
-                missing, [], mismatched)
+            selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            if not selected:
+                found = _prefix_hint(state_dict, own)
+                raise CheckpointMismatchError(f'{checkpoint}: no key starts with prefix {prefix!r}'
+                                              + (f'; {found}' if found else ''))
+            state_dict = selected
+        else:
+            hint = _prefix_hint(state_dict, own)
+        try:
+            if _needs_head(state_dict):  # official or full timm checkpoint: convert with the full layout
+                with torch.device('meta'):
+                    reference = timm.create_model(self.arch, num_classes=1000, **self._timm_kwargs)
+                state_dict = to_timm_state_dict(state_dict, reference)
+            body = {k: v for k, v in state_dict.items() if k in own}
+            check_state_dict(f'{checkpoint} does not fit ReXNet(arch={self.arch!r}): '
+                             'not every backbone weight would load', body, own)
+        except CheckpointMismatchError as e:
+            if not hint:
+                raise
+            raise _with_hint(e, hint) from None
         self.load_state_dict(body, strict=True)
         print_log(f'ReXNet: loaded {len(body)} tensors from {checkpoint}', logger='current')
 
-    def _read_checkpoint(self, checkpoint: str) -> Dict[str, torch.Tensor]:
-        path = os.path.expanduser(str(checkpoint))
-        if os.path.isfile(path):
-            if path.endswith('.safetensors'):
-                from safetensors.torch import load_file
-                return load_file(path)
-            return unwrap_state_dict(safe_load(path))
-        if checkpoint.startswith(('timm/', 'timm:', 'hf-hub:')) or (checkpoint.split('.')[0] in timm.list_models()
-                                                                      and not os.path.sep in checkpoint):
-            tag = checkpoint.split(':', 1)[-1].removeprefix('timm/')
-            try:
-                model = timm.create_model(tag, pretrained=True)
-            except Exception as e:  # offline, unknown tag, ...
-                raise RuntimeError(
-                    f'could not fetch the timm weights {checkpoint!r} ({type(e).__name__}: {e}). Offline? '
-                    "Give a local file instead: init_cfg=dict(type='Pretrained', checkpoint='path/to/file.pth') "
-                    '(timm-format or official clovaai file; see README "Pretrained weights").') from e
-            return model.state_dict()
-        raise FileNotFoundError(
-            f'pretrained checkpoint {checkpoint!r} not found: give an existing file (timm-format or official '
-            "clovaai .pth/.safetensors) or a timm hub tag such as 'timm/rexnet_100.nav_in1k'")
+
+def _split_init_cfg(init_cfg: Any) -> Tuple[Optional[Dict[str, Any]], List[Dict[str, Any]]]:
+    """(the Pretrained entry or None, the other entries) of a dict or list ``init_cfg``."""
+    from mmengine.model.weight_init import PretrainedInit
+    cfgs = [] if not init_cfg else [init_cfg] if isinstance(init_cfg, dict) else list(init_cfg)
+    pretrained = [c for c in cfgs if c.get('type') in ('Pretrained', PretrainedInit)]
+    if len(pretrained) > 1:
+        raise ValueError(f'init_cfg holds {len(pretrained)} Pretrained entries; give one: {init_cfg}')
+    if pretrained and not pretrained[0].get('checkpoint'):
+        raise ValueError(f"init_cfg type='Pretrained' needs a checkpoint, got {pretrained[0]}")
+    return (pretrained[0] if pretrained else None), [c for c in cfgs if c not in pretrained]
 
 
 def _needs_head(sd: Dict[str, torch.Tensor]) -> bool:
     """Official files (and checkpoints with a classifier) are converted through the full timm model."""
     return any('.out.' in k for k in sd) or any(k.startswith('head.') for k in sd)
+
+
+def _prefix_hint(sd: Dict[str, torch.Tensor], own: Dict[str, Any]) -> str:
+    """A suggestion such as ``prefix='backbone.'`` when the backbone's keys are in ``sd`` under a
+    prefix (a detector or segmentor checkpoint), else ''."""
+    if any(k in own for k in sd) or is_official_layout(sd):
+        return ''
+    counts: Dict[str, int] = {}
+    for key in sd:
+        parts = key.split('.')
+        for i in range(1, len(parts)):
+            rest = '.'.join(parts[i:])
+            if rest in own or rest == 'features.0.weight':  # timm or official layout
+                head = '.'.join(parts[:i]) + '.'
+                counts[head] = counts.get(head, 0) + 1
+                break
+    if not counts:
+        return ''
+    best = max(counts, key=counts.get)
+    return (f"its keys start with {best!r} (a detector or segmentor checkpoint?): add prefix={best!r} "
+            f"to the Pretrained init_cfg, e.g. init_cfg=dict(type='Pretrained', checkpoint=..., prefix={best!r})")
+
+
+def _with_hint(err: CheckpointMismatchError, hint: str) -> CheckpointMismatchError:
+    new = CheckpointMismatchError(f'{err}\n  hint: {hint}')
+    new.missing, new.unexpected, new.mismatched = err.missing, err.unexpected, err.mismatched
+    return new
+
+
+# ---------------------------------------------------------------------- reading checkpoints
+def _read_checkpoint(checkpoint: str) -> Dict[str, torch.Tensor]:
+    """The tensors of a local file (weights-only load) or of a timm hub tag."""
+    checkpoint = str(checkpoint)
+    path = os.path.expanduser(checkpoint)
+    if os.path.isfile(path):
+        if path.endswith('.safetensors'):
+            from safetensors.torch import load_file
+            return load_file(path)
+        return unwrap_state_dict(safe_load(path))
+    if checkpoint.startswith(('http://', 'https://')):
+        raise ValueError(f'pretrained checkpoint {checkpoint!r}: URLs are not downloaded; download the file and '
+                         'give its path, or give a timm hub tag such as timm/rexnet_100.nav_in1k')
+    name = _hub_model_name(checkpoint)
+    if name is None:
+        raise FileNotFoundError(
+            f'pretrained checkpoint file {checkpoint!r} does not exist (looked for {os.path.abspath(path)}): '
+            'give an existing file (timm-format or official clovaai .pth/.safetensors) or a timm hub tag such '
+            "as 'timm/rexnet_100.nav_in1k'")
+    return _read_hub_weights(name, checkpoint)
+
+
+def _hub_model_name(checkpoint: str) -> Optional[str]:
+    """timm model name (``'rexnet_100.nav_in1k'`` or ``'hf-hub:org/repo'``) of a hub tag; None for a
+    file name (a known file suffix, or a path separator without a hub prefix)."""
+    if checkpoint.lower().endswith(_FILE_SUFFIXES):
+        return None
+    if checkpoint.startswith('hf-hub:'):
+        repo = checkpoint[len('hf-hub:'):]
+        return repo[len('timm/'):] if repo.startswith('timm/') else checkpoint
+    if checkpoint.startswith(('timm/', 'timm:')):
+        return checkpoint[len('timm/'):]
+    if os.sep in checkpoint or (os.altsep and os.altsep in checkpoint) or '/' in checkpoint:
+        return None
+    return checkpoint if timm.is_model(checkpoint.split('.')[0]) else None
+
+
+def _hf_offline() -> bool:
+    from huggingface_hub import constants
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get('HF_HUB_OFFLINE', '').upper() in ('1', 'ON', 'YES', 'TRUE')
+
+
+def _read_hub_weights(name: str, checkpoint: str) -> Dict[str, torch.Tensor]:
+    local_file = ("Give a local file instead: init_cfg=dict(type='Pretrained', checkpoint='path/to/file.pth') "
+                  '(timm-format or official clovaai file; see README "Pretrained weights").')
+    if name.startswith('hf-hub:'):
+        repo_id = name[len('hf-hub:'):].split('@')[0]
+    else:
+        cfg = timm.models.get_pretrained_cfg(name)
+        if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+            raise RuntimeError(f'timm has no downloadable weights for {checkpoint!r}. {local_file}')
+        repo_id = cfg.hf_hub_id
+    if repo_id and _hf_offline():
+        from huggingface_hub import try_to_load_from_cache
+        if not any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in _HUB_FILES):
+            raise RuntimeError(f'the timm weights {checkpoint!r} are not in the Hugging Face cache and '
+                               f'HF_HUB_OFFLINE is set. {local_file}')
+    try:
+        model = timm.create_model(name, pretrained=True)
+    except Exception as e:  # offline, unknown tag, ...
+        raise RuntimeError(f'could not fetch the timm weights {checkpoint!r} ({type(e).__name__}: {e}). '
+                           f'Offline? {local_file}') from e
+    return model.state_dict()
