@@ -145,3 +145,11 @@ def test_debug_flag_shows_the_traceback(data_root, tmp_path):
     proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path, '--resume', missing, '--debug'],
                     data_root, tmp_path)
     assert proc.returncode == 2 and 'Traceback' in proc.stderr and 'checkpoint not found' in proc.stderr
+
+
+# 18. a neck that does not take the backbone's channels -------------------------------------------
+def test_wrong_neck_channels_name_backbone_out_channels(data_root, tmp_path):
+    proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path, '--cfg-options',
+                                 'model.neck.in_channels=[38,61,128,512]'], data_root, tmp_path)
+    _assert_clean_error(proc, 'model.neck.in_channels is [38, 61, 128, 512]',
+                        'backbone.out_channels = [38, 61, 128, 185]')

@@ -48,11 +48,11 @@ def build_runner(cfg):
 
 def _check_neck(cfg) -> None:
     try:
-        from ..mm.checks import check_neck_in_channels
+        from ..mm.checks import check_in_channels
     except ImportError:  # pragma: no cover - older backbone module
         return
     try:
-        check_neck_in_channels(cfg.model)
+        check_in_channels(cfg.model)
     except ValueError as e:
         raise ToolError(str(e)) from None
 
