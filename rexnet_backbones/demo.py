@@ -39,7 +39,8 @@ def evaluate(args, checkpoint: str | None, tag: str) -> dict:
     cfg.default_hooks.visualization = dict(type='DetVisualizationHook', draw=False)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
-    return {k: float(metrics[k]) for k in METRICS}
+    # CocoMetric returns no keys when the model predicts no box above the score threshold
+    return {k: float(metrics.get(k, 0.0)) for k in METRICS}
 
 
 def draw_predictions(args, checkpoint: str, out_png: str, num: int = 8, score_thr: float = 0.3) -> None:
