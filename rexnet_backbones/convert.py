@@ -24,11 +24,17 @@ StateDict = Dict[str, torch.Tensor]
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the requested ReXNet architecture."""
+    """A checkpoint does not fit the requested ReXNet architecture.
+
+    Lists the missing, unexpected and shape-mismatched keys; ``hint`` (by default: derived from the
+    unexpected keys when keys are missing, see ``common_prefix_hint``) names the likely cause.
+    """
 
     def __init__(self, what: str, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
                  mismatched: Iterable[Tuple[str, tuple, tuple]] = (), hint: Optional[str] = None):
         self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
+        if hint is None and self.missing:
+            hint = _prefix_advice(self.unexpected)
         self.hint = hint
         lines = [what]
         for title, items in (('missing keys', self.missing), ('unexpected keys', self.unexpected)):
@@ -36,7 +42,8 @@ class CheckpointMismatchError(ValueError):
                 lines.append(f'  {title} ({len(items)}): {", ".join(items[:8])}' + (' ...' if len(items) > 8 else ''))
         if self.mismatched:
             shown = '; '.join(f'{k}: checkpoint {tuple(a)} vs model {tuple(b)}' for k, a, b in self.mismatched[:8])
-            lines.append(f'  shape mismatches ({len(self.mismatched)}): {shown}' + (' ...' if len(self.mismatched) > 8 else ''))
+            more = ' ...' if len(self.mismatched) > 8 else ''
+            lines.append(f'  shape mismatches ({len(self.mismatched)}): {shown}{more}')
         if hint:
             lines.append(f'  likely cause: {hint}')
         super().__init__('\n'.join(lines))
@@ -157,8 +164,7 @@ def check_state_dict(what: str, got: Mapping[str, torch.Tensor],
     mismatched = [(k, tuple(got[k].shape), tuple(s)) for k, s in expected_shapes.items()
                   if k in got and tuple(got[k].shape) != tuple(s)]
     if missing or unexpected or mismatched:
-        hint = _prefix_advice(unexpected) if missing else None
-        raise CheckpointMismatchError(what, missing, unexpected, mismatched, hint=hint)
+        raise CheckpointMismatchError(what, missing, unexpected, mismatched)
 
 
 _compare = check_state_dict  # old private name

@@ -174,7 +174,8 @@ def test_other_timm_tools_use_new_names():
     # the tags are registered (with their cfg), but no weights are listed as downloadable
     assert timm.list_models('rexnet_lite*', include_tags=True) == [f'{n}.clova_in1k' for n in LITE]
     assert timm.list_pretrained('rexnet_lite*') == []
-    assert timm.models.get_pretrained_cfg('rexnet_lite_100.clova_in1k').origin_url == 'https://github.com/clovaai/rexnet'
+    cfg = timm.models.get_pretrained_cfg('rexnet_lite_100.clova_in1k')
+    assert cfg.origin_url == 'https://github.com/clovaai/rexnet' and cfg.hf_hub_id is None
     m = timm.create_model('rexnet_lite_100')
     cfg = timm.data.resolve_data_config({}, model=m)
     assert cfg['input_size'] == (3, 224, 224) and cfg['interpolation'] == 'bicubic'

@@ -210,14 +210,14 @@ class RexNetLite(nn.Module):
         stem_chs = make_divisible(int(round(stem_base * width_mult)), ch_div)
         self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, act_layer=act_layer, **dd)
 
-        self.feature_info: List[Dict[str, Any]] = []
+        feature_info: List[Dict[str, Any]] = []
         features: List[nn.Module] = []
         prev_chs, curr_stride, dilation = stem_chs, 2, 1
         for idx, (chs, stride, k, exp) in enumerate(zip(out_chs, block_strides, block_kernels, block_exp)):
             next_dilation = dilation
             if stride > 1:
                 module = 'stem' if idx == 0 else f'features.{idx - 1}'
-                self.feature_info.append(dict(num_chs=prev_chs, reduction=curr_stride, module=module))
+                feature_info.append(dict(num_chs=prev_chs, reduction=curr_stride, module=module))
                 if curr_stride >= output_stride:
                     next_dilation, stride = dilation * stride, 1
             dpr = drop_path_rate * idx / max(num_blocks - 1, 1)
@@ -227,7 +227,8 @@ class RexNetLite(nn.Module):
             curr_stride *= stride
             dilation = next_dilation
             prev_chs = chs
-        self.feature_info.append(dict(num_chs=prev_chs, reduction=curr_stride, module=f'features.{num_blocks - 1}'))
+        feature_info.append(dict(num_chs=prev_chs, reduction=curr_stride, module=f'features.{num_blocks - 1}'))
+        self.feature_info = feature_info
         pen_chs = int(1280 * width_mult) if (width_mult > 1.0 and not fix_head_stem) else 1280
         features.append(ConvNormAct(prev_chs, pen_chs, 1, act_layer=act_layer, **dd))
         self.features = nn.Sequential(*features)
@@ -281,7 +282,7 @@ class RexNetLite(nn.Module):
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
         """Return the feature maps at ``indices`` of ``feature_info`` (strides 2, 4, 8, 16, 32)."""
         if output_fmt != 'NCHW':
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+            raise ValueError("output_fmt must be 'NCHW', got " + output_fmt)  # no f-string: TorchScript
         take, max_index = feature_take_indices(len(self.stage_ends), indices)
         take = [self.stage_ends[i] for i in take]
         max_index = self.stage_ends[max_index]
