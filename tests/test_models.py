@@ -134,6 +134,48 @@ def test_lite_model_api():
         torch.testing.assert_close(m(x), m.forward_features(x).mean((2, 3)))
 
 
+@pytest.mark.parametrize('pool,chs', [('avg', 1280), ('max', 1280), ('avgmax', 1280), ('catavgmax', 2560),
+                                      ('fastcatavgmax', 2560)])
+def test_lite_every_timm_pool(pool, chs):
+    """The head conv sees the pooled width (2x for concat pools); pre-logits stay ``head_hidden_size`` wide."""
+    m = timm.create_model('rexnet_lite_100', global_pool=pool, num_classes=3).eval()
+    assert m.head.conv_head.in_channels == chs and m.head_hidden_size == 1024
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert m(x).shape == (2, 3)
+        assert m.forward_head(m.forward_features(x), pre_logits=True).shape == (2, 1024)
+    if chs != 1280:
+        with pytest.raises(AssertionError, match=f'sized for {chs} pooled channels.*global_pool=.avg. gives 1280'):
+            m.reset_classifier(3, 'avg')
+
+
+def test_lite_unpooled_head_and_factory_kwargs():
+    """As timm's RexNet: ``global_pool=''`` keeps (N, C, H, W); device/dtype reach every tensor."""
+    x = torch.rand(2, 3, 64, 64)
+    m = timm.create_model('rexnet_lite_100', num_classes=0, global_pool='').eval()
+    with torch.no_grad():
+        assert m(x).shape == (2, 1024, 2, 2)
+        m.reset_classifier(0, 'avg')
+        assert m(x).shape == (2, 1024)
+        m.reset_classifier(0, '')
+        assert m(x).shape == (2, 1024, 2, 2)
+    meta = timm.create_model('rexnet_lite_100', device='meta', dtype=torch.float64)
+    assert {(t.device.type, t.dtype) for t in meta.parameters()} == {('meta', torch.float64)}
+    meta.reset_classifier(7)
+    assert (meta.head.fc.weight.device.type, meta.head.fc.weight.dtype) == ('meta', torch.float64)
+    with pytest.raises(TypeError, match='not_an_arg'):
+        timm.create_model('rexnet_lite_100', not_an_arg=1)
+
+
+def test_lite_fx_trace_then_script():
+    """torch.fx traces the model and TorchScript compiles the traced graph (timm's fx + script test)."""
+    m = timm.create_model('rexnet_lite_100').eval()
+    scripted = torch.jit.script(torch.fx.symbolic_trace(m))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), m(x))
+
+
 def test_lite_kernel_sizes():
     m = timm.create_model('rexnet_lite_100', kernel_sizes='335577')
     assert m.features[-2].conv_dw.conv.kernel_size == (7, 7)
