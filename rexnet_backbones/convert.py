@@ -6,33 +6,79 @@ order of layers under named modules, so the key map is derived from the model st
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
+from .archs import REXNET_ARCHS
+
 __all__ = [
     'CheckpointMismatchError', 'official_key_map', 'unwrap_state_dict', 'is_official_layout',
-    'detect_arch', 'convert_official_state_dict', 'to_timm_state_dict',
+    'detect_arch', 'convert_official_state_dict', 'to_timm_state_dict', 'check_state_dict',
+    'common_prefix_hint', 'num_classes_of',
 ]
 
 StateDict = Dict[str, torch.Tensor]
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the requested ReXNet architecture."""
+    """A checkpoint does not fit the requested ReXNet architecture.
+
+    Lists the missing, unexpected and shape-mismatched keys; ``hint`` (by default: derived from the
+    unexpected keys when keys are missing, see ``common_prefix_hint``) names the likely cause.
+    """
 
     def __init__(self, what: str, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
-                 mismatched: Iterable[Tuple[str, tuple, tuple]] = ()):
+                 mismatched: Iterable[Tuple[str, tuple, tuple]] = (), hint: Optional[str] = None):
         self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
+        if hint is None and self.missing:
+            hint = _prefix_advice(self.unexpected)
+        self.hint = hint
         lines = [what]
         for title, items in (('missing keys', self.missing), ('unexpected keys', self.unexpected)):
             if items:
                 lines.append(f'  {title} ({len(items)}): {", ".join(items[:8])}' + (' ...' if len(items) > 8 else ''))
         if self.mismatched:
             shown = '; '.join(f'{k}: checkpoint {tuple(a)} vs model {tuple(b)}' for k, a, b in self.mismatched[:8])
-            lines.append(f'  shape mismatches ({len(self.mismatched)}): {shown}' + (' ...' if len(self.mismatched) > 8 else ''))
+            more = ' ...' if len(self.mismatched) > 8 else ''
+            lines.append(f'  shape mismatches ({len(self.mismatched)}): {shown}{more}')
+        if hint:
+            lines.append(f'  likely cause: {hint}')
         super().__init__('\n'.join(lines))
+
+
+#: first key components of ReXNet state_dicts: timm/our layout (stem, features, head), official (features, output)
+_ROOTS = ('stem', 'features', 'head', 'output')
+
+
+def common_prefix_hint(keys: Iterable[str]) -> Optional[str]:
+    """The prefix (such as ``'backbone.'``) in front of the ReXNet keys of a checkpoint, None if there is none.
+
+    A detector/segmentor checkpoint holds the backbone under ``backbone.`` next to ``neck.``/``*_head.``
+    keys; the prefix shared by the keys that contain a ReXNet layout (``stem.``, ``features.``, ``head.``,
+    ``output.``) is returned when every such key has one.
+    """
+    prefixes: Counter = Counter()
+    for key in keys:
+        parts = key.split('.')
+        for i, part in enumerate(parts[:-1]):
+            if part in _ROOTS:
+                prefixes['.'.join(parts[:i]) + '.' if i else ''] += 1
+                break
+    if not prefixes or '' in prefixes:
+        return None
+    return prefixes.most_common(1)[0][0]
+
+
+def _prefix_advice(keys: Iterable[str]) -> Optional[str]:
+    prefix = common_prefix_hint(keys)
+    if prefix is None:
+        return None
+    return (f"the ReXNet keys start with {prefix!r} (a detector/segmentor or wrapped checkpoint); "
+            f"strip it, e.g. prefix={prefix!r} in init_cfg=dict(type='Pretrained', checkpoint=..., "
+            f"prefix={prefix!r}) or {{k[len({prefix!r}):]: v for k, v in sd.items() if k.startswith({prefix!r})}}")
 
 
 def unwrap_state_dict(obj: object) -> StateDict:
@@ -108,13 +154,20 @@ def official_key_map(model: nn.Module) -> Dict[str, str]:
     return mapping
 
 
-def _compare(what: str, got: Mapping[str, torch.Tensor], expected: Mapping[str, Tuple[int, ...]]) -> None:
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    mismatched = [(k, tuple(got[k].shape), tuple(s)) for k, s in expected.items()
+def check_state_dict(what: str, got: Mapping[str, torch.Tensor],
+                     expected_shapes: Mapping[str, Tuple[int, ...]]) -> None:
+    """Raise ``CheckpointMismatchError`` (headed ``what``) unless ``got`` has exactly the keys of
+    ``expected_shapes`` with those shapes; the error lists missing, unexpected and mismatched keys, and
+    names the likely cause when the keys carry a prefix such as ``backbone.``."""
+    missing = [k for k in expected_shapes if k not in got]
+    unexpected = [k for k in got if k not in expected_shapes]
+    mismatched = [(k, tuple(got[k].shape), tuple(s)) for k, s in expected_shapes.items()
                   if k in got and tuple(got[k].shape) != tuple(s)]
     if missing or unexpected or mismatched:
         raise CheckpointMismatchError(what, missing, unexpected, mismatched)
+
+
+_compare = check_state_dict  # old private name
 
 
 def _is_classifier(key: str) -> bool:
@@ -134,7 +187,7 @@ def convert_official_state_dict(sd: Mapping[str, torch.Tensor], model: nn.Module
     expected = {o: tuple(model_sd[t].shape) for t, o in mapping.items() if t in model_sd and not _is_classifier(t)}
     head_keys = {o for t, o in mapping.items() if _is_classifier(t)}
     body = {k: v for k, v in sd.items() if k not in head_keys}
-    _compare(f'official checkpoint does not match {_arch_name(model)}', body, expected)
+    check_state_dict(f'official checkpoint does not match {_arch_name(model)}', body, expected)
     out: StateDict = {}
     for k, v in sd.items():
         t = inverse[k]
@@ -151,7 +204,7 @@ def to_timm_state_dict(sd: object, model: nn.Module) -> StateDict:
         return convert_official_state_dict(sd, model)
     model_sd = model.state_dict()
     expected = {k: tuple(v.shape) for k, v in model_sd.items() if not _is_classifier(k)}
-    _compare(f'checkpoint does not match {_arch_name(model)}',
+    check_state_dict(f'checkpoint does not match {_arch_name(model)}',
              {k: v for k, v in sd.items() if not _is_classifier(k)}, expected)
     return dict(sd)
 
@@ -181,11 +234,15 @@ def _layout(arch: str, official: bool, num_classes: int) -> Dict[str, Tuple[int,
     return out
 
 
-def _num_classes(sd: Mapping[str, torch.Tensor]) -> int:
+def num_classes_of(sd: Mapping[str, torch.Tensor]) -> int:
+    """Classifier size of a ReXNet state_dict (official or timm layout); 1000 when it has no classifier."""
     for k in ('output.4.bias', 'output.1.bias', 'head.fc.bias'):  # lite, v1, timm classifier
         if k in sd:
             return int(sd[k].shape[0])
     return 1000
+
+
+_num_classes = num_classes_of  # old private name (tools/convert_checkpoint.py)
 
 
 def detect_arch(sd: object, candidates: Optional[List[str]] = None) -> str:
@@ -194,10 +251,9 @@ def detect_arch(sd: object, candidates: Optional[List[str]] = None) -> str:
     Works for the official layout and for timm-format state_dicts. Raises
     ``CheckpointMismatchError`` naming the closest architecture and its differences.
     """
-    from .models import REXNET_ARCHS
     sd = unwrap_state_dict(sd)
     official = is_official_layout(sd)
-    num_classes = _num_classes(sd)
+    num_classes = num_classes_of(sd)
     best: Optional[Tuple[int, str, Dict[str, Tuple[int, ...]]]] = None
     for arch in candidates or list(REXNET_ARCHS):
         layout = _layout(arch, official, num_classes)
@@ -212,6 +268,6 @@ def detect_arch(sd: object, candidates: Optional[List[str]] = None) -> str:
     kind = 'official' if official else 'timm-format'
     if len(set(layout) & set(sd)) < len(layout) // 2:
         kind = 'not a ReXNet checkpoint (neither the official nor the timm layout):'
-        _compare(f'{kind} compared with {arch}', sd, layout)
-    _compare(f'{kind} checkpoint matches no ReXNet architecture; closest is {arch}:', sd, layout)
+        check_state_dict(f'{kind} compared with {arch}', sd, layout)
+    check_state_dict(f'{kind} checkpoint matches no ReXNet architecture; closest is {arch}:', sd, layout)
     raise AssertionError('unreachable')

@@ -10,7 +10,9 @@ import timm
 import torch
 
 import rexnet_backbones  # noqa: F401
-from rexnet_backbones.convert import CheckpointMismatchError, detect_arch, official_key_map, to_timm_state_dict
+from rexnet_backbones.archs import REXNET_ARCHS
+from rexnet_backbones.convert import (CheckpointMismatchError, check_state_dict, common_prefix_hint, detect_arch,
+                                      num_classes_of, official_key_map, to_timm_state_dict)
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [('rexnetv1_1.0', 'rexnet_100'), ('rexnetv1_lite_1.0', 'rexnet_lite_100')]
@@ -139,7 +141,7 @@ def test_truncated_file_refused(reference_dir, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and 'truncated.pth' in r.stderr
     assert not (tmp_path / 'o.pth').exists()
-    with pytest.raises(Exception, match='corrupted'):  # timm's own loader (torch's message)
+    with pytest.raises(RuntimeError, match='failed finding central directory'):  # timm's loader (torch's message)
         timm.create_model('rexnet_lite_100', pretrained=True, pretrained_cfg_overlay=dict(file=str(bad)))
 
 
@@ -158,6 +160,64 @@ def test_pickled_code_never_executed(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(path), str(tmp_path / 'o.pth')],
                        capture_output=True, text=True)
     assert r.returncode == 2
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match='weights_only=True blocked loading.*Unsupported globals: pathlib'):
         timm.create_model('rexnet_lite_100', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     assert not marker.exists()
+
+
+def test_convert_does_not_import_models():
+    """convert.py and archs.py sit below the models (no import cycle); the old name stays importable."""
+    import ast
+
+    for name in ('convert.py', 'archs.py', 'hub.py'):
+        tree = ast.parse((ROOT / 'rexnet_backbones' / name).read_text())
+        imported = [n.module or '' for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        assert not [m for m in imported if 'models' in m.split('.')], (name, imported)
+    from rexnet_backbones.models import REXNET_ARCHS as old
+    assert old is REXNET_ARCHS and len(REXNET_ARCHS) == 11
+
+
+@pytest.mark.parametrize('prefix', ['backbone.', 'model.backbone.'])
+def test_prefixed_checkpoint_names_the_prefix(reference_dir, prefix):
+    """A detector checkpoint (backbone under ``backbone.``, plus neck/head keys) gets the prefix advice."""
+    sd, _ = _official(reference_dir, 'rexnetv1_lite_1.0')
+    det = {f'{prefix}{k}': v for k, v in sd.items()}
+    det['neck.lateral_convs.0.conv.weight'] = torch.zeros(1)
+    det['bbox_head.retina_cls.weight'] = torch.zeros(1)
+    assert common_prefix_hint(det) == prefix
+    with pytest.raises(CheckpointMismatchError, match=f"likely cause: the ReXNet keys start with '{prefix}'.*"
+                                                      f"prefix='{prefix}'"):
+        to_timm_state_dict(det, timm.create_model('rexnet_lite_100'))
+    with pytest.raises(CheckpointMismatchError, match=f"prefix='{prefix}'"):
+        detect_arch(det)
+
+
+def test_prefix_hint_only_when_there_is_one(reference_dir):
+    sd, _ = _official(reference_dir, 'rexnetv1_lite_1.0')
+    assert common_prefix_hint(sd) is None  # official keys start at the root
+    assert common_prefix_hint(timm.create_model('rexnet_100').state_dict()) is None
+    body = {k: v for k, v in sd.items() if k.startswith('features.')}  # backbone only: still rooted
+    assert common_prefix_hint(body) is None
+    assert common_prefix_hint(['neck.conv.weight', 'bbox_head.fc.weight']) is None  # no ReXNet keys
+    with pytest.raises(CheckpointMismatchError) as e:  # a plain shape mismatch carries no prefix advice
+        check_state_dict('x', {'a.weight': torch.zeros(2)}, {'a.weight': (3,)})
+    assert e.value.hint is None and 'likely cause' not in str(e.value)
+    assert e.value.mismatched == [('a.weight', (2,), (3,))]
+
+
+def test_check_state_dict_lists_differences():
+    got = {'stem.conv.weight': torch.zeros(16, 3, 3, 3), 'extra.weight': torch.zeros(1)}
+    expected = {'stem.conv.weight': (32, 3, 3, 3), 'stem.bn.weight': (32,)}
+    with pytest.raises(CheckpointMismatchError, match='^my checkpoint') as e:
+        check_state_dict('my checkpoint', got, expected)
+    assert (e.value.missing, e.value.unexpected) == (['stem.bn.weight'], ['extra.weight'])
+    assert 'stem.conv.weight: checkpoint (16, 3, 3, 3) vs model (32, 3, 3, 3)' in str(e.value)
+    check_state_dict('ok', {'stem.bn.weight': torch.zeros(32)}, {'stem.bn.weight': (32,)})  # no error
+
+
+def test_num_classes_of(reference_dir):
+    sd, _ = _official(reference_dir, 'rexnetv1_1.0')
+    assert num_classes_of(sd) == 1000
+    assert num_classes_of(timm.create_model('rexnet_lite_100', num_classes=7).state_dict()) == 7
+    assert num_classes_of({'features.0.weight': torch.zeros(1)}) == 1000

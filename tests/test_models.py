@@ -126,7 +126,54 @@ def test_lite_model_api():
     assert m.stem.conv.weight.grad is not None
     kept = m.prune_intermediate_layers([0, 1, 2])
     assert kept == [0, 1, 2] and len(m.features) == m.stage_ends[2] + 1
-    assert m.eval()(x).shape == (2, 64)
+    # as timm's RexNet: a pruned model returns the unpooled tap, a new classifier pools it
+    m.eval()
+    with torch.no_grad():
+        assert m(x).shape == (2, 64, 12, 12) and m.head_hidden_size == m.num_features == 64
+        m.reset_classifier(0, 'avg')
+        torch.testing.assert_close(m(x), m.forward_features(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize('pool,chs', [('avg', 1280), ('max', 1280), ('avgmax', 1280), ('catavgmax', 2560),
+                                      ('fastcatavgmax', 2560)])
+def test_lite_every_timm_pool(pool, chs):
+    """The head conv sees the pooled width (2x for concat pools); pre-logits stay ``head_hidden_size`` wide."""
+    m = timm.create_model('rexnet_lite_100', global_pool=pool, num_classes=3).eval()
+    assert m.head.conv_head.in_channels == chs and m.head_hidden_size == 1024
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert m(x).shape == (2, 3)
+        assert m.forward_head(m.forward_features(x), pre_logits=True).shape == (2, 1024)
+    if chs != 1280:
+        with pytest.raises(AssertionError, match=f'sized for {chs} pooled channels.*global_pool=.avg. gives 1280'):
+            m.reset_classifier(3, 'avg')
+
+
+def test_lite_unpooled_head_and_factory_kwargs():
+    """As timm's RexNet: ``global_pool=''`` keeps (N, C, H, W); device/dtype reach every tensor."""
+    x = torch.rand(2, 3, 64, 64)
+    m = timm.create_model('rexnet_lite_100', num_classes=0, global_pool='').eval()
+    with torch.no_grad():
+        assert m(x).shape == (2, 1024, 2, 2)
+        m.reset_classifier(0, 'avg')
+        assert m(x).shape == (2, 1024)
+        m.reset_classifier(0, '')
+        assert m(x).shape == (2, 1024, 2, 2)
+    meta = timm.create_model('rexnet_lite_100', device='meta', dtype=torch.float64)
+    assert {(t.device.type, t.dtype) for t in meta.parameters()} == {('meta', torch.float64)}
+    meta.reset_classifier(7)
+    assert (meta.head.fc.weight.device.type, meta.head.fc.weight.dtype) == ('meta', torch.float64)
+    with pytest.raises(TypeError, match='not_an_arg'):
+        timm.create_model('rexnet_lite_100', not_an_arg=1)
+
+
+def test_lite_fx_trace_then_script():
+    """torch.fx traces the model and TorchScript compiles the traced graph (timm's fx + script test)."""
+    m = timm.create_model('rexnet_lite_100').eval()
+    scripted = torch.jit.script(torch.fx.symbolic_trace(m))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), m(x))
 
 
 def test_lite_kernel_sizes():
@@ -154,19 +201,23 @@ def test_pretrained_without_source_is_clear_error():
         timm.create_model('rexnet_220', pretrained=True)
 
 
-def test_pretrained_hub_offline_fails_clearly(monkeypatch):
-    """v1 has hub tags; offline the hub is asked (no silent random init) and the error is raised."""
-    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
-    with pytest.raises(Exception) as e:
-        timm.create_model('rexnet_100', pretrained=True)
-    assert 'offline' in str(e.value).lower() or 'cache' in str(e.value).lower()
+def test_pretrained_missing_file_names_it():
+    """timm alone raises a bare ``FileNotFoundError()``; ours names the file and says what to give."""
+    with pytest.raises(FileNotFoundError, match=r"tools/convert_checkpoint.py.*: 'no/such/rexnet.pth'") as e:
+        timm.create_model('rexnet_lite_100', pretrained=True, pretrained_cfg_overlay=dict(file='no/such/rexnet.pth'))
+    assert e.value.filename == 'no/such/rexnet.pth' and 'official clovaai file' in str(e.value)
+    with pytest.raises(FileNotFoundError, match='rexnet_090: pretrained weights file not found'):
+        timm.create_model('rexnet_090', pretrained=True, pretrained_cfg=dict(file='missing.safetensors'))
 
 
 def test_other_timm_tools_use_new_names():
     """timm's generic machinery (data config, feature wrapper, registry queries) sees the new names."""
-    assert 'rexnet_lite_100' in timm.list_models('rexnet_lite*')
-    assert 'rexnet_lite_100.clova_in1k' in timm.list_pretrained('rexnet_lite*', exclude_filters=()) or \
-        timm.models.get_pretrained_cfg('rexnet_lite_100.clova_in1k') is not None
+    assert timm.list_models('rexnet_lite*') == LITE
+    # the tags are registered (with their cfg), but no weights are listed as downloadable
+    assert timm.list_models('rexnet_lite*', include_tags=True) == [f'{n}.clova_in1k' for n in LITE]
+    assert timm.list_pretrained('rexnet_lite*') == []
+    cfg = timm.models.get_pretrained_cfg('rexnet_lite_100.clova_in1k')
+    assert cfg.origin_url == 'https://github.com/clovaai/rexnet' and cfg.hf_hub_id is None
     m = timm.create_model('rexnet_lite_100')
     cfg = timm.data.resolve_data_config({}, model=m)
     assert cfg['input_size'] == (3, 224, 224) and cfg['interpolation'] == 'bicubic'

@@ -1,6 +1,8 @@
 """What the ReXNet entrypoints share: pretrained cfg defaults, argument checks, the timm builder call."""
 from __future__ import annotations
 
+import errno
+import os
 from typing import Any, Dict, Type
 
 import timm
@@ -9,26 +11,51 @@ import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg
 
+from ..hub import hub_offline, resolve_hub_weights
 
-def require_pretrained_source(variant: str, kwargs: Dict[str, Any]) -> None:
-    """Raise if ``pretrained=True`` has nowhere to load from.
 
-    timm only warns and keeps the random init when a tag has no weights; for a backbone that is a
-    silent no-op, so we refuse instead and say how to give a local file.
-    """
-    overlay = kwargs.get('pretrained_cfg_overlay') or {}
+def _pretrained_cfg(variant: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The pretrained cfg timm will load from: the given cfg (or tag), else the default, plus the overlay."""
     cfg = kwargs.get('pretrained_cfg')
-    cfg = cfg.to_dict() if hasattr(cfg, 'to_dict') else (cfg if isinstance(cfg, dict) else {})
-    if isinstance(kwargs.get('pretrained_cfg'), str):  # a tag name
-        tag = kwargs['pretrained_cfg']
-        cfg = timm.models.get_pretrained_cfg(f'{variant}.{tag}', allow_unregistered=False)
-        cfg = cfg.to_dict() if cfg is not None else {}
+    if isinstance(cfg, str):  # a tag name
+        cfg = timm.models.get_pretrained_cfg(f'{variant}.{cfg}', allow_unregistered=False)
+    cfg = cfg.to_dict() if hasattr(cfg, 'to_dict') else (dict(cfg) if isinstance(cfg, dict) else {})
     if not cfg:
         default = timm.models.get_pretrained_cfg(variant)
         cfg = default.to_dict() if default is not None else {}
-    merged = {**cfg, **overlay}
-    if any(merged.get(k) for k in ('file', 'url', 'hf_hub_id', 'state_dict')):
-        return
+    return {**cfg, **(kwargs.get('pretrained_cfg_overlay') or {})}
+
+
+def require_pretrained_source(variant: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """Check that ``pretrained=True`` has something to load; return the kwargs to build with.
+
+    timm only warns and keeps the random init when a tag has no weights, raises a bare
+    ``FileNotFoundError()`` for a missing file, and retries the hub for ~50 s when offline is set late;
+    for a backbone we refuse at once and say how to give a local file. Cached hub weights are passed to
+    timm as a local file when the hub is offline.
+    """
+    cfg = _pretrained_cfg(variant, kwargs)
+    if cfg.get('state_dict'):
+        return kwargs
+    if cfg.get('file'):
+        path = os.path.expanduser(str(cfg['file']))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f'{variant}: pretrained weights file not found. Give an existing file: a timm-format '
+                'checkpoint (.pth/.safetensors) or an official clovaai file (converted on the fly; or convert '
+                'it once with python tools/convert_checkpoint.py SRC DST)', str(cfg['file']))
+        if path != cfg['file'] and kwargs.get('pretrained_cfg_overlay', {}).get('file') == cfg['file']:
+            kwargs = {**kwargs, 'pretrained_cfg_overlay': {**kwargs['pretrained_cfg_overlay'], 'file': path}}
+        return kwargs
+    if cfg.get('hf_hub_id') and cfg.get('source') != 'local-dir':
+        path = resolve_hub_weights(cfg['hf_hub_id'], filename=cfg.get('hf_hub_filename'))
+        if path is not None and hub_offline():
+            overlay = {**(kwargs.get('pretrained_cfg_overlay') or {}), 'file': path, 'source': ''}
+            return {**kwargs, 'pretrained_cfg_overlay': overlay}
+        return kwargs
+    if cfg.get('url'):
+        return kwargs
     raise RuntimeError(
         f'{variant} has no downloadable weights: the official ImageNet weights are files from '
         'https://github.com/clovaai/rexnet. Download one and pass it with '
@@ -40,8 +67,9 @@ def require_pretrained_source(variant: str, kwargs: Dict[str, Any]) -> None:
 NUM_FEATURE_LEVELS = 5  # strides 2, 4, 8, 16, 32
 
 
-def check_create_kwargs(variant: str, pretrained: bool, kwargs: Dict[str, Any]) -> None:
-    """Clear errors for bad ``out_indices`` and for ``pretrained=True`` without a weight source."""
+def check_create_kwargs(variant: str, pretrained: bool, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """Clear errors for bad ``out_indices`` and for ``pretrained=True`` without a weight source;
+    return the kwargs to build with (see ``require_pretrained_source``)."""
     if kwargs.get('features_only') and 'out_indices' in kwargs:
         idx = kwargs['out_indices']
         idx = [idx] if isinstance(idx, int) else list(idx)
@@ -49,7 +77,8 @@ def check_create_kwargs(variant: str, pretrained: bool, kwargs: Dict[str, Any]) 
             raise ValueError(f'{variant}: out_indices must index the {NUM_FEATURE_LEVELS} feature levels '
                              f'(0-4: strides 2, 4, 8, 16, 32), got {kwargs["out_indices"]!r}')
     if pretrained:
-        require_pretrained_source(variant, kwargs)
+        return require_pretrained_source(variant, kwargs)
+    return kwargs
 
 
 def filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
@@ -60,7 +89,7 @@ def filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str
 
 def create(model_cls: Type[nn.Module], variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """``build_model_with_cfg`` with our checks, official-file conversion and timm's feature wrapper."""
-    check_create_kwargs(variant, pretrained, kwargs)
+    kwargs = check_create_kwargs(variant, pretrained, kwargs)
     return build_model_with_cfg(
         model_cls, variant, pretrained,
         pretrained_filter_fn=filter_fn,

@@ -7,16 +7,17 @@ adds a 1x1 conv (with bias) to 1024 channels + BN + ReLU6 after global pooling.
 
 Module names follow timm's ``RexNet`` (``stem``, ``features.N``, ``head``) so that the same
 ``feature_info``/``forward_intermediates`` contract and the same checkpoint conversion apply.
-"""
-from __future__ import annotations
 
+No ``from __future__ import annotations`` here: torch.fx copies the ``forward`` annotations into the
+traced code, and TorchScript cannot resolve them when they are strings (timm's fx + script test).
+"""
 from math import ceil
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-from timm.layers import ConvNormAct, DropPath, SelectAdaptivePool2d, create_act_layer, make_divisible
+from timm.layers import ConvNormAct, DropPath, SelectAdaptivePool2d, create_act_layer, get_device_dtype, make_divisible
 from timm.models import checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 
@@ -44,21 +45,24 @@ class LiteBottleneck(nn.Module):
             kernel_size: int = 3,
             act_layer: str = 'relu6',
             drop_path: Optional[nn.Module] = None,
+            device=None,
+            dtype=None,
     ):
         super().__init__()
+        dd = {'device': device, 'dtype': dtype}
         self.in_channels = in_chs
         self.out_channels = out_chs
         self.use_shortcut = stride == 1 and dilation[0] == dilation[1] and in_chs <= out_chs
         if exp_ratio != 1:
             mid_chs = int(round(in_chs * exp_ratio))
-            self.conv_exp = ConvNormAct(in_chs, mid_chs, 1, act_layer=act_layer)
+            self.conv_exp = ConvNormAct(in_chs, mid_chs, 1, act_layer=act_layer, **dd)
         else:
             mid_chs = in_chs
             self.conv_exp = None
         self.conv_dw = ConvNormAct(
             mid_chs, mid_chs, kernel_size, stride=stride, dilation=dilation[0], groups=mid_chs,
-            act_layer=act_layer)
-        self.conv_pwl = ConvNormAct(mid_chs, out_chs, 1, apply_act=False)
+            act_layer=act_layer, **dd)
+        self.conv_pwl = ConvNormAct(mid_chs, out_chs, 1, apply_act=False, **dd)
         self.drop_path = drop_path
 
     def feat_channels(self, exp: bool = False) -> int:
@@ -88,26 +92,54 @@ def _lite_channels(width_mult: float, initial_chs: int, final_chs: int, num_bloc
 
 
 class LiteHead(nn.Module):
-    """Global pool -> 1x1 conv (bias) -> BN -> ReLU6 -> dropout -> linear classifier."""
+    """Global pool -> 1x1 conv (bias) -> BN -> ReLU6 -> dropout -> linear classifier.
 
-    def __init__(self, in_chs: int, hidden_chs: int, num_classes: int, pool_type: str = 'avg',
-                 drop_rate: float = 0.2, act_layer: str = 'relu6'):
+    The 1x1 conv sees the pooled width (``in_chs * feat_mult``: twice ``in_chs`` for ``catavgmax``).
+    With ``pool_type=''`` it runs at every position and the output stays ``(N, C, H, W)``.
+    ``hidden_chs=None`` leaves the conv out (a pruned model): pool -> dropout -> classifier.
+    """
+
+    def __init__(self, in_chs: int, hidden_chs: Optional[int], num_classes: int, pool_type: str = 'avg',
+                 drop_rate: float = 0.2, act_layer: str = 'relu6', device=None, dtype=None):
         super().__init__()
+        dd = {'device': device, 'dtype': dtype}
         self.in_features = in_chs
-        self.num_features = hidden_chs
         self.drop_rate = drop_rate
         self.global_pool = SelectAdaptivePool2d(pool_type=pool_type, flatten=False)
-        self.conv_head = nn.Conv2d(in_chs, hidden_chs, 1, bias=True)
-        self.norm_head = nn.BatchNorm2d(hidden_chs)
-        self.act = create_act_layer(act_layer, inplace=True)
-        self.flatten = nn.Flatten(1)
+        pooled_chs = in_chs * self.global_pool.feat_mult()
+        if hidden_chs:
+            self.conv_head = nn.Conv2d(pooled_chs, hidden_chs, 1, bias=True, **dd)
+            self.norm_head = nn.BatchNorm2d(hidden_chs, **dd)
+            self.act = create_act_layer(act_layer, inplace=True)
+            self.num_features = hidden_chs
+        else:
+            self.conv_head = nn.Identity()
+            self.norm_head = nn.Identity()
+            self.act = nn.Identity()
+            self.num_features = pooled_chs
+        self.flatten = nn.Flatten(1) if pool_type else nn.Identity()
         self.drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(hidden_chs, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
-    def reset(self, num_classes: int, pool_type: Optional[str] = None) -> None:
+    def reset(self, num_classes: int, pool_type: Optional[str] = None, device=None, dtype=None) -> None:
+        """New classifier (and pooling); the head conv is kept, so the pooled width can not change."""
+        dd = {'device': device, 'dtype': dtype}
         if pool_type is not None:
-            self.global_pool = SelectAdaptivePool2d(pool_type=pool_type, flatten=False)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+            global_pool = SelectAdaptivePool2d(pool_type=pool_type, flatten=False)
+            pooled_chs = self.in_features * global_pool.feat_mult()
+            if isinstance(self.conv_head, nn.Conv2d):
+                if self.conv_head.in_channels != pooled_chs:
+                    # AssertionError as timm's models with a conv after the pool (MobileNetV3) raise
+                    raise AssertionError(
+                        f'the head conv is sized for {self.conv_head.in_channels} pooled channels; '
+                        f'global_pool={pool_type!r} gives {pooled_chs}. Create the model with '
+                        f'global_pool={pool_type!r} instead.')
+            else:
+                self.num_features = pooled_chs
+            self.global_pool = global_pool.train(self.training)
+            self.flatten = (nn.Flatten(1) if pool_type else nn.Identity()).train(self.training)
+        self.fc = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.fc.train(self.training)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.global_pool(x)
@@ -136,6 +168,8 @@ class RexNetLite(nn.Module):
             act_layer: str = 'relu6',
             drop_rate: float = 0.2,
             drop_path_rate: float = 0.0,
+            device=None,
+            dtype=None,
     ):
         """
         Args:
@@ -144,8 +178,11 @@ class RexNetLite(nn.Module):
                 ``kernel_conf`` string such as ``'335577'`` is accepted too.
             fix_head_stem: keep stem (32) and penultimate (1280) channels independent of the width.
             output_stride: 32, 16 or 8; smaller strides dilate the last stages (segmentation).
+            global_pool: any timm pool type; ``''`` keeps the map unpooled (the head conv runs per position).
+            device, dtype: where and in which dtype the parameters are created (timm's factory kwargs).
         """
         super().__init__()
+        dd = {'device': device, 'dtype': dtype}
         if output_stride not in (8, 16, 32):
             raise ValueError(f'output_stride must be 8, 16 or 32, got {output_stride!r}')
         if isinstance(kernel_sizes, str):
@@ -171,34 +208,35 @@ class RexNetLite(nn.Module):
 
         stem_base = 32 / width_mult if (width_mult < 1.0 or fix_head_stem) else 32
         stem_chs = make_divisible(int(round(stem_base * width_mult)), ch_div)
-        self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, act_layer=act_layer)
+        self.stem = ConvNormAct(in_chans, stem_chs, 3, stride=2, act_layer=act_layer, **dd)
 
-        self.feature_info: List[Dict[str, Any]] = []
+        feature_info: List[Dict[str, Any]] = []
         features: List[nn.Module] = []
         prev_chs, curr_stride, dilation = stem_chs, 2, 1
         for idx, (chs, stride, k, exp) in enumerate(zip(out_chs, block_strides, block_kernels, block_exp)):
             next_dilation = dilation
             if stride > 1:
                 module = 'stem' if idx == 0 else f'features.{idx - 1}'
-                self.feature_info.append(dict(num_chs=prev_chs, reduction=curr_stride, module=module))
+                feature_info.append(dict(num_chs=prev_chs, reduction=curr_stride, module=module))
                 if curr_stride >= output_stride:
                     next_dilation, stride = dilation * stride, 1
             dpr = drop_path_rate * idx / max(num_blocks - 1, 1)
             features.append(LiteBottleneck(
                 prev_chs, chs, stride=stride, dilation=(dilation, next_dilation), exp_ratio=exp,
-                kernel_size=k, act_layer=act_layer, drop_path=DropPath(dpr) if dpr > 0 else None))
+                kernel_size=k, act_layer=act_layer, drop_path=DropPath(dpr) if dpr > 0 else None, **dd))
             curr_stride *= stride
             dilation = next_dilation
             prev_chs = chs
-        self.feature_info.append(dict(num_chs=prev_chs, reduction=curr_stride, module=f'features.{num_blocks - 1}'))
+        feature_info.append(dict(num_chs=prev_chs, reduction=curr_stride, module=f'features.{num_blocks - 1}'))
+        self.feature_info = feature_info
         pen_chs = int(1280 * width_mult) if (width_mult > 1.0 and not fix_head_stem) else 1280
-        features.append(ConvNormAct(prev_chs, pen_chs, 1, act_layer=act_layer))
+        features.append(ConvNormAct(prev_chs, pen_chs, 1, act_layer=act_layer, **dd))
         self.features = nn.Sequential(*features)
         self.stage_ends = [int(f['module'].split('.')[-1]) for f in self.feature_info]
         self.num_features = pen_chs
 
-        self.head = LiteHead(pen_chs, head_chs, num_classes, global_pool, drop_rate, act_layer)
-        self.head_hidden_size = head_chs
+        self.head = LiteHead(pen_chs, head_chs, num_classes, global_pool, drop_rate, act_layer, **dd)
+        self.head_hidden_size = self.head.num_features
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -226,9 +264,12 @@ class RexNetLite(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head.fc
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None, device=None, dtype=None) -> None:
+        """New classifier for ``num_classes`` (0: none); ``global_pool`` None keeps the pooling, ``''`` removes it."""
+        dd = get_device_dtype(self, device=device, dtype=dtype)
+        self.head.reset(num_classes, global_pool, **dd)
         self.num_classes = num_classes
-        self.head.reset(num_classes, global_pool)
+        self.head_hidden_size = self.head.num_features
 
     def forward_intermediates(
             self,
@@ -241,13 +282,16 @@ class RexNetLite(nn.Module):
     ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
         """Return the feature maps at ``indices`` of ``feature_info`` (strides 2, 4, 8, 16, 32)."""
         if output_fmt != 'NCHW':
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+            raise ValueError("output_fmt must be 'NCHW', got " + output_fmt)  # no f-string: TorchScript
         take, max_index = feature_take_indices(len(self.stage_ends), indices)
         take = [self.stage_ends[i] for i in take]
         max_index = self.stage_ends[max_index]
         x = self.stem(x)
         intermediates = []
-        blocks = self.features if (not stop_early or max_index == self.stage_ends[-1]) else self.features[:max_index + 1]
+        if torch.jit.is_scripting() or not stop_early or max_index == self.stage_ends[-1]:  # no slicing in script
+            blocks = self.features
+        else:
+            blocks = self.features[:max_index + 1]
         for idx, block in enumerate(blocks):
             if self.grad_checkpointing and not torch.jit.is_scripting():
                 x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False)
@@ -271,13 +315,13 @@ class RexNetLite(nn.Module):
         last = self.stage_ends[max_index]
         if not (prune_norm or prune_head or last < self.stage_ends[-1]):
             return take
-        self.features = self.features[:last + 1] if last >= 0 else nn.Sequential()
+        dd = get_device_dtype(self)
+        self.features = self.features[:last + 1]
+        # the head conv is sized for the final features, so it goes with them; as timm's RexNet, the
+        # pruned model returns the unpooled features (reset_classifier(n, 'avg') adds a classifier)
         self.num_features = num_chs
-        self.head = LiteHead(num_chs, self.head_hidden_size, 0, 'avg', self.drop_rate)
-        self.head.conv_head = nn.Identity()
-        self.head.norm_head = nn.Identity()
-        self.head.act = nn.Identity()
-        self.head_hidden_size = num_chs
+        self.head = LiteHead(num_chs, None, 0, '', self.drop_rate, **dd).train(self.training)
+        self.head_hidden_size = self.head.num_features
         self.num_classes = 0
         return take
 
