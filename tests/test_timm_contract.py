@@ -31,8 +31,8 @@ TIMM_TESTS = {
     'test_model_forward_features', 'test_model_forward_fx', 'test_model_backward_fx',
     'test_model_forward_fx_torchscript',
 }
-_UNREACHABLE = ('NewConnectionError', 'Failed to establish a new connection', 'Name or service not known',
-                'Temporary failure in name resolution', 'Network is unreachable', 'ConnectTimeoutError',
+_UNREACHABLE = ('NewConnectionError', 'NameResolutionError', 'Failed to establish a new connection',
+                'Name or service not known', 'Temporary failure in name resolution', 'Network is unreachable', 'ConnectTimeoutError',
                 'ProxyError', 'Connection refused', 'Read timed out', 'No route to host')
 
 

@@ -37,18 +37,19 @@ def require_pretrained_source(variant: str, kwargs: Dict[str, Any]) -> Dict[str,
     cfg = _pretrained_cfg(variant, kwargs)
     if cfg.get('state_dict'):
         return kwargs
-    if cfg.get('file'):
+    if cfg.get('file') and cfg.get('source') != 'hf-hub':  # timm: the hub wins when it is the source
         path = os.path.expanduser(str(cfg['file']))
-        if not os.path.isfile(path):
+        if not (os.path.isdir(path) if cfg.get('source') == 'local-dir' else os.path.isfile(path)):
             raise FileNotFoundError(
                 errno.ENOENT,
                 f'{variant}: pretrained weights file not found. Give an existing file: a timm-format '
                 'checkpoint (.pth/.safetensors) or an official clovaai file (converted on the fly; or convert '
                 'it once with python tools/convert_checkpoint.py SRC DST)', str(cfg['file']))
-        if path != cfg['file'] and kwargs.get('pretrained_cfg_overlay', {}).get('file') == cfg['file']:
-            kwargs = {**kwargs, 'pretrained_cfg_overlay': {**kwargs['pretrained_cfg_overlay'], 'file': path}}
+        if path != cfg['file']:  # timm does not expand '~'
+            overlay = {**(kwargs.get('pretrained_cfg_overlay') or {}), 'file': path}
+            kwargs = {**kwargs, 'pretrained_cfg_overlay': overlay}
         return kwargs
-    if cfg.get('hf_hub_id') and cfg.get('source') != 'local-dir':
+    if cfg.get('hf_hub_id'):
         path = resolve_hub_weights(cfg['hf_hub_id'], filename=cfg.get('hf_hub_filename'))
         if path is not None and hub_offline():
             overlay = {**(kwargs.get('pretrained_cfg_overlay') or {}), 'file': path, 'source': ''}
