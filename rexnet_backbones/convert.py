@@ -17,7 +17,7 @@ from .archs import REXNET_ARCHS
 __all__ = [
     'CheckpointMismatchError', 'official_key_map', 'unwrap_state_dict', 'is_official_layout',
     'detect_arch', 'convert_official_state_dict', 'to_timm_state_dict', 'check_state_dict',
-    'common_prefix_hint', 'num_classes_of',
+    'common_prefix_hint', 'num_classes_of', 'convert_checkpoint_file',
 ]
 
 StateDict = Dict[str, torch.Tensor]
@@ -242,9 +242,6 @@ def num_classes_of(sd: Mapping[str, torch.Tensor]) -> int:
     return 1000
 
 
-_num_classes = num_classes_of  # old private name (tools/convert_checkpoint.py)
-
-
 def detect_arch(sd: object, candidates: Optional[List[str]] = None) -> str:
     """Name of the ReXNet architecture (timm name) whose layout the checkpoint matches exactly.
 
@@ -271,3 +268,35 @@ def detect_arch(sd: object, candidates: Optional[List[str]] = None) -> str:
         check_state_dict(f'{kind} compared with {arch}', sd, layout)
     check_state_dict(f'{kind} checkpoint matches no ReXNet architecture; closest is {arch}:', sd, layout)
     raise AssertionError('unreachable')
+
+
+def convert_checkpoint_file(src: str, dst: str, arch: Optional[str] = None, trusted: Optional[bool] = None,
+                            verify: bool = True) -> Dict[str, object]:
+    """Convert an official (or re-save a timm-format) ReXNet checkpoint file to a timm-format file.
+
+    ``dst`` ending in ``.safetensors`` selects that format; an existing directory receives
+    ``<dst>/<name of src>``. The file is written atomically (a new file gets the usual
+    umask mode, a replaced one keeps its mode). Returns a summary (``dst``, ``arch``, ``layout``,
+    ``tensors``, ``parameters``). Raises ``FileNotFoundError``, ``RuntimeError`` (unreadable or
+    unsafe file) or :class:`CheckpointMismatchError` with what is wrong.
+    """
+    import os
+
+    import timm
+
+    from .checkpoint import safe_load, save_state_dict
+    sd = unwrap_state_dict(safe_load(src, trusted=trusted))
+    arch = arch or detect_arch(sd)
+    known = timm.list_models('rexnet*')
+    if arch not in known:
+        raise CheckpointMismatchError(f'unknown arch {arch!r}; choose one of {known}')
+    model = timm.create_model(arch, num_classes=num_classes_of(sd))
+    out = to_timm_state_dict(sd, model)
+    if verify:
+        model.load_state_dict(out, strict=True)
+    if os.path.isdir(dst):
+        dst = os.path.join(dst, os.path.basename(src))
+    save_state_dict(out, dst)
+    stats = ('running_mean', 'running_var', 'num_batches_tracked')
+    return dict(dst=dst, arch=arch, layout='official' if is_official_layout(sd) else 'timm-format',
+                tensors=len(out), parameters=sum(v.numel() for k, v in out.items() if not k.endswith(stats)))

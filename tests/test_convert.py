@@ -1,6 +1,7 @@
 """Official clovaai checkpoints -> timm format: numerics against the official code, CLI, refusals."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,36 @@ def test_num_classes_of(reference_dir):
     assert num_classes_of(sd) == 1000
     assert num_classes_of(timm.create_model('rexnet_lite_100', num_classes=7).state_dict()) == 7
     assert num_classes_of({'features.0.weight': torch.zeros(1)}) == 1000
+
+
+def _convert_cli(*args):
+    return subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_cli_text_file_named_pth(tmp_path):
+    src = tmp_path / 'rexnet_lite_1.0.pth'
+    src.write_text('<html>404 Not Found</html>\n')  # e.g. a failed download saved under the file name
+    r = _convert_cli(src, tmp_path / 'out.pth')
+    assert r.returncode == 2 and 'Traceback' not in r.stderr
+    assert str(src) in r.stderr and 'not a PyTorch checkpoint' in r.stderr and 'KeyError' not in r.stderr
+
+
+def test_cli_into_a_directory_and_file_modes(reference_dir, tmp_path):
+    src = reference_dir / 'rexnetv1_lite_1.0_official_random.pth'
+    out_dir = tmp_path / 'checkpoints'
+    out_dir.mkdir()
+    old_umask = os.umask(0o022)
+    try:
+        r = _convert_cli(src, str(out_dir) + os.sep)
+        assert r.returncode == 0, r.stderr
+        written = out_dir / src.name  # as cp does: the source's name inside the directory
+        assert f'-> {written}' in r.stdout and written.is_file()
+        assert written.stat().st_mode & 0o777 == 0o644  # the usual umask mode, not mkstemp's 0600
+        written.chmod(0o640)
+        r = _convert_cli(written, written)  # in place: converts the timm-format file onto itself
+        assert r.returncode == 0, r.stderr
+        assert written.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+        assert sorted(p.name for p in out_dir.iterdir()) == [src.name]  # no temporary file left
+    finally:
+        os.umask(old_umask)
