@@ -122,3 +122,33 @@ def test_hub_id_of():
     assert hub_id_of('hf-hub:timm/rexnet_100.nav_in1k') == 'timm/rexnet_100.nav_in1k'
     with pytest.raises(ValueError, match="'rexnet_lite_100' has no Hugging Face hub weights"):
         hub_id_of('rexnet_lite_100')
+
+
+_MM_CHECK = '''
+import sys
+import torch
+from safetensors.torch import load_file
+import rexnet_backbones
+from rexnet_backbones.mm import ReXNet
+cached = load_file(sys.argv[1])
+for init_cfg in (dict(type='Pretrained', checkpoint='timm/rexnet_100.nav_in1k'),
+                 [dict(type='Pretrained', checkpoint='timm/rexnet_100.nav_in1k')]):
+    backbone = ReXNet(arch='rexnet_100', out_indices=(1, 2, 3, 4), init_cfg=init_cfg)
+    backbone.init_weights()
+    got = backbone.state_dict()
+    assert got and all(torch.equal(v, cached[k]) for k, v in got.items()), 'tensors differ'
+print('OK', len(got))
+'''
+
+
+def test_mm_backbone_init_cfg_loads_cached_hub_weights_offline(reference_dir, tmp_path):
+    """init_cfg=dict(type='Pretrained', checkpoint='timm/rexnet_100.nav_in1k') reads exactly the cached tensors."""
+    pytest.importorskip('mmengine')
+    cache = tmp_path / 'hub'
+    cached = make_hub_cache(cache, _converted(reference_dir, 'rexnetv1_1.0', 'rexnet_100'))
+    r = subprocess.run([sys.executable, '-c', _MM_CHECK, str(cached)], env=_env(cache), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    n = int(r.stdout.split()[-1])
+    # every tensor of the backbone (stem and blocks to stride 32; the unused head conv is pruned)
+    assert n == 405 and n == len([k for k in load_file(cached) if k.startswith(('stem.', 'features.'))]) - 6

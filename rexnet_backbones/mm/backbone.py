@@ -31,7 +31,6 @@ __all__ = ['ReXNet']
 #: names ending like this are files, never hub tags
 _FILE_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.ckpt', '.pkl')
 _HUB_PREFIXES = ('timm/', 'timm:', 'hf-hub:')
-_HUB_FILES = ('model.safetensors', 'pytorch_model.bin')
 
 
 class _BatchOneSafeBN(nn.BatchNorm2d):
@@ -309,15 +308,19 @@ def _with_hint(err: CheckpointMismatchError, hint: str) -> CheckpointMismatchErr
 
 
 # ---------------------------------------------------------------------- reading checkpoints
+def _read_file(path: str) -> Dict[str, torch.Tensor]:
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file
+        return load_file(path)
+    return unwrap_state_dict(safe_load(path))
+
+
 def _read_checkpoint(checkpoint: str) -> Dict[str, torch.Tensor]:
     """The tensors of a local file (weights-only load) or of a timm hub tag."""
     checkpoint = str(checkpoint)
     path = os.path.expanduser(checkpoint)
     if os.path.isfile(path):
-        if path.endswith('.safetensors'):
-            from safetensors.torch import load_file
-            return load_file(path)
-        return unwrap_state_dict(safe_load(path))
+        return _read_file(path)
     if checkpoint.startswith(('http://', 'https://')):
         raise ValueError(f'pretrained checkpoint {checkpoint!r}: URLs are not downloaded; download the file and '
                          'give its path, or give a timm hub tag such as timm/rexnet_100.nav_in1k')
@@ -345,11 +348,6 @@ def _hub_model_name(checkpoint: str) -> Optional[str]:
     return checkpoint if timm.is_model(checkpoint.split('.')[0]) else None
 
 
-def _hf_offline() -> bool:
-    from huggingface_hub import constants
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get('HF_HUB_OFFLINE', '').upper() in ('1', 'ON', 'YES', 'TRUE')
-
-
 def _read_hub_weights(name: str, checkpoint: str) -> Dict[str, torch.Tensor]:
     local_file = ("Give a local file instead: init_cfg=dict(type='Pretrained', checkpoint='path/to/file.pth') "
                   '(timm-format or official clovaai file; see README "Pretrained weights").')
@@ -360,11 +358,15 @@ def _read_hub_weights(name: str, checkpoint: str) -> Dict[str, torch.Tensor]:
         if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
             raise RuntimeError(f'timm has no downloadable weights for {checkpoint!r}. {local_file}')
         repo_id = cfg.hf_hub_id
-    if repo_id and _hf_offline():
-        from huggingface_hub import try_to_load_from_cache
-        if not any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in _HUB_FILES):
+    if repo_id:
+        from ..hub import resolve_hub_weights
+        try:
+            cached = resolve_hub_weights(repo_id)
+        except FileNotFoundError:
             raise RuntimeError(f'the timm weights {checkpoint!r} are not in the Hugging Face cache and '
-                               f'HF_HUB_OFFLINE is set. {local_file}')
+                               f'HF_HUB_OFFLINE is set. {local_file}') from None
+        if cached is not None:  # read the cached file itself: no hub call at all
+            return _read_file(cached)
     try:
         model = timm.create_model(name, pretrained=True)
     except Exception as e:  # offline, unknown tag, ...
