@@ -1,0 +1,1 @@
+"""Inference deployment: BN folding (``fuse``), ONNX export (``onnx``)."""
