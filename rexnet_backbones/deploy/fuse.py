@@ -10,6 +10,11 @@ convolution's weight and bias, keeping the activation:
   ``ConvModule`` (norm after conv) and mmdet's ResNet/RegNet blocks (``convN`` + ``normN``), so that a
   reference model can be folded the same way.
 
+``pad_channels(model, multiple)`` zero-pads every channel count of a folded ReXNet feature extractor
+to a multiple of ``multiple`` (ReXNet v1 has widths such as 27, 38, 50, ... that blocked CPU
+layouts handle poorly) and slices the real channels off its outputs; the extra channels stay exactly
+zero, so the outputs do not change.
+
 ``deploy_model(model)`` folds and also replaces every ReXNet bottleneck (timm's ``LinearBottleneck``,
 our ``LiteBottleneck``) by a :class:`DeployBottleneck` with the same weights whose partial residual
 does not copy the whole output (see ``residual``); optionally it converts to channels_last. The outputs
@@ -25,8 +30,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['ConvAct', 'DeployBottleneck', 'fuse_conv_bn', 'fold_batchnorm', 'deploy_model',
-           'count_batchnorm', 'RESIDUAL_MODES']
+__all__ = ['ConvAct', 'DeployBottleneck', 'SliceChannels', 'fuse_conv_bn', 'fold_batchnorm',
+           'pad_channels', 'deploy_model', 'count_batchnorm', 'RESIDUAL_MODES']
 
 #: how :class:`DeployBottleneck` adds its shortcut onto the first ``in_channels`` output channels
 RESIDUAL_MODES = ('inplace', 'pad', 'cat')
@@ -228,9 +233,137 @@ def _replace_blocks(module: nn.Module, residual: str) -> int:
     return n
 
 
+class SliceChannels(nn.Module):
+    """Runs ``body`` and keeps the first ``channels[i]`` channels of its ``i``-th output."""
+
+    def __init__(self, body: nn.Module, channels):
+        super().__init__()
+        self.body = body
+        self.channels = [int(c) for c in channels]
+
+    @property
+    def out_channels(self):
+        return list(self.channels)
+
+    def forward(self, x: torch.Tensor):
+        outs = self.body(x)
+        sliced = [o[:, :c] for o, c in zip(outs, self.channels)]
+        return tuple(sliced) if isinstance(outs, tuple) else sliced
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _pad_conv(conv: nn.Conv2d, in_chs: int, out_chs: int) -> nn.Conv2d:
+    """A copy of ``conv`` with zero weights (and zero bias) for the extra input/output channels."""
+    depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+    if conv.groups > 1 and not depthwise:
+        raise ValueError(f'pad_channels: grouped conv with groups={conv.groups} is not supported')
+    if depthwise and in_chs != out_chs:
+        raise ValueError('pad_channels: a depthwise conv keeps its width')
+    new = copy.deepcopy(conv)
+    w = conv.weight.detach()
+    weight = w.new_zeros((out_chs, 1 if depthwise else in_chs, *w.shape[2:]))
+    weight[:w.shape[0], :w.shape[1]] = w
+    bias = w.new_zeros(out_chs)
+    if conv.bias is not None:
+        bias[:conv.out_channels] = conv.bias.detach()
+    new.weight = nn.Parameter(weight, requires_grad=False)
+    new.bias = nn.Parameter(bias, requires_grad=False)
+    new.in_channels, new.out_channels = in_chs, out_chs
+    if depthwise:
+        new.groups = out_chs
+    return new
+
+
+def _check_zero_preserving(act: Optional[nn.Module]) -> None:
+    if act is None or isinstance(act, nn.Identity):
+        return
+    zero = torch.zeros(1, 1, 1, 1)
+    if act(zero).abs().max().item() != 0:
+        raise ValueError(f'pad_channels: activation {act} does not map 0 to 0')
+
+
+def _pad_convact(m: ConvAct, in_chs: int, multiple: int) -> int:
+    _check_zero_preserving(m.act)
+    depthwise = m.conv.groups > 1
+    out_chs = in_chs if depthwise else _round_up(m.conv.out_channels, multiple)
+    m.conv = _pad_conv(m.conv, in_chs, out_chs)
+    return out_chs
+
+
+def _pad_block(b: DeployBottleneck, in_chs: int, multiple: int) -> int:
+    chs = in_chs
+    if b.conv_exp is not None:
+        chs = _pad_convact(b.conv_exp, chs, multiple)
+    chs = _pad_convact(b.conv_dw, chs, multiple)
+    se = b.se
+    if se is not None:
+        if not (isinstance(getattr(se, 'fc1', None), nn.Conv2d) and isinstance(se.fc2, nn.Conv2d)
+                and isinstance(se.bn, nn.Identity) and not getattr(se, 'add_maxpool', False)):
+            raise ValueError('pad_channels: fold the SE block first (fold_batchnorm)')
+        se.fc1 = _pad_conv(se.fc1, chs, se.fc1.out_channels)
+        se.fc2 = _pad_conv(se.fc2, se.fc2.in_channels, chs)  # gate 0.5 on zero channels: still zero
+    _check_zero_preserving(b.act_dw)
+    out_chs = _pad_convact(b.conv_pwl, chs, multiple)
+    b.in_channels, b.out_channels = in_chs, out_chs
+    return out_chs
+
+
+def _chain(model: nn.Module):
+    """The ConvAct / DeployBottleneck modules of ``model`` in registration (= execution) order."""
+    found = []
+
+    def visit(module):
+        for child in module.children():
+            if isinstance(child, (ConvAct, DeployBottleneck)):
+                found.append(child)
+            else:
+                visit(child)
+    visit(model)
+    return found
+
+
+@torch.no_grad()
+def pad_channels(model: nn.Module, multiple: int = 8) -> nn.Module:
+    """Zero-pad the widths of a folded ReXNet feature extractor to multiples of ``multiple`` (in place).
+
+    ``model`` is a timm ``features_only`` ReXNet, the mm ``ReXNet`` backbone, or a model with such a
+    ``backbone``, after :func:`deploy_model`. Returns the model whose (backbone) outputs are sliced
+    back to their real widths by a :class:`SliceChannels` wrapper; the outputs are unchanged.
+    """
+    if multiple < 1:
+        raise ValueError(f'multiple must be >= 1, got {multiple}')
+    backbone = getattr(model, 'backbone', None)
+    if isinstance(backbone, nn.Module) and not isinstance(model, SliceChannels):
+        model.backbone = pad_channels(backbone, multiple)
+        return model
+    info = getattr(model, 'feature_info', None)
+    if hasattr(model, 'out_channels') and isinstance(model.out_channels, (list, tuple)):
+        channels = list(model.out_channels)
+    elif hasattr(info, 'channels'):
+        channels = list(info.channels())
+    else:
+        raise ValueError(f'pad_channels: {type(model).__name__} is not a ReXNet feature extractor '
+                         '(a timm features_only model or the mm ReXNet backbone)')
+    chain = _chain(model)
+    if not chain or not isinstance(chain[0], ConvAct) or count_batchnorm(model):
+        raise ValueError('pad_channels: give a model after deploy_model() (BN folded, ReXNet blocks)')
+    chs = chain[0].in_channels  # the image channels stay as they are
+    real = chs
+    for m in chain:
+        if m.in_channels != real:
+            raise ValueError(f'pad_channels: {type(m).__name__} takes {m.in_channels} channels after '
+                             f'{real}: not a plain chain')
+        real = m.out_channels
+        chs = _pad_convact(m, chs, multiple) if isinstance(m, ConvAct) else _pad_block(m, chs, multiple)
+    return SliceChannels(model, channels)
+
+
 @torch.no_grad()
 def deploy_model(model: nn.Module, *, residual: str = 'inplace', channels_last: bool = False,
-                 inplace: bool = False) -> nn.Module:
+                 channel_multiple: Optional[int] = None, inplace: bool = False) -> nn.Module:
     """Inference form of a model containing ReXNet: BN folded, ReXNet blocks as :class:`DeployBottleneck`.
 
     Args:
@@ -239,6 +372,8 @@ def deploy_model(model: nn.Module, *, residual: str = 'inplace', channels_last: 
         residual: ``'inplace'`` (best for eager torch), ``'pad'`` (best for ONNX export) or ``'cat'``;
             see :class:`DeployBottleneck`.
         channels_last: convert parameters to ``torch.channels_last``; feed channels_last inputs.
+        channel_multiple: zero-pad the ReXNet widths to multiples of this (see :func:`pad_channels`;
+            the model must then be a ReXNet feature extractor or have one as ``backbone``).
         inplace: modify ``model`` instead of a deep copy.
 
     Returns:
@@ -248,6 +383,8 @@ def deploy_model(model: nn.Module, *, residual: str = 'inplace', channels_last: 
         raise ValueError(f'residual must be one of {RESIDUAL_MODES}, got {residual!r}')
     model = fold_batchnorm(model, inplace=inplace)
     _replace_blocks(model, residual)
+    if channel_multiple:
+        model = pad_channels(model, channel_multiple)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model.eval()
