@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['ConvAct', 'DeployBottleneck', 'SliceChannels', 'fuse_conv_bn', 'fold_batchnorm',
+__all__ = ['ConvAct', 'DeployBottleneck', 'SliceChannels', 'fuse_conv_bn', 'fold_batchnorm', 'fuse_bn',
            'pad_channels', 'deploy_model', 'count_batchnorm', 'RESIDUAL_MODES']
 
 #: how :class:`DeployBottleneck` adds its shortcut onto the first ``in_channels`` output channels
@@ -208,6 +208,12 @@ def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     return model
 
 
+def fuse_bn(model: nn.Module, *, channels_last: bool = False, inplace: bool = False) -> nn.Module:
+    """:func:`fold_batchnorm`, optionally converted to ``torch.channels_last`` (eval mode)."""
+    model = fold_batchnorm(model, inplace=inplace)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
 def _is_rexnet_block(m: nn.Module) -> bool:
     return type(m).__name__ in ('LinearBottleneck', 'LiteBottleneck') and hasattr(m, 'conv_pwl') \
         and hasattr(m, 'use_shortcut')
@@ -373,7 +379,8 @@ def deploy_model(model: nn.Module, *, residual: str = 'inplace', channels_last: 
             see :class:`DeployBottleneck`.
         channels_last: convert parameters to ``torch.channels_last``; feed channels_last inputs.
         channel_multiple: zero-pad the ReXNet widths to multiples of this (see :func:`pad_channels`;
-            the model must then be a ReXNet feature extractor or have one as ``backbone``).
+            the model must then be a ReXNet feature extractor or have one as ``backbone``; a model
+            without ReXNet blocks is left unpadded).
         inplace: modify ``model`` instead of a deep copy.
 
     Returns:
@@ -383,7 +390,7 @@ def deploy_model(model: nn.Module, *, residual: str = 'inplace', channels_last: 
         raise ValueError(f'residual must be one of {RESIDUAL_MODES}, got {residual!r}')
     model = fold_batchnorm(model, inplace=inplace)
     _replace_blocks(model, residual)
-    if channel_multiple:
+    if channel_multiple and any(isinstance(m, DeployBottleneck) for m in model.modules()):
         model = pad_channels(model, channel_multiple)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
