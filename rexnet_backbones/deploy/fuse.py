@@ -354,7 +354,8 @@ def pad_channels(model: nn.Module, multiple: int = 8) -> nn.Module:
         raise ValueError(f'pad_channels: {type(model).__name__} is not a ReXNet feature extractor '
                          '(a timm features_only model or the mm ReXNet backbone)')
     chain = _chain(model)
-    if not chain or not isinstance(chain[0], ConvAct) or count_batchnorm(model):
+    if not any(isinstance(m, DeployBottleneck) for m in chain) or not isinstance(chain[0], ConvAct) \
+            or count_batchnorm(model):
         raise ValueError('pad_channels: give a model after deploy_model() (BN folded, ReXNet blocks)')
     chs = chain[0].in_channels  # the image channels stay as they are
     real = chs
