@@ -787,11 +787,13 @@ def time_backends(state, settings: Settings) -> None:
             log(f'{result["label"]}: {r.key} warm ({time.time() - t0:.1f} s)')
     live = [(res, r) for res, r in all_runners if id(r) in outputs]
     times = {id(r): [] for _, r in live}
+    cpu = {id(r): [] for _, r in live}
     for i in range(settings.runs):
         for _, r in live:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             r.call()
             times[id(r)].append((time.perf_counter() - start) * 1000.0)
+            cpu[id(r)].append((time.process_time() - cpu_start) * 1000.0)
         log(f'backends: round {i + 1}/{settings.runs} done (load {os.getloadavg()[0]:.1f})')
     refs = {id(res): ref for res, _, ref in state['runners']}
     for result, r in live:
@@ -799,6 +801,9 @@ def time_backends(state, settings: Settings) -> None:
                      parity_max_abs=max_abs_diff(outputs[id(r)], refs[id(result)]))
         if times[id(r)]:
             entry.update(_stats(times[id(r)], settings.batch_sizes[0], settings.runs, settings.warmup))
+            # CPU time of the whole process per call (all threads): less sensitive to other jobs
+            entry['cpu_median_ms'] = statistics.median(cpu[id(r)])
+            entry['cpu_times_ms'] = cpu[id(r)]
         result['backends'][r.key] = entry
 
 
