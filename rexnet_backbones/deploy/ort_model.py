@@ -37,9 +37,13 @@ class _ONNXModel(BaseModel):
     """Base: holds the session and the original (PyTorch) model for pre- and post-processing."""
 
     def __init__(self, onnx_file: str, model: Dict[str, Any], backend: str = 'onnxruntime',
-                 num_threads: Optional[int] = None, init_cfg: Optional[dict] = None):
+                 num_threads: Optional[int] = None, data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         model = copy.deepcopy(dict(model))
+        # the Runner passes the config's top-level data_preprocessor as a default, as to any model
+        if data_preprocessor is not None:
+            model.setdefault('data_preprocessor', data_preprocessor)
         # the network weights come from the ONNX file: never fetch pretrained backbone weights
         if isinstance(model.get('backbone'), dict):
             model['backbone']['init_cfg'] = None
