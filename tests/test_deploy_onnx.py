@@ -166,6 +166,11 @@ def test_segmentor_export_falls_back_to_fixed_size(tmp_path):
     assert _input_dims(tmp_path / 'seg.onnx') == ['batch', 3, 128, 128]
     assert set(res.max_abs_diff) == {(1, 3, 128, 128), (2, 3, 128, 128)}
     assert max(res.max_abs_diff.values()) <= 1e-4
+    from rexnet_backbones.deploy import make_session
+    session = make_session(tmp_path / 'seg.onnx')
+    assert session.fixed_hw == (128, 128)
+    with pytest.raises(ValueError, match='fixed input size 128 x 128 .* got an input of 96 x 160: export it again'):
+        session.run(torch.zeros(1, 3, 96, 160))
 
 
 def test_fused_export_matches_unfused_model(tmp_path):

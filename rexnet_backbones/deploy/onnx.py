@@ -356,6 +356,7 @@ class _Session:
             self._session = ort.InferenceSession(str(onnx_file), opts, providers=['CPUExecutionProvider'])
             self._input = self._session.get_inputs()[0].name
             self.output_names = [o.name for o in self._session.get_outputs()]
+            dims = list(self._session.get_inputs()[0].shape)
         else:
             ov = require('openvino')
             config = {'INFERENCE_NUM_THREADS': num_threads} if num_threads else {}
@@ -363,12 +364,19 @@ class _Session:
             config['INFERENCE_PRECISION_HINT'] = 'f32'
             self._compiled = ov.Core().compile_model(str(onnx_file), 'CPU', config)
             self.output_names = [o.get_any_name() for o in self._compiled.outputs]
+            dims = [d.get_length() if d.is_static else None for d in self._compiled.inputs[0].get_partial_shape()]
+        #: (H, W) when the file has a fixed spatial input size, else None
+        self.fixed_hw = tuple(dims[2:]) if len(dims) == 4 and all(isinstance(d, int) for d in dims[2:]) else None
 
     def run(self, x: Any) -> List[Any]:
         import numpy as np
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().float().numpy()
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.fixed_hw is not None and tuple(x.shape[2:]) != self.fixed_hw:
+            raise ValueError(f'the ONNX file has a fixed input size {self.fixed_hw[0]} x {self.fixed_hw[1]} (its model '
+                             f'does not allow dynamic H and W), got an input of {x.shape[2]} x {x.shape[3]}: '
+                             'export it again with --input-size H W of the (padded) test images')
         if self.backend == 'onnxruntime':
             return self._session.run(None, {self._input: x})
         result = self._compiled(x)
