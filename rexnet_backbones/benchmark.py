@@ -608,7 +608,7 @@ def build_runners(make_module: Callable[[bool, str], Any], x, settings: Settings
                     if backend == 'compile':
                         module = torch.compile(module)
                     for precision in settings.precisions:
-                        if precision == 'bf16' and backend not in BF16_BACKENDS:
+                        if precision == 'bf16' and (backend not in BF16_BACKENDS or deploy):
                             continue
                         pkey = key if precision == 'fp32' else f'{key} bf16'
                         runners.append(Runner(pkey, backend, deploy, precision,
@@ -626,6 +626,8 @@ def build_runners(make_module: Callable[[bool, str], Any], x, settings: Settings
                     runners.append(Runner(key, backend, deploy, 'fp32', call, info))
                 else:
                     for precision in settings.precisions:
+                        if precision == 'bf16' and deploy:  # bf16: the models as built only
+                            continue
                         call, info = _ov_runner(onnx_file, x, settings.threads, precision)
                         pkey = key if precision == 'fp32' else f'{key} bf16'
                         runners.append(Runner(pkey, backend, deploy, precision, call, info))

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['ConvAct', 'DeployBottleneck', 'SliceChannels', 'fuse_conv_bn', 'fold_batchnorm', 'fuse_bn',
+__all__ = ['ConvAct', 'DeployBottleneck', 'DeploySE', 'SliceChannels', 'fuse_conv_bn', 'fold_batchnorm', 'fuse_bn',
            'pad_channels', 'deploy_model', 'count_batchnorm', 'RESIDUAL_MODES']
 
 #: how :class:`DeployBottleneck` adds its shortcut onto the first ``in_channels`` output channels
@@ -78,6 +78,26 @@ class ConvAct(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(x))
+
+
+class DeploySE(nn.Module):
+    """Squeeze-excitation after BN folding: global average pool -> fc1 -> act -> fc2 -> gate.
+
+    The squeeze is ``adaptive_avg_pool2d`` (ONNX ``GlobalAveragePool``, which ONNX Runtime runs in
+    its blocked NCHWc layout) instead of timm's ``mean`` (``ReduceMean``, which it does not).
+    """
+
+    def __init__(self, fc1: nn.Conv2d, act: nn.Module, fc2: nn.Conv2d, gate: nn.Module):
+        super().__init__()
+        self.fc1 = fc1
+        self.bn = nn.Identity()
+        self.act = act
+        self.fc2 = fc2
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.fc2(self.act(self.fc1(F.adaptive_avg_pool2d(x, 1))))
+        return x * self.gate(s)
 
 
 class DeployBottleneck(nn.Module):
@@ -219,13 +239,20 @@ def _is_rexnet_block(m: nn.Module) -> bool:
         and hasattr(m, 'use_shortcut')
 
 
+def _to_deploy_se(se: Optional[nn.Module]) -> Optional[nn.Module]:
+    if se is None:
+        return None
+    plain = isinstance(getattr(se, 'bn', None), nn.Identity) and not getattr(se, 'add_maxpool', False) \
+        and all(isinstance(getattr(se, k, None), nn.Module) for k in ('fc1', 'act', 'fc2', 'gate'))
+    return DeploySE(se.fc1, se.act, se.fc2, se.gate) if plain else se
+
+
 def _to_deploy_block(m: nn.Module, residual: str) -> DeployBottleneck:
-    if getattr(m, 'drop_path', None) is not None and not isinstance(m.drop_path, nn.Identity):
-        # DropPath is the identity in eval mode: dropping it changes nothing at inference
-        pass
+    # drop_path is not carried over: DropPath is the identity in eval mode
     return DeployBottleneck(
-        m.conv_exp, m.conv_dw, getattr(m, 'se', None), getattr(m, 'act_dw', None) or nn.Identity(),
-        m.conv_pwl, m.in_channels, m.out_channels, m.use_shortcut, residual)
+        m.conv_exp, m.conv_dw, _to_deploy_se(getattr(m, 'se', None)),
+        getattr(m, 'act_dw', None) or nn.Identity(), m.conv_pwl, m.in_channels, m.out_channels,
+        m.use_shortcut, residual)
 
 
 def _replace_blocks(module: nn.Module, residual: str) -> int:
