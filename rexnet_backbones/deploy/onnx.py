@@ -81,10 +81,16 @@ def _load_timm(name: str, checkpoint: Optional[str], features_only: bool) -> nn.
         rexnets = sorted(m for m in timm.list_models() if m.startswith('rexnet'))
         raise ValueError(f'unknown model {name!r}: not a timm model name nor a config file (.py). '
                          f'ReXNet models: {", ".join(rexnets)}')
+    from ..checkpoint import safe_load
+    from ..convert import to_timm_state_dict
     kwargs: Dict[str, Any] = dict(features_only=True) if features_only else {}
     if checkpoint is not None:
-        # timm loads (and filters) the file into the base model before wrapping features_only
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=checkpoint))
+        # timm-format or official clovaai file, checked against the architecture (ValueError if it
+        # does not fit); timm loads it into the base model before wrapping features_only
+        with torch.device('meta'):
+            reference = timm.create_model(name)
+        state_dict = to_timm_state_dict(safe_load(checkpoint), reference)
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(state_dict=state_dict))
     return timm.create_model(name, **kwargs).eval()
 
 
