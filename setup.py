@@ -18,6 +18,9 @@ MM = [
     'setuptools>=77.0.3,<82',
 ]
 DEV = ['pytest>=8', 'matplotlib', 'psutil']
+# ONNX export / ONNX Runtime / OpenVINO (rexnet_backbones.deploy, tools/export.py); lower bounds = the
+# versions tested with torch 2.14.1 (onnxscript: torch's dynamo-based exporter, `--dynamo`).
+DEPLOY = ['onnx>=1.23', 'onnxruntime>=1.32', 'openvino>=2026.4', 'onnxscript>=0.7']
 
 setup(
     name='rexnet_backbones',
@@ -29,5 +32,5 @@ setup(
     python_requires='>=3.10',
     packages=find_packages(include=['rexnet_backbones', 'rexnet_backbones.*']),
     install_requires=CORE,
-    extras_require={'mm': MM, 'dev': DEV, 'all': MM + DEV},
+    extras_require={'mm': MM, 'dev': DEV, 'deploy': DEPLOY, 'all': MM + DEV + DEPLOY},
 )

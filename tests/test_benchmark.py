@@ -1,9 +1,9 @@
-"""tools/benchmark.py: argument errors (quick, in-process) and a tiny end-to-end run (slow).
+"""rexnet_backbones.benchmark (and its CLI tools/benchmark.py): request errors (quick, in-process),
+backend selection and the parity column on a tiny input, and a tiny end-to-end run (slow).
 
 The end-to-end test runs the tool as a subprocess on the ReXNet-1.0x RetinaNet config and mmdet's
 RetinaNet R-18 baseline at 128x128 (timing) and at 256x256 (params and FLOPs only, ``--runs 0``).
 """
-import importlib.util
 import json
 import math
 import os
@@ -13,34 +13,34 @@ import sys
 
 import pytest
 
+from rexnet_backbones import benchmark as bm
+from rexnet_backbones.benchmark import BenchmarkError, Settings
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO_ROOT, 'tools', 'benchmark.py')
 REXNET_CONFIG = osp.join(REPO_ROOT, 'configs', 'det', 'retinanet_rexnet.py')
 R18_CONFIG = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location('_rexnet_tools_benchmark', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # ---------------------------------------------------------------------------------------------
 # command-line errors: reported before anything is imported or built
 # ---------------------------------------------------------------------------------------------
-def test_missing_config_file(tmp_path, capsys):
+def test_missing_config_file(tmp_path):
     missing = str(tmp_path / 'no_such_config.py')
-    assert load_tool().main([REXNET_CONFIG, missing]) == 2
-    err = capsys.readouterr().err
-    assert f'error: config file not found: {missing}' in err
-    assert 'Traceback' not in err
+    with pytest.raises(BenchmarkError) as e:
+        bm.plan(Settings(models=[REXNET_CONFIG, missing]))
+    assert str(e.value) == f'config file not found: {missing}'
 
 
-def test_missing_package_config(capsys):
+def test_missing_package_config():
     pytest.importorskip('mmdet')
-    assert load_tool().main(['mmdet::retinanet/no_such_config.py']) == 2
-    assert 'config file not found: mmdet::retinanet/no_such_config.py' in capsys.readouterr().err
+    with pytest.raises(BenchmarkError, match='config file not found: mmdet::retinanet/no_such_config.py'):
+        bm.plan(Settings(models=['mmdet::retinanet/no_such_config.py']))
+
+
+def test_unknown_timm_name():
+    with pytest.raises(BenchmarkError, match="unknown model 'rexnet_999': not a config file"):
+        bm.plan(Settings(models=['rexnet_999']))
 
 
 def test_missing_config_subprocess(tmp_path):
@@ -52,36 +52,141 @@ def test_missing_config_subprocess(tmp_path):
     assert 'config file not found' in proc.stderr and 'Traceback' not in proc.stderr
 
 
-def test_checkpoint_count_must_match_configs(tmp_path, capsys):
+def test_checkpoint_count_must_match_configs(tmp_path):
     ckpt = tmp_path / 'a.pth'
     ckpt.write_bytes(b'')
-    tool = load_tool()
-    assert tool.main([REXNET_CONFIG, REXNET_CONFIG, '--checkpoints', str(ckpt)]) == 2
-    err = capsys.readouterr().err
-    assert 'got 1 checkpoint(s) for 2 config(s)' in err
+    with pytest.raises(BenchmarkError, match=r'got 1 checkpoint\(s\) for 2 config\(s\)'):
+        bm.plan(Settings(models=[REXNET_CONFIG, REXNET_CONFIG], checkpoints=[str(ckpt)]))
     # one per config is accepted ('none' skips one); a missing file is reported
-    assert tool.main([REXNET_CONFIG, '--checkpoints', str(tmp_path / 'missing.pth')]) == 2
-    assert 'checkpoint not found' in capsys.readouterr().err
+    entries = bm.plan(Settings(models=[REXNET_CONFIG, REXNET_CONFIG], checkpoints=[str(ckpt), 'none']))
+    assert [e['checkpoint'] for e in entries] == [str(ckpt), None]
+    with pytest.raises(BenchmarkError, match='checkpoint not found'):
+        bm.plan(Settings(models=[REXNET_CONFIG], checkpoints=[str(tmp_path / 'missing.pth')]))
 
 
 def test_baselines_resolve():
     """--baselines names existing mmdet configs (ResNet and RegNet backbones)."""
     pytest.importorskip('mmdet')
-    tool = load_tool()
-    for _, spec in tool.BASELINES:
-        assert osp.isfile(tool.resolve_config(spec)), spec
+    for _, spec in bm.BASELINES:
+        assert osp.isfile(bm.resolve_config(spec)), spec
+
+
+def test_reference_selection():
+    """auto: RegNetX-800MF when measured; an explicit reference is added once."""
+    entries = bm.plan(Settings(models=['rexnet_100', 'regnetx_008']))
+    assert [e['reference'] for e in entries] == [False, True]
+    entries = bm.plan(Settings(models=['rexnet_100']))
+    assert [e['reference'] for e in entries] == [False]
+    entries = bm.plan(Settings(models=['rexnet_100'], reference='regnetx_002'))
+    assert [(e['spec'], e['reference']) for e in entries] == [('rexnet_100', False), ('regnetx_002', True)]
+    entries = bm.plan(Settings(models=['rexnet_100', 'regnetx_008'], reference='none'))
+    assert [e['reference'] for e in entries] == [False, False]
+
+
+def test_missing_runtime_names_the_extra(monkeypatch):
+    """--backends onnxruntime without onnxruntime installed: an error naming the [deploy] extra."""
+    real = bm.importlib.util.find_spec
+    monkeypatch.setattr(bm.importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'onnxruntime' else real(name, *a))
+    with pytest.raises(BenchmarkError) as e:
+        bm.plan(Settings(models=['rexnet_100'], backends=('eager', 'onnxruntime')))
+    assert "onnxruntime not installed; pip install -e '.[deploy]'" in str(e.value)
+
+
+def test_bad_settings():
+    with pytest.raises(BenchmarkError, match='unknown backend'):
+        bm.plan(Settings(models=['rexnet_100'], backends=('tensorrt',)))
+    with pytest.raises(BenchmarkError, match='--threads must be >= 1'):
+        bm.plan(Settings(models=['rexnet_100'], threads=0))
+
+
+def test_max_abs_diff():
+    import numpy as np
+    import torch
+    a = (torch.zeros(2, 3), [torch.ones(4)])
+    b = [np.zeros((2, 3), dtype=np.float32), np.array([1.0, 1.0, 1.5, 1.0], dtype=np.float32)]
+    assert bm.max_abs_diff(a, b) == 0.5
+    assert bm.max_abs_diff(a, b[:1]) == float('inf')  # an output missing
+    assert bm.max_abs_diff(a, [np.zeros((3, 2)), b[1]]) == float('inf')  # another shape
 
 
 def test_disable_pretrained():
-    tool = load_tool()
     model = dict(backbone=dict(type='ResNet', init_cfg=dict(type='Pretrained', checkpoint='x')),
                  neck=dict(init_cfg=[dict(type='Xavier'), dict(type='Pretrained', checkpoint='y')]),
                  head=dict(init_cfg=dict(type='Normal', std=0.01)), pretrained='z')
-    changed = tool.disable_pretrained(model)
+    changed = bm.disable_pretrained(model)
     assert sorted(changed) == ['model.backbone.init_cfg', 'model.neck.init_cfg', 'model.pretrained']
     assert model['backbone']['init_cfg'] is None and model['pretrained'] is None
     assert model['neck']['init_cfg'] == [dict(type='Xavier')]
     assert model['head']['init_cfg'] == dict(type='Normal', std=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# backends side by side (in-process, tiny input)
+# ---------------------------------------------------------------------------------------------
+def _backend_run(**kw):
+    pytest.importorskip('onnxruntime')
+    settings = Settings(models=['rexnet_lite_100'], reference='regnetx_002', input_size=(64, 96),
+                        batch_sizes=(1,), runs=2, warmup=1, threads=1,
+                        backends=('eager', 'channels_last', 'onnxruntime'), deploy='both', **kw)
+    report, status = bm.run_benchmark(settings, argv=[])
+    assert status == 0
+    return report
+
+
+@pytest.mark.slow
+def test_backends_side_by_side():
+    report = _backend_run()
+    rexnet, ref = report['models']
+    assert (rexnet['label'], ref['label'], ref['reference']) == ('rexnet_lite_100', 'regnetx_002', True)
+    keys = {'eager', 'channels_last', 'onnxruntime', 'eager+deploy', 'channels_last+deploy',
+            'onnxruntime+deploy'}
+    for m in (rexnet, ref):
+        assert set(m['backends']) == keys
+        for key, e in m['backends'].items():
+            assert 'error' not in e, (key, e)
+            assert len(e['times_ms']) == 2 and e['warmup'] == 1 and e['precision'] == 'fp32'
+            assert e['parity_max_abs'] <= 1e-4, (m['label'], key, e['parity_max_abs'])
+        assert m['backends']['eager']['parity_max_abs'] < 1e-6  # the reference module, run again
+        assert m['best_fp32']['key'] in keys
+    assert all(e['ratio'] == 1.0 for e in ref['backends'].values())
+    e, r = rexnet['backends']['onnxruntime'], ref['backends']['onnxruntime']
+    assert e['ratio'] == pytest.approx(e['median_ms'] / r['median_ms'])
+    assert rexnet['best_ratio'] == pytest.approx(rexnet['best_fp32']['median_ms'] / ref['best_fp32']['median_ms'])
+    assert rexnet['backends']['onnxruntime']['info']['providers'] == ['CPUExecutionProvider']
+    table = bm.markdown_backends(report)
+    assert 'every path 1 warm-up run(s), then 2 timed runs round-robin' in table
+    header = next(line for line in table.splitlines() if line.startswith('| path |'))
+    assert header == ('| path | precision | rexnet_lite_100 ms | rexnet_lite_100 parity | '
+                      'regnetx_002 (ref) ms | regnetx_002 (ref) parity | rexnet_lite_100 / ref |')
+    rows = [line.split(' | ')[0][2:] for line in table.splitlines() if line.startswith('| ')][1:]
+    assert rows == ['eager', 'channels_last', 'onnxruntime', 'eager+deploy', 'channels_last+deploy',
+                    'onnxruntime+deploy', '**best fp32**']
+
+
+@pytest.mark.slow
+def test_parity_flags_a_wrong_path(monkeypatch):
+    """A deploy form with a wrong BN fold (weights off by 10 %) shows in the parity column and is
+    not eligible as the best fp32 path."""
+    from rexnet_backbones.deploy import fuse
+    real = fuse.fuse_conv_bn
+
+    def broken(conv, bn):
+        fused = real(conv, bn)
+        fused.weight.data.mul_(1.1)
+        return fused
+    monkeypatch.setattr(fuse, 'fuse_conv_bn', broken)
+    report = _backend_run()
+    for m in report['models']:
+        for key, e in m['backends'].items():
+            if key.endswith('+deploy'):
+                assert e['parity_max_abs'] > 1e-2, (m['label'], key)
+            else:
+                assert e['parity_max_abs'] <= 1e-4, (m['label'], key)
+        assert not m['best_fp32']['key'].endswith('+deploy')
+    table = bm.markdown_backends(report)
+    row = next(line for line in table.splitlines() if line.startswith('| onnxruntime+deploy |'))
+    assert row.count(' !') == 2  # both models flagged
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,12 +256,11 @@ def test_rexnet_backbone_params_match_timm(tiny_runs):
     ref = timm.create_model('rexnet_100', pretrained=False, num_classes=0)  # no classifier
     without_classifier = sum(p.numel() for p in ref.parameters())
     # the final 1x1 conv (features[-1]) feeds no FPN level (out_indices strides 4-32): the
-    # backbone may drop it, so it is the timm network either up to that conv or up to stride 32
+    # backbone drops it, so it is the timm network up to stride 32
     last = int(ref.feature_info[-1]['module'].split('.')[-1])
     head_conv = sum(p.numel() for blk in ref.features[last + 1:] for p in blk.parameters())
     assert head_conv > 0
-    assert rexnet['backbone_params'] in (without_classifier, without_classifier - head_conv), \
-        (rexnet['backbone_params'], without_classifier, head_conv)
+    assert rexnet['backbone_params'] == without_classifier - head_conv
     full = timm.create_model('rexnet_100', pretrained=False)
     assert without_classifier < sum(p.numel() for p in full.parameters())  # 4.8M with classifier
 
@@ -195,17 +299,17 @@ def test_markdown_table(tiny_runs):
 
 @pytest.mark.slow
 def test_checkpoint_metrics(tmp_path):
-    """--checkpoints: COCO metrics through tools/test.py on the tiny synthetic set (4 images)."""
+    """--checkpoints: COCO metrics through rexnet_backbones.engine.test on the tiny synthetic set."""
     pytest.importorskip('mmdet')
     pytest.importorskip('pycocotools')
     import torch
     sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
     from _helpers_tools import DET_CONFIG, describe, make_tool_data, run_tool
 
+    pytest.importorskip('rexnet_backbones.engine', exc_type=ImportError)  # evaluates with engine.test
     data_root = make_tool_data(str(tmp_path / 'data'))
-    tool = load_tool()
     import rexnet_backbones  # noqa: F401  (type='ReXNet' in the tiny config)
-    _, _, model, _ = tool.build_model(DET_CONFIG)
+    _, _, model, _ = bm.build_model(DET_CONFIG)
     ckpt = tmp_path / 'tiny.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
 

@@ -125,8 +125,10 @@ def test_det_config_trains_and_predicts(cfg_path):
     cfg, model = _build(cfg_path)
     with_mask = 'mask' in cfg.model.get('roi_head', {}).get('mask_head', {}).get('type', '').lower() \
         or cfg.model.get('roi_head', {}).get('mask_head') is not None
+    # SSD's neck ends in 1x1 maps with BatchNorm: like mmseg's ASPP head it needs >= 2 images per GPU
+    batch_sizes = (2, 3) if cfg.model.get('neck', {}).get('type') == 'SSDNeck' else (1, 2)
     with DefaultScope.overwrite_default_scope('mmdet'):
-        out = _train_and_predict(model, lambda n: _det_batch(n, with_mask))
+        out = _train_and_predict(model, lambda n: _det_batch(n, with_mask), batch_sizes)
     assert 'bboxes' in out[0].pred_instances
 
 

@@ -1,0 +1,193 @@
+"""rexnet_backbones.deploy.fuse: BN folding, deploy blocks and channel padding keep the outputs.
+
+Models get random but non-trivial BN statistics and affine parameters before ``eval()``, so that a
+wrong fold (e.g. mean and variance swapped, a BN left out) changes the outputs by far more than the
+tolerances. The equivalence tests run in float64, where the folded model must match to 1e-9; one
+float32 test checks the tolerance the deploy form is used with (1e-5).
+"""
+from __future__ import annotations
+
+import os.path as osp
+
+import pytest
+import timm
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import rexnet_backbones  # noqa: F401  (registers rexnet_lite_*, rexnet_090, rexnet_220)
+from rexnet_backbones.deploy.fuse import (ConvAct, DeployBottleneck, SliceChannels, count_batchnorm,
+                                          deploy_model, fold_batchnorm, fuse_bn, fuse_conv_bn,
+                                          pad_channels)
+
+ALL_REXNETS = sorted(set(timm.list_models('rexnet*')))
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random running stats and affine parameters in every BN, then eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) * 0.8 + 0.4)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+    return model.eval()
+
+
+def max_diff(a, b) -> float:
+    a = a if isinstance(a, (list, tuple)) else [a]
+    b = b if isinstance(b, (list, tuple)) else [b]
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape
+    return max(float((x - y).abs().max()) for x, y in zip(a, b))
+
+
+def test_registry_has_every_width():
+    """The parametrisation below covers timm's names and ours."""
+    for name in ('rexnet_100', 'rexnet_300', 'rexnetr_100', 'rexnet_090', 'rexnet_220',
+                 'rexnet_lite_100', 'rexnet_lite_200'):
+        assert name in ALL_REXNETS
+
+
+@pytest.mark.parametrize('name', ALL_REXNETS)
+def test_fold_every_registered_rexnet(name):
+    """Classifier and features_only(1, 2, 3, 4): no BN left, outputs unchanged (float64)."""
+    torch.manual_seed(0)
+    model = randomize_bn(timm.create_model(name, num_classes=10)).double()
+    n_convnormact = sum(1 for m in model.modules() if type(m).__name__ == 'ConvNormAct')
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x)
+        folded = deploy_model(model)
+        out = folded(x)
+    assert count_batchnorm(model) > 0  # a deep copy was folded
+    assert count_batchnorm(folded) == 0
+    assert sum(1 for m in folded.modules() if type(m).__name__ == 'ConvNormAct') == 0
+    # ConvNormActs become ConvActs, the SE and lite-head BNs fold into their convs
+    assert sum(1 for m in folded.modules() if isinstance(m, ConvAct)) == n_convnormact
+    assert not folded.training
+    assert max_diff(ref, out) < 1e-9
+    assert float(ref.abs().max()) > 1e-3  # not a trivially zero output
+
+
+@pytest.mark.parametrize('name', ['rexnet_100', 'rexnet_lite_100', 'rexnetr_100', 'rexnet_090'])
+def test_deploy_forms_features(name):
+    """features_only: every residual mode, channel padding (to 8 and 16) and channels_last."""
+    torch.manual_seed(0)
+    model = randomize_bn(timm.create_model(name, features_only=True, out_indices=(1, 2, 3, 4))).double()
+    x = torch.randn(1, 3, 96, 64, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x)
+        for residual in ('inplace', 'pad', 'cat'):
+            for multiple in (None, 8, 16):
+                d = deploy_model(model, residual=residual, channel_multiple=multiple,
+                                 channels_last=multiple == 16)
+                assert max_diff(ref, d(x)) < 1e-9, (residual, multiple)
+                blocks = [m for m in d.modules() if isinstance(m, DeployBottleneck)]
+                assert len(blocks) == 16 and all(b.residual == residual for b in blocks)
+                if multiple:
+                    assert isinstance(d, SliceChannels)
+                    assert d.channels == list(model.feature_info.channels())
+                    widths = [m.conv.out_channels for m in d.modules() if isinstance(m, ConvAct)]
+                    assert all(w % multiple == 0 for w in widths), widths
+
+
+def test_fold_float32_within_1e5():
+    torch.manual_seed(0)
+    model = randomize_bn(timm.create_model('rexnet_100', features_only=True, out_indices=(1, 2, 3, 4)))
+    x = torch.randn(1, 3, 128, 96)
+    with torch.no_grad():
+        ref = model(x)
+        for d in (fuse_bn(model), deploy_model(model, residual='pad', channel_multiple=8)):
+            assert max_diff(ref, d(x)) < 1e-5
+
+
+def test_fuse_conv_bn_matches_sequential():
+    """Independent check of the formula on one conv (with and without bias) against torch's modules."""
+    torch.manual_seed(0)
+    for bias in (False, True):
+        conv = nn.Conv2d(5, 7, 3, padding=1, bias=bias)
+        bn = randomize_bn(nn.BatchNorm2d(7, eps=1e-3))
+        x = torch.randn(2, 5, 9, 11)
+        with torch.no_grad():
+            ref = bn(conv(x))
+            out = fuse_conv_bn(conv, bn)(x)
+        assert torch.allclose(ref, out, atol=1e-5)
+    bn = nn.BatchNorm2d(7, track_running_stats=False)
+    with pytest.raises(ValueError, match='without running statistics'):
+        fuse_conv_bn(nn.Conv2d(5, 7, 1), bn)
+    with pytest.raises(ValueError, match='conv has 7 output channels, BN 8'):
+        fuse_conv_bn(nn.Conv2d(5, 7, 1), nn.BatchNorm2d(8))
+
+
+def test_inplace_and_copy():
+    model = randomize_bn(timm.create_model('rexnet_lite_100', num_classes=0))
+    n = count_batchnorm(model)
+    copy = fold_batchnorm(model)
+    assert count_batchnorm(model) == n and count_batchnorm(copy) == 0
+    same = fold_batchnorm(model, inplace=True)
+    assert same is model and count_batchnorm(model) == 0
+
+
+def test_pad_channels_rejects_other_models():
+    model = timm.create_model('regnetx_002', features_only=True).eval()
+    with pytest.raises(ValueError, match='give a model after deploy_model'):
+        pad_channels(fold_batchnorm(model))
+    with pytest.raises(ValueError, match='is not a ReXNet feature extractor'):
+        pad_channels(timm.create_model('rexnet_100'))
+    # deploy_model pads only models with ReXNet blocks: a RegNet is folded and left unpadded
+    d = deploy_model(model, channel_multiple=8)
+    assert not isinstance(d, SliceChannels) and count_batchnorm(d) == 0
+    with pytest.raises(ValueError, match="residual must be one of"):
+        deploy_model(model, residual='add')
+
+
+def _mm_backbones():
+    pytest.importorskip('mmdet')
+    from rexnet_backbones import ReXNet
+    return ReXNet
+
+
+@pytest.mark.parametrize('arch', ['rexnet_100', 'rexnet_lite_100'])
+def test_mm_backbone(arch):
+    """The mm backbone, with its _BatchOneSafeBN SE norms, folds and pads to the same outputs."""
+    ReXNet = _mm_backbones()
+    torch.manual_seed(0)
+    backbone = randomize_bn(ReXNet(arch, out_indices=(1, 2, 3, 4))).double()
+    if arch == 'rexnet_100':
+        assert any(type(m).__name__ == '_BatchOneSafeBN' for m in backbone.modules())
+    x = torch.randn(1, 3, 64, 96, dtype=torch.float64)
+    with torch.no_grad():
+        ref = backbone(x)
+        for multiple in (None, 8):
+            d = deploy_model(backbone, residual='pad', channel_multiple=multiple)
+            out = d(x)
+            assert isinstance(out, tuple) and count_batchnorm(d) == 0
+            assert max_diff(ref, out) < 1e-9
+
+
+def test_detector_whole_model():
+    """A RetinaNet with the ReXNet backbone: backbone padded and folded, FPN/head unchanged."""
+    pytest.importorskip('mmdet')
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'tests', 'configs', 'retinanet_tiny_synthetic.py'))
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+    model = randomize_bn(model).double()
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x, None, mode='tensor')
+        d = deploy_model(model, residual='pad', channel_multiple=8)
+        out = d(x, None, mode='tensor')
+    assert isinstance(d.backbone, SliceChannels) and count_batchnorm(d.backbone) == 0
+    assert max_diff([t for level in ref for t in level], [t for level in out for t in level]) < 1e-9
