@@ -4,6 +4,7 @@ COCO mAP / mIoU as PyTorch through mmengine's Runner."""
 from __future__ import annotations
 
 import copy
+import re
 import os
 import os.path as osp
 import subprocess
@@ -367,6 +368,16 @@ def test_retinanet_same_map_through_onnxruntime(tmp_path):
     assert torch_metrics['coco/bbox_mAP'] > 0.03, torch_metrics  # a trained model: equality means something
     for k in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
         assert ort_metrics[k] == pytest.approx(torch_metrics[k], abs=1e-3), (k, torch_metrics, ort_metrics)
+
+    # the same through the command line: tools/test.py CONFIG MODEL.onnx --backend onnxruntime
+    env = dict(os.environ, SYNTHETIC_DATA_ROOT=str(tmp_path / 'data'), OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), DET_CONFIG, str(tmp_path / 'retinanet.onnx'),
+                           '--backend', 'onnxruntime', '--work-dir', str(tmp_path / 'cli')],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cli_map = float(re.findall(r'coco/bbox_mAP: ([0-9.]+)', proc.stdout + proc.stderr)[-1])
+    assert cli_map == pytest.approx(torch_metrics['coco/bbox_mAP'], abs=1e-3)
 
 
 @pytest.mark.slow

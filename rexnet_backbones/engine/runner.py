@@ -146,6 +146,8 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
     elif backend == 'onnxruntime':
         if not osp.isfile(checkpoint):
             raise ToolError(f'ONNX model not found: {checkpoint}')
+        if tta:
+            raise ToolError('--tta runs the PyTorch model; it cannot be combined with --backend onnxruntime')
     else:
         raise ToolError(f"--backend must be 'pytorch' or 'onnxruntime', got {backend!r}")
     C.check_datasets(cfg, ['test'])
@@ -155,8 +157,11 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
     if tta:
         C.apply_tta(cfg, scope)
     if backend == 'onnxruntime':
-        from ..deploy import use_onnx_backend
-        cfg = use_onnx_backend(cfg, checkpoint, backend='onnxruntime')
+        from ..deploy import DeployDependencyError, use_onnx_backend
+        try:
+            cfg = use_onnx_backend(cfg, checkpoint, backend='onnxruntime')
+        except (DeployDependencyError, ValueError) as e:
+            raise ToolError(str(e)) from None
     else:
         _check_neck(cfg)
         _add_checkpoint_check(cfg, allow_partial)
