@@ -10,6 +10,10 @@ alone makes a rank-deficient matrix look full rank at torch's default tolerance)
 * ``effective``: ``exp(H(p))`` with ``p = s / sum(s)`` (Roy & Vetterli, 2007).
 * ``stable``: ``||A||_F^2 / ||A||_2^2 = sum(s^2) / s_max^2``.
 
+Features computed in float32 (a network's) carry float32 round-off (~1e-7 relative), which the
+float64 default tolerance counts as rank: for them ``numerical`` is (nearly) always full and
+``numerical_rtol`` with ``rtol`` well above 1e-6 is the meaningful numerical rank.
+
 All are between 0 and ``min(rows, cols)``; ``numerical`` >= ``nuclear`` >= ``effective``-ish >=
 ``stable`` for typical spectra. A ratio divides by the channel count (``cols``), as the ReXNet paper
 does, so a layer with fewer rows than channels cannot reach 1. The zero matrix has rank 0 under every
