@@ -134,7 +134,7 @@ def test_rank_analysis_cli_timm_and_config(tmp_path):
         assert 0 < layer['rank_ratio']['nuclear'] <= layer['rank_ratio']['numerical'] <= 1
     assert results[0]['flops'] == pytest.approx(1.82e9 * (64 / 224) ** 2, rel=0.05)
     md = (tmp_path / 'out' / 'rank.md').read_text()
-    assert '| 4 | 32 | 2 |' in md and (tmp_path / 'out' / 'rank.png').stat().st_size > 10_000
+    assert '| 3 | 32 | 2 |' in md and (tmp_path / 'out' / 'rank.png').stat().st_size > 10_000
 
 
 def test_rank_study_single_layer_cli_records(tmp_path):
