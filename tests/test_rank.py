@@ -110,6 +110,28 @@ def test_find_layers_blocks_and_expand_layers():
     assert [n for n, _ in layers] == [f'layer{s}.{b}' for s in range(1, 5) for b in range(2)]
 
 
+def test_count_macs_by_hand():
+    from rexnet_backbones.analysis.network import count_macs
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),  # 8x8 out: 64 * 8 * 27
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=4),  # 64 * 8 * (2 * 9)
+        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(8, 10))  # 80
+    assert count_macs(net, (16, 16)) == 64 * 8 * 27 + 64 * 8 * 18 + 80
+
+
+def test_batch_norm_stats_normalises_and_restores():
+    from rexnet_backbones.analysis.network import batch_norm_stats
+    bn = torch.nn.BatchNorm2d(4).eval()
+    x = 3 + 5 * torch.randn(8, 4, 6, 6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(bn(x), x / math.sqrt(1 + bn.eps))  # stored statistics at init: (almost) an identity
+    with batch_norm_stats(bn):
+        y = bn(x)
+    assert y.mean(dim=(0, 2, 3)).abs().max() < 1e-5 and (y.var(dim=(0, 2, 3)) - 1).abs().max() < 1e-2
+    assert not bn.training and bn.momentum == 0.1 and int(bn.num_batches_tracked) == 0
+    assert torch.equal(bn.running_mean, torch.zeros(4)) and torch.equal(bn.running_var, torch.ones(4))
+
+
 def _run(args, tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])),
                OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1')

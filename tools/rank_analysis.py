@@ -33,6 +33,8 @@ def parse_args() -> argparse.Namespace:
                    help='estimators; the first one is used for rank.md')
     p.add_argument('--rtol', type=float, default=DEFAULT_RTOL, help='relative tolerance of numerical_rtol')
     p.add_argument('--center', action='store_true', help='centre each channel before the SVD')
+    p.add_argument('--bn-stats', default='auto', choices=('auto', 'running', 'batch'),
+                   help='BatchNorm statistics: batch ones at random init, stored ones with a checkpoint (auto)')
     p.add_argument('--max-rows', type=int, default=4096, help='rows (positions) sampled per layer')
     p.add_argument('--no-expand', action='store_true', help='block outputs only')
     p.add_argument('--threshold', type=float, default=0.5, help='rank ratio below which a layer is a bottleneck')
@@ -45,7 +47,8 @@ def main() -> None:
     args = parse_args()
     results = analyse_models(
         args.models, args.checkpoint, args.images, args.num_images, tuple(args.input_size), args.estimator,
-        args.center, args.rtol, args.max_rows, not args.no_expand, args.seed, args.checkpoint_prefix, progress=True)
+        args.center, args.rtol, args.max_rows, not args.no_expand, args.seed, args.checkpoint_prefix, progress=True,
+        bn_stats=args.bn_stats)
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, 'rank.json'), 'w') as f:
         json.dump(results, f, indent=1)

@@ -1,9 +1,10 @@
 """ReXNet's design space against RegNet's, measured as RegNet measures design spaces (EDFs).
 
 Networks are sampled at random from a design space, kept only when their FLOPs (the whole
-classifier, one image, ``mmengine.analysis.FlopAnalyzer``: one multiply-add = one FLOP) are within
-``tol`` of a budget, built with timm's own classes at random initialisation, and measured on one
-fixed batch: the mean and minimum rank ratio over their blocks' outputs (:func:`.network.rank_profile`).
+classifier, one image, multiply-adds of the convolutions and linear layers as pycls counts them:
+:func:`.network.count_macs`) are within ``tol`` of a budget, built with timm's own classes at
+random initialisation, and measured on one fixed batch: the mean and minimum rank ratio over their
+blocks' outputs (:func:`.network.rank_profile`, BatchNorm with batch statistics).
 
 Spaces (parameters drawn independently; ``U``: uniform, ``logU``: log-uniform):
 
@@ -37,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from .estimators import DEFAULT_RTOL, ESTIMATORS
-from .network import count_flops, rank_profile, synthetic_images
+from .network import count_macs, rank_profile, synthetic_images
 
 __all__ = ['SPACES', 'LinearWidthRegNet', 'sample_params', 'build_network', 'sample_networks',
            'design_space_study', 'space_summary', 'design_markdown', 'plot_edfs']
@@ -144,7 +145,7 @@ def sample_networks(space: str, num: int, flops: float, tol: float = 0.1, input_
         p = sample_params(space, rng)
         if space.startswith('regnetx') and _regnet_stages(p)[1] != 4:
             continue
-        f, _ = count_flops(build_network(space, p), input_size)
+        f = count_macs(build_network(space, p), input_size)
         if abs(f - flops) <= tol * flops:
             out.append(dict(params=p, flops=f, tries=tries))
             if progress:
@@ -179,7 +180,7 @@ def design_space_study(spaces: Sequence[str] = SPACES, num_models: int = 10, flo
             torch.manual_seed(seed * 1000 + i)
             model = build_network(space, net['params'])
             layers = rank_profile(model, images, estimators, center, rtol, max_rows=max_rows, expand=expand,
-                                  seed=seed)
+                                  seed=seed, bn_stats='batch')
             rec = dict(space=space, index=i, params=net['params'], flops=net['flops'], num_layers=len(layers),
                        mean={e: sum(x['rank_ratio'][e] for x in layers) / len(layers) for e in estimators},
                        min={e: min(x['rank_ratio'][e] for x in layers) for e in estimators},

@@ -3,7 +3,8 @@
 A model is a timm name (built with ``pretrained=False``) or an mmdet/mmseg config, whose
 ``model.backbone`` is built with mmengine's ``MODELS`` registry under the config's ``default_scope``
 with every ``Pretrained`` ``init_cfg`` removed (so nothing is downloaded) unless a checkpoint is
-given. Models run in eval mode.
+given. Models run in eval mode; at random initialisation their BatchNorms use batch statistics
+(:func:`batch_norm_stats`), since the stored ones (mean 0, variance 1) make them identities.
 
 Which layers are collected:
 
@@ -21,20 +22,21 @@ at random with a fixed seed; columns are its channels.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from .estimators import DEFAULT_RTOL, ESTIMATORS, estimates_from_singular_values, feature_matrix, singular_values
 
-__all__ = ['build_model', 'find_layers', 'load_images', 'synthetic_images', 'rank_profile', 'stage_summary',
-           'count_flops', 'profile_markdown', 'plot_profiles']
+__all__ = ['batch_norm_stats', 'build_model', 'find_layers', 'load_images', 'synthetic_images', 'rank_profile', 'stage_summary',
+           'count_flops', 'count_macs', 'profile_markdown', 'plot_profiles']
 
 _NORM_ACT_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.SiLU,
                    nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Identity)
@@ -247,12 +249,44 @@ def load_images(folder: str, num: int, size: Tuple[int, int], mean: Sequence[flo
     return torch.stack(out)
 
 
+@contextlib.contextmanager
+def batch_norm_stats(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Within the context, every BatchNorm of ``model`` normalises with the batch's own statistics
+    (train-mode BN) and leaves its stored statistics untouched; the rest of the model stays as it is.
+
+    At random initialisation the stored statistics are mean 0 and variance 1, so eval-mode BN is an
+    identity and nothing keeps the features' scale and mean in check; batch statistics give each
+    channel zero mean and unit variance before its affine transform and activation, as trained
+    running statistics roughly do.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if enabled else []
+    saved = [(m.training, m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+             for m in bns]
+    try:
+        for m in bns:
+            m.train()
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+        yield
+    finally:
+        for m, (training, momentum, tracked) in zip(bns, saved):
+            m.train(training)
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
 def rank_profile(model: nn.Module, images: torch.Tensor, estimators: Sequence[str] = ESTIMATORS,
                  center: bool = False, rtol: float = DEFAULT_RTOL, max_rows: int = 4096, batch_size: int = 16,
-                 expand: bool = True, seed: int = 0, progress: Optional[str] = None) -> List[Dict[str, Any]]:
+                 expand: bool = True, seed: int = 0, progress: Optional[str] = None,
+                 bn_stats: str = 'running') -> List[Dict[str, Any]]:
     """Rank of every collected layer of ``model`` on ``images``; one dict per layer, in forward order:
     ``name``, ``kind``, ``channels``, ``stride``, ``rows``, ``depth`` (relative, 0..1), the
-    estimates under ``rank`` and the ratios to ``channels`` under ``rank_ratio``."""
+    estimates under ``rank`` and the ratios to ``channels`` under ``rank_ratio``.
+
+    ``bn_stats='batch'`` normalises with each batch's statistics (see :func:`batch_norm_stats`);
+    ``'running'`` uses the stored ones (eval mode)."""
+    if bn_stats not in ('running', 'batch'):
+        raise ValueError(f"bn_stats must be 'running' or 'batch', got {bn_stats!r}")
     layers = find_layers(model, expand)
     if not layers:
         raise RuntimeError(f'no blocks found in {type(model).__name__}')
@@ -275,7 +309,7 @@ def rank_profile(model: nn.Module, images: torch.Tensor, estimators: Sequence[st
     handles = [model.get_submodule(n).register_forward_hook(hook(n, k)) for n, k in layers]
     start = time.time()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), batch_norm_stats(model, bn_stats == 'batch'):
             for i, b in enumerate(batches):
                 model(b)
                 if progress:
@@ -313,6 +347,30 @@ def count_flops(model: nn.Module, size: Tuple[int, int]) -> Tuple[int, Dict[str,
     fa.unsupported_ops_warnings(False)
     fa.uncalled_modules_warnings(False)
     return int(fa.total()), {k: int(v) for k, v in fa.by_module().items()}
+
+
+def count_macs(model: nn.Module, size: Tuple[int, int]) -> int:
+    """Multiply-adds of the convolutions and linear layers for one image (pycls' FLOP count): one
+    forward pass with hooks, far cheaper than :func:`count_flops` (which traces the model and also
+    counts normalisation and pooling, a few percent more)."""
+    total = 0
+
+    def hook(m: nn.Module, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total += out.numel() * m.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    param = next(model.parameters(), None)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *size, device=param.device if param is not None else 'cpu'))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
 
 
 def stage_summary(layers: Sequence[Dict[str, Any]], estimator: str, threshold: float,
@@ -393,11 +451,14 @@ def analyse_models(specs: Sequence[str], checkpoints: Optional[Sequence[Optional
                    images: Optional[str] = None, num_images: int = 64, input_size: Tuple[int, int] = (224, 224),
                    estimators: Sequence[str] = ESTIMATORS, center: bool = False, rtol: float = DEFAULT_RTOL,
                    max_rows: int = 4096, expand: bool = True, seed: int = 0, checkpoint_prefix: Optional[str] = None,
-                   progress: bool = False) -> List[Dict[str, Any]]:
+                   progress: bool = False, bn_stats: str = 'auto') -> List[Dict[str, Any]]:
     """:func:`rank_profile` and FLOPs of each model; one result dict per model (what rank.json holds).
 
     ``images``: a folder of images (ImageNet normalisation), or None for ``num_images`` standard-normal
     images from ``seed``; every model sees the same images.
+    ``bn_stats``: ``'auto'`` (the default) normalises with batch statistics (:func:`batch_norm_stats`)
+    at random initialisation and with the stored statistics when a checkpoint is loaded;
+    ``'running'`` or ``'batch'`` force one.
     """
     checkpoints = list(checkpoints or [None] * len(specs))
     if len(checkpoints) != len(specs):
@@ -409,12 +470,14 @@ def analyse_models(specs: Sequence[str], checkpoints: Optional[Sequence[Optional
         start = time.time()
         model, label = build_model(spec, ckpt, checkpoint_prefix, seed)
         tag = f'{k + 1}/{len(specs)} {label}' if progress else None
-        layers = rank_profile(model, x, estimators, center, rtol, max_rows, expand=expand, seed=seed, progress=tag)
+        bn = bn_stats if bn_stats != 'auto' else ('running' if ckpt else 'batch')
+        layers = rank_profile(model, x, estimators, center, rtol, max_rows, expand=expand, seed=seed, progress=tag,
+                              bn_stats=bn)
         total, by_module = count_flops(model, input_size)
         results.append(dict(
             model=spec, label=label, checkpoint=ckpt, init='checkpoint' if ckpt else 'random',
             images=images or 'synthetic', num_images=int(x.shape[0]), input_size=list(input_size),
-            center=center, rtol=rtol, max_rows=max_rows, estimators=list(estimators), flops=total,
+            center=center, bn_stats=bn, rtol=rtol, max_rows=max_rows, estimators=list(estimators), flops=total,
             flops_by_module={n: by_module.get(n, 0) for n, _ in find_layers(model, False)},
             seconds=round(time.time() - start, 2), layers=layers))
     return results
