@@ -176,20 +176,20 @@ def test_rank_study_single_layer_cli_records(tmp_path):
 @pytest.mark.slow
 def test_rank_study_design_space_cli(tmp_path):
     args = [str(ROOT / 'tools' / 'rank_study.py'), 'design-space', '--num-models', '3', '--input-size', '64', '64',
-            '--flops', '33e6', '--flops-tol', '0.15', '--num-images', '2', '--estimator', 'nuclear', 'effective',
-            '--out-dir', 'out']
-    _run(args, tmp_path)
+            '--flops', '33e6', '--flops-tol', '0.3', '--num-images', '2', '--estimator', 'nuclear', 'effective']
+    _run(args + ['--out-dir', 'out'], tmp_path)
     data = json.loads((tmp_path / 'out' / 'design_space.json').read_text())
     nets = data['networks']
     assert [n['space'] for n in nets] == [s for s in ('regnetx', 'regnetx_noquant', 'rexnet', 'rexnet_relu6')
                                           for _ in range(3)]
-    assert all(abs(n['flops'] - 33e6) <= 0.15 * 33e6 for n in nets)
+    assert all(abs(n['flops'] - 33e6) <= 0.3 * 33e6 for n in nets)
     # the ReLU6 ablation reuses the very networks sampled for ReXNet
     rex = [n for n in nets if n['space'] == 'rexnet']
     relu6 = [n for n in nets if n['space'] == 'rexnet_relu6']
     assert [dict(n['params'], act_layer='relu6') for n in rex] == [n['params'] for n in relu6]
     assert len(data['summary']) == 4 * 2 * 2
-    # reproducible for a seed
-    _run(args[:-1] + ['out2'], tmp_path)
+    assert '| rexnet_relu6 | 3 |' in (tmp_path / 'out' / 'design_space.md').read_text()
+    # reproducible for a seed (one space is enough: each space has its own random stream)
+    _run(args + ['--spaces', 'rexnet', '--out-dir', 'out2'], tmp_path)
     again = json.loads((tmp_path / 'out2' / 'design_space.json').read_text())['networks']
-    assert [(n['params'], n['mean']) for n in again] == [(n['params'], n['mean']) for n in nets]
+    assert [(n['params'], n['mean']) for n in again] == [(n['params'], n['mean']) for n in rex]
