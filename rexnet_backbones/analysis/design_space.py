@@ -246,13 +246,15 @@ def plot_edfs(records: Sequence[Dict[str, Any]], path: str, estimators: Optional
                 ax.step(v, [(i + 1) / len(v) for i in range(len(v))], where='post', color=plt.get_cmap('tab10')(k),
                         label=f'{s} (n={len(v)})')
             ax.set_title(f'{stat} rank ratio: {e}', fontsize=9)
+            ax.set_xlabel('rank / channels', fontsize=8)
             ax.set_ylim(0, 1.02)
             ax.grid(alpha=0.3)
             if col == 0:
                 ax.set_ylabel('cumulative prob.')
     axes[0, 0].legend(fontsize=7)
-    r0 = records[0]
-    fig.suptitle(f"EDFs of the rank ratio at initialisation ({r0['flops'] / 1e6:.0f} MFLOPs-class networks)")
+    flops = _quantile([r['flops'] for r in records], 0.5)
+    fig.suptitle(f'EDFs of the rank ratio at initialisation (networks of {flops / 1e6:.0f} MFLOPs median, '
+                 'multiply-adds at the input size used)')
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
