@@ -1,0 +1,483 @@
+"""Rank along a network: every block's output (and expand layers inside blocks), by forward hooks.
+
+A model is a timm name (built with ``pretrained=False``) or an mmdet/mmseg config, whose
+``model.backbone`` is built with mmengine's ``MODELS`` registry under the config's ``default_scope``
+with every ``Pretrained`` ``init_cfg`` removed (so nothing is downloaded) unless a checkpoint is
+given. Models run in eval mode; at random initialisation their BatchNorms use batch statistics
+(:func:`batch_norm_stats`), since the stored ones (mean 0, variance 1) make them identities.
+
+Which layers are collected:
+
+* blocks: for timm models, the modules named by timm's own ``group_matcher()['blocks']`` patterns
+  (the top-most module matching each pattern, e.g. ReXNet ``features.N``, ResNet ``layerS.B``,
+  RegNet ``sS.bB``, MobileNetV2 ``blocks.S.B`` and ``conv_head``); for other models (OpenMMLab
+  backbones) every non-container module that is an element of an ``nn.Sequential`` and holds at
+  least two convolutions.
+* expand layers: inside a block, the output of the first 1x1 ungrouped convolution that widens the
+  block's input, taken after its normalisation and activation: the conv-norm-act module that wraps
+  it, or the norm/activation modules that follow it in the block.
+
+Rows of a layer's feature matrix are its (image, position) pairs, at most ``max_rows`` of them drawn
+at random with a fixed seed; columns are its channels.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import sys
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from .estimators import DEFAULT_RTOL, ESTIMATORS, estimates_from_singular_values, feature_matrix, singular_values
+
+__all__ = ['batch_norm_stats', 'build_model', 'find_layers', 'load_images', 'synthetic_images', 'rank_profile', 'stage_summary',
+           'count_flops', 'count_macs', 'profile_markdown', 'plot_profiles']
+
+_NORM_ACT_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.SiLU,
+                   nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Identity)
+
+
+def _is_config(spec: str) -> bool:
+    return spec.endswith('.py') or '::' in spec
+
+
+def resolve_config(spec: str) -> str:
+    """Path of a config file or of ``package::relative/path.py`` (mmengine's notation)."""
+    if '::' not in spec:
+        if not os.path.isfile(spec):
+            raise FileNotFoundError(f'config file not found: {spec}')
+        return spec
+    import importlib.util
+    package, rel = spec.split('::', 1)
+    found = importlib.util.find_spec(package)
+    for root in (found.submodule_search_locations or []) if found else []:
+        for sub in (os.path.join('.mim', 'configs'), os.path.join('..', 'configs')):
+            path = os.path.normpath(os.path.join(root, sub, rel))
+            if os.path.isfile(path):
+                return path
+    raise FileNotFoundError(f'config {spec!r}: no {rel} in the configs of the installed package {package!r}')
+
+
+def _strip_pretrained(cfg: Any) -> Any:
+    """Drop every ``Pretrained`` init_cfg (and ``pretrained=``) in a (nested) config dict."""
+    if isinstance(cfg, dict):
+        out = {}
+        for k, v in cfg.items():
+            if k == 'pretrained':
+                continue
+            if k == 'init_cfg':
+                items = v if isinstance(v, list) else [v]
+                kept = [i for i in items if not (isinstance(i, dict) and i.get('type') == 'Pretrained')]
+                if not kept:
+                    continue
+                v = kept if isinstance(v, list) else kept[0]
+            out[k] = _strip_pretrained(v)
+        return out
+    if isinstance(cfg, list):
+        return [_strip_pretrained(v) for v in cfg]
+    return cfg
+
+
+def build_model(spec: str, checkpoint: Optional[str] = None, checkpoint_prefix: Optional[str] = None,
+                seed: int = 0) -> Tuple[nn.Module, str]:
+    """Build a timm model by name or a config's backbone; returns ``(model in eval mode, label)``.
+
+    With ``checkpoint``, a timm model loads it as a state dict (``state_dict``/``model`` wrappers
+    unwrapped) and a config backbone gets ``init_cfg=dict(type='Pretrained', checkpoint=...,
+    prefix=checkpoint_prefix)`` (``checkpoint_prefix='backbone.'`` for a whole detector checkpoint).
+    """
+    torch.manual_seed(seed)
+    if not _is_config(spec):
+        import timm
+
+        import rexnet_backbones  # noqa: F401  (registers our timm models)
+        model = timm.create_model(spec, pretrained=False)
+        if checkpoint:
+            from ..checkpoint import safe_load
+            sd = safe_load(checkpoint)
+            for key in ('state_dict', 'model'):
+                if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+                    sd = sd[key]
+            if checkpoint_prefix:
+                sd = {k[len(checkpoint_prefix):]: v for k, v in sd.items() if k.startswith(checkpoint_prefix)}
+            model.load_state_dict(sd)
+        return model.eval(), spec
+
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, DefaultScope, init_default_scope
+    from mmengine.utils import import_modules_from_strings
+
+    cfg = Config.fromfile(resolve_config(spec))
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    scope = cfg.get('default_scope', 'mmengine')
+    backbone_cfg = _strip_pretrained(cfg.model.backbone.to_dict())
+    if checkpoint:
+        init = dict(type='Pretrained', checkpoint=checkpoint)
+        if checkpoint_prefix:
+            init['prefix'] = checkpoint_prefix.rstrip('.')
+        backbone_cfg['init_cfg'] = init
+    init_default_scope(scope)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = MODELS.build(backbone_cfg)
+    if hasattr(model, 'init_weights'):
+        import logging
+
+        from mmengine.logging import MMLogger
+        logger = MMLogger.get_current_instance()
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # init_weights logs every parameter at INFO
+        try:
+            model.init_weights()
+        finally:
+            logger.setLevel(level)
+    label = f"{os.path.splitext(os.path.basename(spec.split('::')[-1]))[0]} ({backbone_cfg['type']} backbone)"
+    model.eval()  # mmdet backbones' train() override returns None
+    return model, label
+
+
+def _num_convs(module: nn.Module) -> int:
+    return sum(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
+def _block_names(model: nn.Module) -> List[str]:
+    """Module names of the blocks, in registration order (see the module docstring)."""
+    names = [n for n, _ in model.named_modules() if n]
+    matcher = model.group_matcher(coarse=False) if hasattr(model, 'group_matcher') else None
+    patterns: List[Tuple[str, Any]] = []
+    if isinstance(matcher, dict) and matcher.get('blocks'):
+        blocks = matcher['blocks']
+        patterns = [(blocks, None)] if isinstance(blocks, str) else list(blocks)
+    if patterns:
+        groups: Dict[Any, List[str]] = {}
+        for n in names:
+            for k, (p, suffix) in enumerate(patterns):
+                m = re.match(p, n)
+                if m:
+                    groups.setdefault((k, suffix if suffix is not None else m.groups()), []).append(n)
+                    break
+        out = []
+        for members in groups.values():  # top-most matches; a group of siblings (conv_head|bn2): the last
+            top = [n for n in members if not any(n.startswith(o + '.') for o in members)]
+            out.append(top[-1])
+        return sorted(out, key=names.index)
+    modules = dict(model.named_modules())
+    out = []
+    for n in names:
+        parent = modules[n.rsplit('.', 1)[0]] if '.' in n else model
+        m = modules[n]
+        if (isinstance(parent, nn.Sequential) and not isinstance(m, (nn.Sequential, nn.ModuleList))
+                and _num_convs(m) >= 2 and not any(n.startswith(o + '.') for o in out)):
+            out.append(n)
+    return out
+
+
+def _is_norm_or_act(m: nn.Module) -> bool:
+    name = type(m).__name__.lower()
+    return (isinstance(m, _NORM_ACT_TYPES) and not isinstance(m, nn.Identity)) or 'norm' in name or 'act' in name
+
+
+def _expand_layer(block: nn.Module) -> Optional[str]:
+    """Name (inside ``block``) of the module whose output is the block's expand layer, or None.
+
+    The expand layer is the block's first convolution when it is 1x1, ungrouped and has more output
+    than input channels; its output is taken after normalisation and activation.
+    """
+    convs = [(n, m) for n, m in block.named_modules() if isinstance(m, nn.Conv2d)]
+    if len(convs) < 2:  # a single conv (e.g. a head conv) is a layer, not a block with an expand layer
+        return None
+    name, conv = convs[0]
+    if not (conv.kernel_size == (1, 1) and conv.groups == 1 and conv.out_channels > conv.in_channels):
+        return None
+    parent_name, leaf = name.rsplit('.', 1) if '.' in name else ('', name)
+    parent = block.get_submodule(parent_name) if parent_name else block
+    children = list(parent.named_children())
+    after = children[[n for n, _ in children].index(leaf) + 1:]
+    if parent_name and any(_is_norm_or_act(m) for _, m in after):
+        return parent_name  # a conv-norm-act wrapper (timm ConvNormAct, mmcv ConvModule)
+    last = None
+    for n, m in after:  # a bare conv followed by its norm/activation modules (timm InvertedResidual)
+        if not _is_norm_or_act(m):
+            break
+        last = f'{parent_name}.{n}' if parent_name else n
+    return last
+
+
+def find_layers(model: nn.Module, expand: bool = True) -> List[Tuple[str, str]]:
+    """``[(module name, kind)]`` with kind ``'block'`` or ``'expand'``, in module order."""
+    out = []
+    for b in _block_names(model):
+        if expand:
+            e = _expand_layer(model.get_submodule(b))
+            if e is not None:
+                out.append((f'{b}.{e}', 'expand'))
+        out.append((b, 'block'))
+    return out
+
+
+def synthetic_images(num: int, size: Tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """``num`` images of standard-normal pixels (what a normalised random image looks like)."""
+    return torch.randn(num, 3, *size, generator=torch.Generator().manual_seed(seed))
+
+
+def load_images(folder: str, num: int, size: Tuple[int, int], mean: Sequence[float] = (0.485, 0.456, 0.406),
+                std: Sequence[float] = (0.229, 0.224, 0.225)) -> torch.Tensor:
+    """The first ``num`` images (sorted names, recursively) of ``folder``: shorter side resized to
+    ``size / 0.875``, centre-cropped to ``size``, normalised."""
+    import numpy as np
+    from PIL import Image
+
+    exts = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+    files = sorted(os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs if f.lower().endswith(exts))
+    if not files:
+        raise FileNotFoundError(f'no images ({", ".join(exts)}) under {folder}')
+    h, w = size
+    out = []
+    for f in files[:num]:
+        img = Image.open(f).convert('RGB')
+        scale = max(h, w) / 0.875 / min(img.size)
+        img = img.resize((max(w, round(img.size[0] * scale)), max(h, round(img.size[1] * scale))), Image.BICUBIC)
+        left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
+        a = np.asarray(img.crop((left, top, left + w, top + h)), dtype=np.float32) / 255.0
+        out.append((torch.from_numpy(a).permute(2, 0, 1) - torch.tensor(mean)[:, None, None])
+                   / torch.tensor(std)[:, None, None])
+    return torch.stack(out)
+
+
+@contextlib.contextmanager
+def batch_norm_stats(model: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Within the context, every BatchNorm of ``model`` normalises with the batch's own statistics
+    (train-mode BN) and leaves its stored statistics untouched; the rest of the model stays as it is.
+
+    At random initialisation the stored statistics are mean 0 and variance 1, so eval-mode BN is an
+    identity and nothing keeps the features' scale and mean in check; batch statistics give each
+    channel zero mean and unit variance before its affine transform and activation, as trained
+    running statistics roughly do.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if enabled else []
+    saved = [(m.training, m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+             for m in bns]
+    try:
+        for m in bns:
+            m.train()
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+        yield
+    finally:
+        for m, (training, momentum, tracked) in zip(bns, saved):
+            m.train(training)
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
+def rank_profile(model: nn.Module, images: torch.Tensor, estimators: Sequence[str] = ESTIMATORS,
+                 center: bool = False, rtol: float = DEFAULT_RTOL, max_rows: int = 4096, batch_size: int = 16,
+                 expand: bool = True, seed: int = 0, progress: Optional[str] = None,
+                 bn_stats: str = 'running') -> List[Dict[str, Any]]:
+    """Rank of every collected layer of ``model`` on ``images``; one dict per layer, in forward order:
+    ``name``, ``kind``, ``channels``, ``stride``, ``rows``, ``depth`` (relative, 0..1), the
+    estimates under ``rank`` and the ratios to ``channels`` under ``rank_ratio``.
+
+    ``bn_stats='batch'`` normalises with each batch's statistics (see :func:`batch_norm_stats`);
+    ``'running'`` uses the stored ones (eval mode)."""
+    if bn_stats not in ('running', 'batch'):
+        raise ValueError(f"bn_stats must be 'running' or 'batch', got {bn_stats!r}")
+    layers = find_layers(model, expand)
+    if not layers:
+        raise RuntimeError(f'no blocks found in {type(model).__name__}')
+    batches = list(images.split(batch_size))
+    per_batch = math.ceil(max_rows / len(batches))
+    store: Dict[str, Dict[str, Any]] = {}
+    order: List[str] = []
+
+    def hook(name: str, kind: str):
+        def fn(_m, _inp, out):
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            if name not in store:
+                order.append(name)
+                store[name] = dict(name=name, kind=kind, parts=[], shape=tuple(out.shape),
+                                   gen=torch.Generator().manual_seed(seed + len(order)))
+            store[name]['parts'].append(feature_matrix(out, per_batch, store[name]['gen']))
+        return fn
+
+    handles = [model.get_submodule(n).register_forward_hook(hook(n, k)) for n, k in layers]
+    start = time.time()
+    try:
+        with torch.no_grad(), batch_norm_stats(model, bn_stats == 'batch'):
+            for i, b in enumerate(batches):
+                model(b)
+                if progress:
+                    print(f'[{progress}] forward {i + 1}/{len(batches)} ({time.time() - start:.1f}s)',
+                          file=sys.stderr, flush=True)
+    finally:
+        for h in handles:
+            h.remove()
+    results = []
+    in_h = images.shape[-2]
+    for i, name in enumerate(order):
+        rec = store[name]
+        a = torch.cat(rec['parts'])
+        channels = a.shape[1]
+        s = singular_values(a, center)
+        est = estimates_from_singular_values(s, a.shape, estimators, rtol)
+        shape = rec['shape']
+        results.append(dict(
+            name=name, kind=rec['kind'], channels=channels,
+            stride=int(round(in_h / shape[2])) if len(shape) == 4 else None,
+            rows=a.shape[0], depth=i / max(1, len(order) - 1),
+            rank=est, rank_ratio={k: v / channels for k, v in est.items()}))
+        if progress:
+            print(f'[{progress}] layer {i + 1}/{len(order)} {name} ({channels} ch) '
+                  f'{time.time() - start:.1f}s', file=sys.stderr, flush=True)
+    return results
+
+
+def count_flops(model: nn.Module, size: Tuple[int, int]) -> Tuple[int, Dict[str, int]]:
+    """``mmengine.analysis.FlopAnalyzer`` (one multiply-add = one FLOP) of one image:
+    ``(total, per module name)``."""
+    from mmengine.analysis import FlopAnalyzer
+
+    fa = FlopAnalyzer(model, (torch.zeros(1, 3, *size),))
+    fa.unsupported_ops_warnings(False)
+    fa.uncalled_modules_warnings(False)
+    return int(fa.total()), {k: int(v) for k, v in fa.by_module().items()}
+
+
+def count_macs(model: nn.Module, size: Tuple[int, int]) -> int:
+    """Multiply-adds of the convolutions and linear layers for one image (pycls' FLOP count): one
+    forward pass with hooks, far cheaper than :func:`count_flops` (which traces the model and also
+    counts normalisation and pooling, a few percent more)."""
+    total = 0
+
+    def hook(m: nn.Module, _inp, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            total += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total += out.numel() * m.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    param = next(model.parameters(), None)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *size, device=param.device if param is not None else 'cpu'))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def stage_summary(layers: Sequence[Dict[str, Any]], estimator: str, threshold: float,
+                  flops_by_module: Optional[Dict[str, int]] = None) -> List[Dict[str, Any]]:
+    """Per stage (consecutive layers of one output stride): mean and minimum rank ratio of
+    ``estimator``, layers below ``threshold`` (bottlenecks), and FLOPs of the stage's blocks."""
+    stages: List[Dict[str, Any]] = []
+    for layer in layers:
+        if not stages or stages[-1]['stride'] != layer['stride']:
+            stages.append(dict(stride=layer['stride'], layers=[]))
+        stages[-1]['layers'].append(layer)
+    out = []
+    for i, st in enumerate(stages):
+        ratios = [x['rank_ratio'][estimator] for x in st['layers']]
+        blocks = [x['name'] for x in st['layers'] if x['kind'] == 'block']
+        out.append(dict(
+            stage=i, stride=st['stride'], num_layers=len(ratios), blocks=blocks,
+            mean=sum(ratios) / len(ratios), min=min(ratios),
+            bottlenecks=[x['name'] for x in st['layers'] if x['rank_ratio'][estimator] < threshold],
+            flops=sum(flops_by_module.get(b, 0) for b in blocks) if flops_by_module is not None else None))
+    return out
+
+
+def profile_markdown(results: Sequence[Dict[str, Any]], estimator: str, threshold: float) -> str:
+    """rank.md: per model, per stage mean/min rank ratio, bottleneck layers and FLOPs."""
+    lines = []
+    for r in results:
+        lines += [f"### {r['label']}", '',
+                  f"{len(r['layers'])} layers ({sum(x['kind'] == 'expand' for x in r['layers'])} expand layers), "
+                  f"{r['flops'] / 1e6:.1f} MFLOPs in total (mmengine FlopAnalyzer, one image "
+                  f"{r['input_size'][0]}x{r['input_size'][1]}); rank ratio = `{estimator}` / channels; "
+                  f'bottleneck: below {threshold}.', '',
+                  '| stage | stride | layers | mean rank ratio | min rank ratio | bottleneck layers | MFLOPs |',
+                  '|---:|---:|---:|---:|---:|---|---:|']
+        for s in stage_summary(r['layers'], estimator, threshold, r.get('flops_by_module')):
+            b = ', '.join(f'`{n}`' for n in s['bottlenecks']) or '-'
+            lines.append(f"| {s['stage']} | {s['stride']} | {s['num_layers']} | {s['mean']:.3f} | {s['min']:.3f} | "
+                         f"{b} | {s['flops'] / 1e6:.1f} |")
+        lines.append('')
+    return '\n'.join(lines)
+
+
+def plot_profiles(results: Sequence[Dict[str, Any]], estimators: Sequence[str], path: str) -> None:
+    """rank.png: rank ratio vs relative depth, one curve per model, one panel per estimator."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(estimators))
+    rows = math.ceil(len(estimators) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    for ax, e in zip(axes.flat, estimators):
+        for k, r in enumerate(results):
+            color = plt.get_cmap('tab10')(k % 10)
+            xs = [x['depth'] for x in r['layers']]
+            ys = [x['rank_ratio'][e] for x in r['layers']]
+            ax.plot(xs, ys, lw=1.3, color=color, label=r['label'])
+            ex = [(x['depth'], x['rank_ratio'][e]) for x in r['layers'] if x['kind'] == 'expand']
+            if ex:
+                ax.plot(*zip(*ex), ls='none', marker='o', ms=3, mfc='none', color=color)
+        ax.set_title(e)
+        ax.set_xlabel('relative depth')
+        ax.set_ylabel('rank / channels')
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(estimators):]:
+        ax.axis('off')
+    axes.flat[0].legend(fontsize=7)
+    r0 = results[0]
+    fig.suptitle(f"rank ratio along the network ({r0['num_images']} {r0['images']} images, "
+                 f"{r0['input_size'][0]}x{r0['input_size'][1]}; open circles: expand layers)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def analyse_models(specs: Sequence[str], checkpoints: Optional[Sequence[Optional[str]]] = None,
+                   images: Optional[str] = None, num_images: int = 64, input_size: Tuple[int, int] = (224, 224),
+                   estimators: Sequence[str] = ESTIMATORS, center: bool = False, rtol: float = DEFAULT_RTOL,
+                   max_rows: int = 4096, expand: bool = True, seed: int = 0, checkpoint_prefix: Optional[str] = None,
+                   progress: bool = False, bn_stats: str = 'auto') -> List[Dict[str, Any]]:
+    """:func:`rank_profile` and FLOPs of each model; one result dict per model (what rank.json holds).
+
+    ``images``: a folder of images (ImageNet normalisation), or None for ``num_images`` standard-normal
+    images from ``seed``; every model sees the same images.
+    ``bn_stats``: ``'auto'`` (the default) normalises with batch statistics (:func:`batch_norm_stats`)
+    at random initialisation and with the stored statistics when a checkpoint is loaded;
+    ``'running'`` or ``'batch'`` force one.
+    """
+    checkpoints = list(checkpoints or [None] * len(specs))
+    if len(checkpoints) != len(specs):
+        raise ValueError(f'{len(checkpoints)} checkpoints for {len(specs)} models (use "none" to skip one)')
+    x = load_images(images, num_images, input_size) if images else synthetic_images(num_images, input_size, seed)
+    results = []
+    for k, (spec, ckpt) in enumerate(zip(specs, checkpoints)):
+        ckpt = None if ckpt in (None, 'none', '') else ckpt
+        start = time.time()
+        model, label = build_model(spec, ckpt, checkpoint_prefix, seed)
+        tag = f'{k + 1}/{len(specs)} {label}' if progress else None
+        bn = bn_stats if bn_stats != 'auto' else ('running' if ckpt else 'batch')
+        layers = rank_profile(model, x, estimators, center, rtol, max_rows, expand=expand, seed=seed, progress=tag,
+                              bn_stats=bn)
+        total, by_module = count_flops(model, input_size)
+        results.append(dict(
+            model=spec, label=label, checkpoint=ckpt, init='checkpoint' if ckpt else 'random',
+            images=images or 'synthetic', num_images=int(x.shape[0]), input_size=list(input_size),
+            center=center, bn_stats=bn, rtol=rtol, max_rows=max_rows, estimators=list(estimators), flops=total,
+            flops_by_module={n: by_module.get(n, 0) for n, _ in find_layers(model, False)},
+            seconds=round(time.time() - start, 2), layers=layers))
+    return results

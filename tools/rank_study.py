@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""The ReXNet paper's rank studies: random single layers, and design spaces (ReXNet vs RegNet).
+
+    python tools/rank_study.py single-layer [--num-networks N] [--d-out D] [--n N] [--dim-ratios R ...]
+                               [--nonlinearities F ...] [--estimator E ...] [--center] --out-dir DIR
+    python tools/rank_study.py design-space [--spaces S ...] [--num-models N] [--flops F] [--flops-tol T]
+                               [--input-size H W] [--num-images N] [--seed S] --out-dir DIR
+
+single-layer writes DIR/study.json (one record per nonlinearity, d_in/d_out and estimator),
+study.md and study.png; design-space writes DIR/design_space.json, design_space.md and
+design_space.png (EDFs). The library is ``rexnet_backbones.analysis``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from rexnet_backbones.analysis import DEFAULT_RTOL, ESTIMATORS, NONLINEARITIES, SPACES
+from rexnet_backbones.analysis import design_space as ds
+from rexnet_backbones.analysis import single_layer as sl
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    sub = p.add_subparsers(dest='study', required=True)
+    for name in ('single-layer', 'design-space'):
+        s = sub.add_parser(name)
+        s.add_argument('--estimator', nargs='+', default=list(ESTIMATORS), choices=ESTIMATORS)
+        s.add_argument('--rtol', type=float, default=DEFAULT_RTOL, help='relative tolerance of numerical_rtol')
+        s.add_argument('--center', action='store_true', help='centre each channel before the SVD')
+        s.add_argument('--seed', type=int, default=0)
+        s.add_argument('--out-dir', required=True)
+        if name == 'single-layer':
+            s.add_argument('--num-networks', type=int, default=150, help='random layers per point (paper: 10,000)')
+            s.add_argument('--d-out', type=int, default=64)
+            s.add_argument('--n', type=int, default=256, help='samples (columns of X); >= d_out')
+            s.add_argument('--dim-ratios', type=float, nargs='+', default=list(sl.DEFAULT_DIM_RATIOS))
+            s.add_argument('--nonlinearities', nargs='+', default=list(NONLINEARITIES), choices=list(NONLINEARITIES))
+            s.add_argument('--weight-std', default='fan_in', choices=('fan_in', 'unit'))
+        else:
+            s.add_argument('--spaces', nargs='+', default=list(SPACES), choices=SPACES)
+            s.add_argument('--num-models', type=int, default=6, help='networks per space')
+            s.add_argument('--flops', type=float, default=400e6, help='FLOP budget (one image, multiply-adds)')
+            s.add_argument('--flops-tol', type=float, default=0.1)
+            s.add_argument('--input-size', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
+            s.add_argument('--num-images', type=int, default=32)
+            s.add_argument('--max-rows', type=int, default=2048)
+            s.add_argument('--expand-layers', action='store_true', help='also expand layers, not only blocks')
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+    out = args.out_dir
+    if args.study == 'single-layer':
+        records = sl.single_layer_study(args.nonlinearities, args.dim_ratios, args.d_out, args.n, args.num_networks,
+                                        args.estimator, args.center, args.rtol, args.weight_std, args.seed,
+                                        progress=True)
+        with open(os.path.join(out, 'study.json'), 'w') as f:
+            json.dump(records, f, indent=1)
+        md = sl.study_markdown(records)
+        sl.plot_study(records, os.path.join(out, 'study.png'))
+        names = ('study.json', 'study.md', 'study.png')
+    else:
+        records = ds.design_space_study(args.spaces, args.num_models, args.flops, args.flops_tol,
+                                        tuple(args.input_size), args.num_images, args.estimator, args.center,
+                                        args.rtol, args.max_rows, args.expand_layers, args.seed, progress=True)
+        with open(os.path.join(out, 'design_space.json'), 'w') as f:
+            json.dump(dict(settings=vars(args), summary=ds.space_summary(records), networks=records), f, indent=1)
+        md = ds.design_markdown(records, f'{args.num_models} networks per space, {args.flops / 1e6:.0f} MFLOPs '
+                                f'+-{args.flops_tol:.0%} at {args.input_size[0]}x{args.input_size[1]}, '
+                                f'{args.num_images} standard-normal images, random init, seed {args.seed}, '
+                                f"features {'centred' if args.center else 'not centred'}.")
+        ds.plot_edfs(records, os.path.join(out, 'design_space.png'))
+        names = ('design_space.json', 'design_space.md', 'design_space.png')
+    with open(os.path.join(out, names[1]), 'w') as f:
+        f.write(md)
+    print(md)
+    print('wrote ' + ', '.join(os.path.join(out, n) for n in names))
+
+
+if __name__ == '__main__':
+    main()
