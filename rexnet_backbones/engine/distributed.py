@@ -1,8 +1,10 @@
 """Multi-process runs without CUDA (gloo) for torchrun, and a clean shutdown of torch.distributed."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+from typing import Iterator
 
 import torch
 import torch.distributed as dist
@@ -11,7 +13,7 @@ from mmengine.logging import print_log
 
 from .errors import ToolError
 
-__all__ = ['setup_cpu_distributed', 'shutdown_distributed']
+__all__ = ['setup_cpu_distributed', 'shutdown_distributed', 'distributed_run']
 
 
 def _replace_sync_bn(obj, path: str, changed: list) -> None:
@@ -98,3 +100,15 @@ def shutdown_distributed(failed: bool = False) -> None:
             dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed_run(cfg) -> Iterator[None]:
+    """Set up (CPU: gloo) before the block and shut torch.distributed down after it, also on error."""
+    failed = True
+    try:
+        setup_cpu_distributed(cfg)
+        yield
+        failed = False
+    finally:
+        shutdown_distributed(failed)

@@ -21,7 +21,7 @@ from mmengine.logging import print_log
 
 from ..data.checks import splits_for_training
 from . import config as C
-from .distributed import setup_cpu_distributed, shutdown_distributed
+from .distributed import distributed_run
 from .errors import ToolError
 
 __all__ = ['train', 'test', 'prepare_train_config', 'prepare_test_config', 'build_runner']
@@ -95,15 +95,8 @@ def train(config: str, *, work_dir: Optional[str] = None, resume: Optional[str] 
     C.register_scope_modules(cfg)
     _check_neck(cfg)
     _add_checkpoint_check(cfg, allow_partial)
-    failed = True
-    try:
-        setup_cpu_distributed(cfg)
-        runner = build_runner(cfg)
-        model = runner.train()
-        failed = False
-        return model
-    finally:
-        shutdown_distributed(failed)
+    with distributed_run(cfg):
+        return build_runner(cfg).train()
 
 
 def prepare_test_config(config: str, checkpoint: str, *, work_dir: Optional[str] = None,
@@ -165,9 +158,7 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
     else:
         _check_neck(cfg)
         _add_checkpoint_check(cfg, allow_partial)
-    failed = True
-    try:
-        setup_cpu_distributed(cfg)
+    with distributed_run(cfg):
         runner = build_runner(cfg)
         if out is not None and out.endswith(('.pkl', '.pickle')):
             if scope == 'mmdet':
@@ -178,7 +169,4 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
         metrics = runner.test()
         if out is not None and runner.rank == 0:
             print_log(f'predictions written to {out}', logger='current', level=logging.INFO)
-        failed = False
         return metrics
-    finally:
-        shutdown_distributed(failed)
