@@ -195,19 +195,13 @@ def test_fused_export_matches_unfused_model(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ tools/export.py
-def _tool(argv, capsys):
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    try:
-        import export as export_tool
-    finally:
-        sys.path.pop(0)
-    try:
-        result = export_tool.main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        result, code = None, e.code
-    out = capsys.readouterr()
-    return result, code, out.out, out.err
+def _tool(argv, capsys=None):
+    """tools/export.py as a user runs it: (None, exit code, stdout, stderr)."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore',
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run([sys.executable, EXPORT_TOOL, *[str(a) for a in argv]], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=os.getcwd())
+    return None, proc.returncode, proc.stdout, proc.stderr
 
 
 def test_export_tool_checkpoint_and_verify(tmp_path, capsys):

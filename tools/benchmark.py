@@ -23,11 +23,7 @@ import argparse
 import os.path as osp
 import sys
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:  # run from a clone without `pip install -e .`
-    sys.path.insert(0, REPO_ROOT)
-
-from rexnet_backbones.benchmark import BACKENDS, BenchmarkError, Settings, run_benchmark, write_outputs  # noqa: E402
+from rexnet_backbones.benchmark import BACKENDS, BenchmarkError, Settings, run_benchmark, write_outputs
 
 
 def parse_args(argv=None):

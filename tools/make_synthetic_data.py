@@ -9,27 +9,11 @@ Writes ``<out>/coco`` (COCO layout, read by mmdet's ``CocoDataset``) and/or ``<o
 complete with the same parameters is kept (pass ``--force`` to rewrite it).
 """
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 
-
-def _load_synthetic():
-    """Load rexnet_backbones/data/synthetic.py by path: it needs only numpy and Pillow, so the
-    package (torch, timm, OpenMMLab) is not imported just to write images."""
-    path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'rexnet_backbones', 'data',
-                    'synthetic.py')
-    spec = importlib.util.spec_from_file_location('_rexnet_synthetic', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_synthetic = _load_synthetic()
-DEFAULT_DATA_ROOT, DET_SUBDIR, SEG_SUBDIR = (_synthetic.DEFAULT_DATA_ROOT, _synthetic.DET_SUBDIR,
-                                             _synthetic.SEG_SUBDIR)
-make_coco_detection, make_segmentation = (_synthetic.make_coco_detection,
-                                          _synthetic.make_segmentation)
+from rexnet_backbones.data.synthetic import (DEFAULT_DATA_ROOT, DET_SUBDIR, SEG_SUBDIR, make_coco_detection,
+                                             make_segmentation)
 
 
 def parse_args(argv=None):
