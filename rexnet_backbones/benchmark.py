@@ -48,7 +48,6 @@ What is reported per model (the JSON has all raw numbers and the environment):
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import gc
 import importlib
@@ -64,7 +63,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 __all__ = ['BASELINES', 'BACKENDS', 'REFERENCE', 'Settings', 'BenchmarkError', 'resolve_config',
