@@ -65,7 +65,9 @@ def test_compat_ssd_head_predicts_where_mmdets_fails(base_cfg):
     base = base_cfg.model.bbox_head
     kwargs = {k: v for k, v in base.items() if k not in ('type', '_scope_')}
     kwargs.update(num_classes=3, test_cfg=base_cfg.model.test_cfg)
-    heads = [SSDHead(**kwargs).eval(), CompatSSDHead(**kwargs).eval()]
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):  # the head builds its anchor generator from mmdet's registry
+        heads = [SSDHead(**kwargs).eval(), CompatSSDHead(**kwargs).eval()]
     heads[1].load_state_dict(heads[0].state_dict())
     feats = [torch.randn(1, c, s, s) for c, s in zip(base.in_channels, (20, 10, 5, 3, 2, 1))]
     sample = DetDataSample(metainfo=dict(img_shape=(320, 320), ori_shape=(320, 320), scale_factor=(1.0, 1.0)))

@@ -157,7 +157,7 @@ class ReXNet(BaseModule):
     def _set_model(self, model: nn.Module) -> None:
         """Register timm's ``stem`` and ``features`` as this module's own children (so that the
         state_dict keys are timm's) and keep the timm model, unregistered, for its forward methods.
-        Both share the same module objects; replace them only through this method."""
+        Both share the same module objects; ``forward`` follows a wholesale replacement of either."""
         self.__dict__['_model'] = model
         self.stem = model.stem
         self.features = model.features
@@ -207,11 +207,22 @@ class ReXNet(BaseModule):
         self._model.set_grad_checkpointing(self.with_cp and mode)
         return self
 
+    def _timm_model(self) -> nn.Module:
+        """timm's model running this module's current ``stem`` and ``features`` (a tool that swapped
+        them wholesale, e.g. BN folding for deployment, is followed)."""
+        model = self._model
+        if model.stem is not self.stem:
+            model.stem = self.stem
+        if model.features is not self.features:
+            model.features = self.features
+        return model
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        model = self._timm_model()
         if self._with_head_conv:  # run every block: the last one is the head conv
-            last, feats = self._model.forward_intermediates(x, indices=self._taps, intermediates_only=False)
+            last, feats = model.forward_intermediates(x, indices=self._taps, intermediates_only=False)
         else:
-            last, feats = None, self._model.forward_intermediates(
+            last, feats = None, model.forward_intermediates(
                 x, indices=self._taps, intermediates_only=True, stop_early=True)
         outs = dict(zip(self._taps, feats))
         outs[self.HEAD_CONV_INDEX] = last
