@@ -5,7 +5,7 @@
 # off) and forces -std=c++17, while torch 2.14 headers require C++20. We therefore:
 #   1. use a prebuilt wheel if pip can find one (PIP_FIND_LINKS, or our per-machine wheel cache);
 #   2. otherwise download the sdist with pip, switch its C++ standard to C++20, build a wheel once
-#      (about 18 minutes on 2 cores, CPU ops) and keep it in the per-machine cache.
+#      (about 23 CPU-minutes: ~12 min on 2 idle cores, CPU ops) and keep it in the per-machine cache.
 # Usage: tools/install_mmcv.sh [PYTHON]   (default: .venv/bin/python)
 set -euo pipefail
 PY=${1:-.venv/bin/python}
@@ -25,7 +25,7 @@ if "${PIP[@]}" install --no-build-isolation --no-deps --only-binary mmcv --find-
      "mmcv==$MMCV_VERSION" 2>/dev/null; then
   echo "[install_mmcv] installed a prebuilt mmcv $MMCV_VERSION wheel"
 else
-  echo "[install_mmcv] no prebuilt wheel found: building mmcv $MMCV_VERSION from source (about 60 CPU-minutes, once per machine)"
+  echo "[install_mmcv] no prebuilt wheel found: building mmcv $MMCV_VERSION from source (about 23 CPU-minutes, ~12 min on 2 idle cores; once per machine, the wheel is cached in $CACHE)"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   "${PIP[@]}" download --no-deps --no-build-isolation --no-binary mmcv "mmcv==$MMCV_VERSION" -d "$work"
