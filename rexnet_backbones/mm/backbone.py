@@ -18,13 +18,9 @@ from mmengine.model import BaseModule, initialize
 from mmengine.registry import MODELS
 
 from ..checkpoint import safe_load
-from ..convert import CheckpointMismatchError, is_official_layout, to_timm_state_dict, unwrap_state_dict
-from ..models import REXNET_ARCHS
-
-try:  # public name in newer versions of convert.py
-    from ..convert import check_state_dict
-except ImportError:  # pragma: no cover - depends on the branch
-    from ..convert import _compare as check_state_dict
+from ..archs import REXNET_ARCHS
+from ..convert import (CheckpointMismatchError, check_state_dict, common_prefix_hint, is_official_layout,
+                       to_timm_state_dict, unwrap_state_dict)
 
 __all__ = ['ReXNet']
 
@@ -296,18 +292,9 @@ def _prefix_hint(sd: Dict[str, torch.Tensor], own: Dict[str, Any]) -> str:
     prefix (a detector or segmentor checkpoint), else ''."""
     if any(k in own for k in sd) or is_official_layout(sd):
         return ''
-    counts: Dict[str, int] = {}
-    for key in sd:
-        parts = key.split('.')
-        for i in range(1, len(parts)):
-            rest = '.'.join(parts[i:])
-            if rest in own or rest == 'features.0.weight':  # timm or official layout
-                head = '.'.join(parts[:i]) + '.'
-                counts[head] = counts.get(head, 0) + 1
-                break
-    if not counts:
+    best = common_prefix_hint(sd)
+    if not best:
         return ''
-    best = max(counts, key=counts.get)
     return (f"its keys start with {best!r} (a detector or segmentor checkpoint?): add prefix={best!r} "
             f"to the Pretrained init_cfg, e.g. init_cfg=dict(type='Pretrained', checkpoint=..., prefix={best!r})")
 
