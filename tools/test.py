@@ -21,14 +21,10 @@ written to ``<work-dir>/<timestamp>/<timestamp>.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from mmengine.config import DictAction
-
 from rexnet_backbones.engine import run_cli, test
-
-LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
+from rexnet_backbones.engine.cli import parse_runner_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,19 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
     parser.add_argument('--backend', choices=['pytorch', 'onnxruntime'], default='pytorch',
                         help='run the network in PyTorch (a .pth checkpoint) or ONNX Runtime (a .onnx file)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, as key=value pairs')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='load the checkpoint with full unpickling. WARNING: this executes code '
-                        'pickled into the checkpoint; only use it for files you trust')
-    parser.add_argument('--allow-partial', action='store_true',
-                        help='load a checkpoint that does not fit the model (logs what did and did not load)')
-    parser.add_argument('--debug', action='store_true', help='show the traceback of errors')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def main(argv=None) -> int:

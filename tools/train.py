@@ -19,28 +19,10 @@ the config's ``default_scope``); the job is :func:`rexnet_backbones.engine.train
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from mmengine.config import DictAction
-
 from rexnet_backbones.engine import run_cli, train
-
-LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
-
-
-def _add_common_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override settings of the config, as key=value pairs (e.g. '
-                        'train_cfg.max_epochs=2); a list is written key="[a,b]" or key=a,b')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    parser.add_argument('--trust-checkpoint', action='store_true',
-                        help='load checkpoints with full unpickling. WARNING: this executes code '
-                        'pickled into the checkpoint; only use it for files you trust')
-    parser.add_argument('--allow-partial', action='store_true',
-                        help='load a checkpoint that does not fit the model (logs what did and did not load)')
-    parser.add_argument('--debug', action='store_true', help='show the traceback of errors')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+from rexnet_backbones.engine.cli import parse_runner_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,10 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from the given checkpoint, or (without a value) from the latest '
                         'checkpoint in the work directory')
-    _add_common_args(parser)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    return parse_runner_args(parser, argv)
 
 
 def main(argv=None) -> int:
