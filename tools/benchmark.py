@@ -31,7 +31,7 @@ def parse_args(argv=None):
         description='Params, GFLOPs, latency per backend (and COCO metrics) of mmdet/mmseg configs '
         'and timm models',
         epilog='Configs may be files or package::path (e.g. mmdet::retinanet/'
-        'retinanet_r18_fpn_1x_coco.py). See rexnet_backbones/benchmark.py for exactly what is timed.')
+        'retinanet_r18_fpn_1x_coco.py). See the docstring of rexnet_backbones.benchmark for exactly what is timed.')
     parser.add_argument('models', nargs='+', metavar='MODEL',
                         help='config files, package::path configs or timm model names')
     parser.add_argument('--baselines', action='store_true',

@@ -17,43 +17,27 @@ import os
 import os.path as osp
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
+from .runtime import (DeployDependencyError, PathLike, Structure, flatten_outputs, make_session,
+                      max_abs_diff, require, unflatten_outputs)
+
 __all__ = [
     'DeployDependencyError', 'OnnxVerificationError', 'ExportResult', 'TensorMode', 'STRUCTURE_KEY',
     'require', 'build_source_model', 'default_input_size', 'export_onnx', 'verify_onnx',
-    'flatten_outputs', 'unflatten_outputs', 'read_structure', 'make_session',
+    'flatten_outputs', 'unflatten_outputs', 'max_abs_diff', 'read_structure', 'make_session',
 ]
 
-INSTALL_HINT = "pip install -e '.[deploy]'"
 #: metadata key holding the nesting of the model's outputs (JSON; 0 = tensor, list = tuple)
 STRUCTURE_KEY = 'rexnet_backbones.output_structure'
-BACKENDS = ('onnxruntime', 'openvino')
 DEFAULT_OPSET = 18
-
-PathLike = Union[str, 'os.PathLike[str]']
-Structure = Union[int, List[Any]]
-
-
-class DeployDependencyError(ImportError):
-    """An optional deployment package (onnx, onnxruntime, openvino) is not installed."""
 
 
 class OnnxVerificationError(AssertionError):
     """The ONNX model does not reproduce the PyTorch outputs within the tolerance."""
-
-
-def require(module: str) -> Any:
-    """Import ``module`` or raise :class:`DeployDependencyError` naming the install command."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise DeployDependencyError(
-            f'{module} is not installed (needed for ONNX export and inference): {INSTALL_HINT} '
-            f'installs onnx, onnxruntime and openvino. Original error: {e}') from e
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -157,35 +141,6 @@ def default_input_size(cfg: Any, divisor: int = 32) -> Tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------- outputs
-def flatten_outputs(out: Any) -> Tuple[List[torch.Tensor], Structure]:
-    """Flat list of output tensors (in torch.onnx's order) and the nesting to rebuild them."""
-    if isinstance(out, torch.Tensor):
-        return [out], 0
-    if isinstance(out, (tuple, list)):
-        flat: List[torch.Tensor] = []
-        structure = []
-        for o in out:
-            f, s = flatten_outputs(o)
-            flat.extend(f)
-            structure.append(s)
-        return flat, structure
-    raise TypeError(f'cannot export an output of type {type(out).__name__}: only tensors and '
-                    'tuples/lists of tensors')
-
-
-def unflatten_outputs(flat: Sequence[Any], structure: Structure) -> Any:
-    """Inverse of :func:`flatten_outputs` (tuples for the nested levels)."""
-    it = iter(flat)
-
-    def build(s: Structure) -> Any:
-        return next(it) if s == 0 else tuple(build(c) for c in s)
-
-    out = build(structure)
-    if next(it, None) is not None:
-        raise ValueError('more outputs than the structure describes')
-    return out
-
-
 def _output_names(structure: Structure) -> List[str]:
     if structure == 0:
         return ['output']
@@ -344,56 +299,7 @@ def _write_metadata(path: str, structure: Structure) -> None:
     onnx.save(m, path)
 
 
-# ---------------------------------------------------------------------------------------------- inference
-class _Session:
-    """One compiled ONNX model: ``run(x) -> list of numpy outputs`` (in the file's output order)."""
-
-    def __init__(self, onnx_file: PathLike, backend: str = 'onnxruntime', num_threads: Optional[int] = None):
-        if backend not in BACKENDS:
-            raise ValueError(f'unknown backend {backend!r}; choose one of {BACKENDS}')
-        if not osp.isfile(str(onnx_file)):
-            raise FileNotFoundError(f'ONNX file not found: {onnx_file}')
-        self.backend = backend
-        if backend == 'onnxruntime':
-            ort = require('onnxruntime')
-            opts = ort.SessionOptions()
-            if num_threads:
-                opts.intra_op_num_threads = num_threads
-            self._session = ort.InferenceSession(str(onnx_file), opts, providers=['CPUExecutionProvider'])
-            self._input = self._session.get_inputs()[0].name
-            self.output_names = [o.name for o in self._session.get_outputs()]
-            dims = list(self._session.get_inputs()[0].shape)
-        else:
-            ov = require('openvino')
-            config = {'INFERENCE_NUM_THREADS': num_threads} if num_threads else {}
-            # f32 inference precision: OpenVINO may otherwise pick bf16/f16 on capable CPUs
-            config['INFERENCE_PRECISION_HINT'] = 'f32'
-            self._compiled = ov.Core().compile_model(str(onnx_file), 'CPU', config)
-            self.output_names = [o.get_any_name() for o in self._compiled.outputs]
-            dims = [d.get_length() if d.is_static else None for d in self._compiled.inputs[0].get_partial_shape()]
-        #: (H, W) when the file has a fixed spatial input size, else None
-        self.fixed_hw = tuple(dims[2:]) if len(dims) == 4 and all(isinstance(d, int) for d in dims[2:]) else None
-
-    def run(self, x: Any) -> List[Any]:
-        import numpy as np
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().float().numpy()
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if self.fixed_hw is not None and tuple(x.shape[2:]) != self.fixed_hw:
-            raise ValueError(f'the ONNX file has a fixed input size {self.fixed_hw[0]} x {self.fixed_hw[1]} (its model '
-                             f'does not allow dynamic H and W), got an input of {x.shape[2]} x {x.shape[3]}: '
-                             'export it again with --input-size H W of the (padded) test images')
-        if self.backend == 'onnxruntime':
-            return self._session.run(None, {self._input: x})
-        result = self._compiled(x)
-        return [result[o] for o in self._compiled.outputs]
-
-
-def make_session(onnx_file: PathLike, backend: str = 'onnxruntime', num_threads: Optional[int] = None) -> _Session:
-    """Load ``onnx_file`` into ONNX Runtime (CPU) or OpenVINO (CPU, f32)."""
-    return _Session(onnx_file, backend, num_threads)
-
-
+# ---------------------------------------------------------------------------------------------- verification
 def verify_onnx(model: nn.Module, onnx_file: PathLike,
                 input_shapes: Sequence[Sequence[int]] = ((1, 3, 224, 224),), *, atol: float = 1e-4,
                 backend: str = 'onnxruntime', check: bool = True) -> Dict[Tuple[int, ...], float]:
@@ -421,11 +327,10 @@ def verify_onnx(model: nn.Module, onnx_file: PathLike,
             raise OnnxVerificationError(f'{backend} gives {len(got)} outputs, PyTorch {len(ref)}')
         worst = 0.0
         for name, g, r in zip(session.output_names, got, ref):
-            r = r.detach().float().numpy()
             if tuple(g.shape) != tuple(r.shape):
                 raise OnnxVerificationError(f'output {name!r} for input {shape}: {backend} shape '
                                             f'{tuple(g.shape)} != PyTorch shape {tuple(r.shape)}')
-            d = float(abs(g.astype('float64') - r.astype('float64')).max()) if r.size else 0.0
+            d = max_abs_diff(g, r)
             if not d <= atol:
                 raise OnnxVerificationError(f'output {name!r} for input {shape}: max |{backend} - '
                                             f'PyTorch| = {d:.3g} > atol {atol:g}')

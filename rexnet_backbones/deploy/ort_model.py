@@ -25,7 +25,8 @@ from mmengine.config import Config, ConfigDict
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
-from .onnx import BACKENDS, make_session, read_structure, unflatten_outputs
+from .onnx import read_structure
+from .runtime import BACKENDS, make_session, unflatten_outputs
 
 __all__ = ['ORTDetector', 'ORTSegmentor', 'use_onnx_backend']
 

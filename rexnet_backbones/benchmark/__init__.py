@@ -1,0 +1,64 @@
+"""Benchmark of ReXNet models against references: size, FLOPs, speed per backend, accuracy.
+
+The library behind ``tools/benchmark.py`` (which only parses the command line): see
+:class:`Settings` for every option and :func:`run_benchmark` for the run. Modules, in the order of a
+run: ``settings`` (options, backends, baselines), ``plan`` (what is measured), ``models`` (building
+it, its batches and the timed call), ``costs`` (params, FLOPs), ``backends`` (the paths of
+``backends``), ``measure`` (timing), ``ratios`` (comparison with the reference), ``results`` (typed
+results, JSON), ``report`` (environment, markdown, files) and ``run`` (the whole run).
+
+Models are mmdet/mmseg configs (a file or ``package::relative/path.py`` inside an installed
+OpenMMLab package) or timm model names (``rexnet_100``, ``regnetx_008``, ``rexnet_lite_100``),
+built ``features_only`` with ``out_indices`` (default ``(1, 2, 3, 4)``, strides 4-32).
+
+Config models are built with every ``Pretrained`` ``init_cfg`` (and ``pretrained=``) removed, so
+nothing is downloaded; they are initialised by their own ``init_weights()`` after
+``torch.manual_seed(0)``. Weights do not change speed or FLOPs, except for the number of RPN
+proposals of two-stage detectors (the RoI head runs on them); it is recorded in the JSON.
+
+What is reported per model (the JSON has all raw numbers and the environment):
+
+* params: all parameters of the model, and of ``model.backbone`` (timm models: the model).
+* GFLOPs: ``mmengine.analysis.FlopAnalyzer`` (fvcore's counter: one multiply-add = one FLOP, the
+  convention of mmdet's ``get_flops.py`` and of the papers) for one image of the given size, of
+  exactly the call that is timed (see below), and of ``model.backbone`` alone on the same tensor.
+  Element-wise ops (activations, additions) and ops such as NMS are not counted.
+* latency (without ``backends``): for each batch size B, B random HxW images and their data samples
+  (img_shape = HxW, scale 1) go through ``model.data_preprocessor`` ONCE (normalisation and padding
+  to the size divisor, e.g. 800x1333 -> 800x1344: not timed). What is timed is then one call
+  ``model(inputs, data_samples, mode='tensor')`` in eval mode under ``torch.no_grad()``: mmdet's
+  ``_forward`` = backbone + neck + head outputs. For one-stage detectors (RetinaNet) that is the
+  raw class/box maps without box decoding or NMS; for two-stage detectors it includes the RPN's
+  proposal decoding + NMS and the RoI head on those proposals. For segmentors it is
+  ``EncoderDecoder._forward``. With ``backbone_only`` it is ``model.backbone(inputs)``; a timm
+  model is called on a seeded random ``N(0, 1)`` batch. After ``warmup`` untimed calls, each of
+  ``runs`` calls is timed with ``time.perf_counter`` (on CUDA between synchronisations);
+  latency = median per batch (ms), throughput = B / median latency.
+* backends (``backends=[...]``, CPU, batch ``batch_sizes[0]``): the same call on ``eager`` torch,
+  ``channels_last``, ``compile`` (``torch.compile`` of the channels_last model), ``onnxruntime``
+  (CPU provider, default graph optimisations) and ``openvino`` (CPU, ``PERFORMANCE_HINT=LATENCY``,
+  explicit ``INFERENCE_PRECISION_HINT``; the precision and execution devices the compiled model
+  reports are recorded). With ``deploy`` each backend also runs the deploy form of the model
+  (:func:`rexnet_backbones.deploy.deploy_model`: BN folded, ReXNet widths zero-padded to
+  ``channel_multiple``, cheaper partial residual). Every (model, backend) pair is warmed up, then
+  the timed calls go round-robin over all of them (run ``i`` of every pair before run ``i + 1``),
+  so that a change of machine load hits all columns alike. Columns: median ms, ratio to the
+  reference model on the same backend, and parity = max |output - eager fp32 output| on the same
+  input. ``bf16`` in ``precisions`` adds bf16 columns (torch autocast, OpenVINO bf16) with their
+  deviation from eager fp32. "best" is the fastest fp32 path whose parity is within ``tolerance``.
+* accuracy (optional): with ``checkpoints`` (one per config, ``none`` to skip one) each checkpoint
+  is evaluated on the config's test set with :func:`rexnet_backbones.engine.test`.
+"""
+from .backends import BackendRun
+from .costs import Costs
+from .models import BuiltModel, build_model, disable_pretrained, resolve_config
+from .plan import PlannedModel, plan
+from .report import markdown, markdown_backends, write_outputs
+from .results import BestPath, Environment, ModelResult, PathResult, Report, ReportSettings, Timing
+from .run import run_benchmark
+from .settings import BACKENDS, BASELINES, REFERENCE, BenchmarkError, Settings
+
+__all__ = ['BACKENDS', 'BASELINES', 'REFERENCE', 'Settings', 'BenchmarkError', 'plan', 'PlannedModel',
+           'run_benchmark', 'write_outputs', 'markdown', 'markdown_backends', 'Report', 'ReportSettings',
+           'Environment', 'ModelResult', 'PathResult', 'BestPath', 'Timing', 'Costs', 'BackendRun',
+           'BuiltModel', 'build_model', 'disable_pretrained', 'resolve_config']

@@ -1,0 +1,95 @@
+"""What a benchmark run is asked to do: its options (:class:`Settings`), the backends and baselines it
+knows, the error of a bad request and the progress log (stderr)."""
+from __future__ import annotations
+
+import datetime
+import os.path as osp
+import sys
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from ..deploy.runtime import INSTALL_HINT
+from ..engine.errors import ToolError
+
+__all__ = ['BASELINES', 'REFERENCE', 'TORCH_BACKENDS', 'GRAPH_BACKENDS', 'BACKENDS', 'BF16_BACKENDS',
+           'INSTALL_HINT', 'BenchmarkError', 'Settings', 'log']
+
+#: (label, config) of mmdet's own detectors added by ``baselines``
+BASELINES = [
+    ('RetinaNet R-18', 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'),
+    ('RetinaNet RegNetX-800MF', 'mmdet::regnet/retinanet_regnetx-800MF_fpn_1x_coco.py'),
+    ('RetinaNet R-50', 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'),
+    ('Faster R-CNN RegNetX-400MF', 'mmdet::regnet/faster-rcnn_regnetx-400MF_fpn_ms-3x_coco.py'),
+]
+
+#: default reference (``reference='auto'``): RegNetX-800MF as a timm name or mmdet's RetinaNet config
+REFERENCE = ('regnetx_008', 'mmdet::regnet/retinanet_regnetx-800MF_fpn_1x_coco.py')
+
+TORCH_BACKENDS = ('eager', 'channels_last', 'compile')
+GRAPH_BACKENDS = ('onnxruntime', 'openvino')
+BACKENDS = TORCH_BACKENDS + GRAPH_BACKENDS
+#: backends that have a bf16 column with ``precisions=('fp32', 'bf16')``
+BF16_BACKENDS = ('eager', 'channels_last', 'openvino')
+DEPLOY_MODES = ('off', 'on', 'both')
+PRECISIONS = ('fp32', 'bf16')
+
+
+class BenchmarkError(ToolError):
+    """A problem with the request (missing config, missing package, ...): reported without a traceback."""
+
+
+@dataclass
+class Settings:
+    """Everything a benchmark run depends on (the command-line options of ``tools/benchmark.py``)."""
+    models: List[str]
+    baselines: bool = False
+    input_size: Tuple[int, int] = (800, 1333)
+    batch_sizes: Tuple[int, ...] = (1, 4)
+    runs: int = 10
+    warmup: int = 3
+    device: Optional[str] = None
+    threads: Optional[int] = None
+    backbone_only: bool = False
+    checkpoints: Optional[List[str]] = None
+    work_dir: str = osp.join('work_dirs', 'benchmark')
+    #: backends to compare side by side (CPU); empty: the classic per-device latency table
+    backends: Tuple[str, ...] = ()
+    #: 'off': models as built; 'on': deploy forms only; 'both': both, side by side
+    deploy: str = 'off'
+    #: 'auto' (RegNetX-800MF when it is measured), 'none', or a model to add as the reference
+    reference: str = 'auto'
+    out_indices: Tuple[int, ...] = (1, 2, 3, 4)
+    precisions: Tuple[str, ...] = ('fp32',)
+    channel_multiple: int = 8
+    tolerance: float = 1e-4
+
+    def check(self) -> None:
+        """Raise :class:`BenchmarkError` for values no run can use."""
+        if any(b < 1 for b in self.batch_sizes):
+            raise BenchmarkError('--batch-sizes must be positive')
+        if self.runs < 0 or self.warmup < 0:
+            raise BenchmarkError('--runs and --warmup must be >= 0')
+        if any(s < 1 for s in self.input_size):
+            raise BenchmarkError('--input-size must be positive')
+        if self.threads is not None and self.threads < 1:
+            raise BenchmarkError('--threads must be >= 1')
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown:
+            raise BenchmarkError(f'unknown backend(s) {unknown}; choose from {list(BACKENDS)}')
+        if self.deploy not in DEPLOY_MODES:
+            raise BenchmarkError(f"--deploy must be 'off', 'on' or 'both', got {self.deploy!r}")
+        if any(p not in PRECISIONS for p in self.precisions) or 'fp32' not in self.precisions:
+            raise BenchmarkError(f"--precisions: 'fp32' and optionally 'bf16', got {list(self.precisions)}")
+        if self.backends and self.device == 'cuda':
+            raise BenchmarkError('--backends compares CPU backends: use --device cpu (or leave it out)')
+
+    @property
+    def deploy_variants(self) -> List[bool]:
+        """``False`` (the model as built) and/or ``True`` (its deploy form), per ``deploy``."""
+        return {'off': [False], 'on': [True], 'both': [False, True]}[self.deploy]
+
+
+def log(message: str) -> None:
+    """One progress line on stderr (stdout is kept for the table)."""
+    stamp = datetime.datetime.now().strftime('%H:%M:%S')
+    print(f'[benchmark {stamp}] {message}', file=sys.stderr, flush=True)
