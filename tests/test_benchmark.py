@@ -4,6 +4,7 @@ backend selection and the parity column on a tiny input, and a tiny end-to-end r
 The end-to-end test runs the tool as a subprocess on the ReXNet-1.0x RetinaNet config and mmdet's
 RetinaNet R-18 baseline at 128x128 (timing) and at 256x256 (params and FLOPs only, ``--runs 0``).
 """
+import importlib.util
 import json
 import math
 import os
@@ -59,7 +60,7 @@ def test_checkpoint_count_must_match_configs(tmp_path):
         bm.plan(Settings(models=[REXNET_CONFIG, REXNET_CONFIG], checkpoints=[str(ckpt)]))
     # one per config is accepted ('none' skips one); a missing file is reported
     entries = bm.plan(Settings(models=[REXNET_CONFIG, REXNET_CONFIG], checkpoints=[str(ckpt), 'none']))
-    assert [e['checkpoint'] for e in entries] == [str(ckpt), None]
+    assert [e.checkpoint for e in entries] == [str(ckpt), None]
     with pytest.raises(BenchmarkError, match='checkpoint not found'):
         bm.plan(Settings(models=[REXNET_CONFIG], checkpoints=[str(tmp_path / 'missing.pth')]))
 
@@ -74,19 +75,19 @@ def test_baselines_resolve():
 def test_reference_selection():
     """auto: RegNetX-800MF when measured; an explicit reference is added once."""
     entries = bm.plan(Settings(models=['rexnet_100', 'regnetx_008']))
-    assert [e['reference'] for e in entries] == [False, True]
+    assert [e.reference for e in entries] == [False, True]
     entries = bm.plan(Settings(models=['rexnet_100']))
-    assert [e['reference'] for e in entries] == [False]
+    assert [e.reference for e in entries] == [False]
     entries = bm.plan(Settings(models=['rexnet_100'], reference='regnetx_002'))
-    assert [(e['spec'], e['reference']) for e in entries] == [('rexnet_100', False), ('regnetx_002', True)]
+    assert [(e.spec, e.reference) for e in entries] == [('rexnet_100', False), ('regnetx_002', True)]
     entries = bm.plan(Settings(models=['rexnet_100', 'regnetx_008'], reference='none'))
-    assert [e['reference'] for e in entries] == [False, False]
+    assert [e.reference for e in entries] == [False, False]
 
 
 def test_missing_runtime_names_the_extra(monkeypatch):
     """--backends onnxruntime without onnxruntime installed: an error naming the [deploy] extra."""
-    real = bm.importlib.util.find_spec
-    monkeypatch.setattr(bm.importlib.util, 'find_spec',
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
                         lambda name, *a: None if name == 'onnxruntime' else real(name, *a))
     with pytest.raises(BenchmarkError) as e:
         bm.plan(Settings(models=['rexnet_100'], backends=('eager', 'onnxruntime')))
@@ -101,13 +102,16 @@ def test_bad_settings():
 
 
 def test_max_abs_diff():
+    """The parity column: deploy's comparison of a nested PyTorch output with a session's flat list."""
     import numpy as np
     import torch
+
+    from rexnet_backbones.deploy.runtime import max_abs_diff
     a = (torch.zeros(2, 3), [torch.ones(4)])
     b = [np.zeros((2, 3), dtype=np.float32), np.array([1.0, 1.0, 1.5, 1.0], dtype=np.float32)]
-    assert bm.max_abs_diff(a, b) == 0.5
-    assert bm.max_abs_diff(a, b[:1]) == float('inf')  # an output missing
-    assert bm.max_abs_diff(a, [np.zeros((3, 2)), b[1]]) == float('inf')  # another shape
+    assert max_abs_diff(a, b) == 0.5
+    assert max_abs_diff(a, b[:1]) == float('inf')  # an output missing
+    assert max_abs_diff(a, [np.zeros((3, 2)), b[1]]) == float('inf')  # another shape
 
 
 def test_disable_pretrained():
@@ -119,6 +123,89 @@ def test_disable_pretrained():
     assert model['backbone']['init_cfg'] is None and model['pretrained'] is None
     assert model['neck']['init_cfg'] == [dict(type='Xavier')]
     assert model['head']['init_cfg'] == dict(type='Normal', std=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# typed results, comparison and tables on a fixed report (nothing built)
+# ---------------------------------------------------------------------------------------------
+def _fixed_report(backends=()):
+    from rexnet_backbones.benchmark import (Costs, Environment, ModelResult, Report, ReportSettings,
+                                            Timing)
+    env = Environment(date='2026-01-02T03:04:05+00:00', python='3.11.7', platform='Linux',
+                      versions={'torch': '2.0'}, cpu_model='Test CPU', logical_cpus=4, usable_cpus=2,
+                      torch_threads=2, torch_interop_threads=2, load_average_start=[1.0, 1.0, 1.0],
+                      devices=['cpu'], cuda_available=False, cuda_version=None,
+                      load_average_end=[2.0, 2.0, 2.0])
+    settings = ReportSettings(input_size=[224, 224], batch_sizes=[1], runs=2, warmup=1, devices=['cpu'],
+                              backbone_only=False, threads=2, timed='T', flops_convention='F',
+                              backends=list(backends), deploy='both', precisions=['fp32'],
+                              channel_multiple=8, tolerance=1e-4, out_indices=[1, 2, 3, 4], reference='auto')
+    models = [
+        ModelResult(label=name, kind='timm', config=None, config_path=None, timm_model=name,
+                    out_indices=[1, 2, 3, 4], baseline=False, scope=None, model_type='timm features_only',
+                    backbone=name, disabled_pretrained_init=[], reference=name == 'ref',
+                    input_shape=[224, 224], padded_input_shape=[224, 224],
+                    costs=Costs(params=3_280_000, backbone_params=3_280_000, flops=400_000_000,
+                                flops_by_module=None, rois_per_image=None, backbone_flops=400_000_000,
+                                unsupported_ops={}),
+                    latency={} if backends else {'cpu': {'1': Timing.of([10.0, 12.0], 1, 2, 1)}})
+        for name in ('a', 'ref')]
+    return Report(argv=[], environment=env, settings=settings, models=models)
+
+
+def test_markdown_of_a_fixed_report():
+    table = bm.markdown(_fixed_report())
+    lines = table.splitlines()
+    assert lines[0] == ('Measured on CPU: Test CPU, 2 usable logical CPUs, torch 2.0 with 2 threads '
+                        '(load average 1.0 at start); 2026-01-02.')
+    assert lines[4:] == [
+        '| model | detector | backbone | params (M) | backbone params (M) | GFLOPs | backbone GFLOPs | '
+        'CPU latency bs1 (ms) | CPU img/s bs1 |',
+        '|---|---|---|---:|---:|---:|---:|---:|---:|',
+        '| a | timm features_only | a | 3.28 | 3.28 | 0.40 | 0.40 | 11.0 | 90.91 |',
+        '| ref | timm features_only | ref | 3.28 | 3.28 | 0.40 | 0.40 | 11.0 | 90.91 |']
+    assert bm.markdown_backends(_fixed_report()) == ''  # no backends, no second table
+
+
+def test_ratios_and_backend_table_of_a_fixed_report():
+    """Ratios to the reference per path, the best fp32 path (a path above the tolerance or with an
+    error is not eligible) and how the table shows them."""
+    from rexnet_backbones.benchmark import PathResult, Timing
+    from rexnet_backbones.benchmark.ratios import summarise_backends
+
+    def path(backend, ms, parity=0.0, deploy=False):
+        return PathResult(backend=backend, deploy=deploy, parity_max_abs=parity,
+                          timing=Timing.of([ms, ms], 1, 2, 1), cpu_times_ms=[ms, ms])
+    report = _fixed_report(backends=('eager', 'onnxruntime'))
+    a, ref = report.models
+    a.backends = {'eager': path('eager', 4.0), 'onnxruntime': path('onnxruntime', 2.0, parity=1e-3),
+                  'onnxruntime+deploy': PathResult(error='RuntimeError: x')}
+    ref.backends = {'eager': path('eager', 8.0), 'onnxruntime': path('onnxruntime', 4.0),
+                    'onnxruntime+deploy': path('onnxruntime', 2.0, deploy=True)}
+    summarise_backends(report.models, tolerance=1e-4)
+    assert (a.best_fp32.key, ref.best_fp32.key, a.best_ratio) == ('eager', 'onnxruntime+deploy', 2.0)
+    assert [p.ratio for p in a.backends.values()] == [0.5, 0.5, None]
+    assert a.backend_ratios == {'eager': 0.5}  # its only ONNX Runtime paths: flagged or failed
+    lines = bm.markdown_backends(report).splitlines()
+    assert 'Best fp32 path of each runtime vs the reference on that runtime: a: eager 0.50.' in lines
+    start = lines.index('| path | precision | a ms | a parity | ref (ref) ms | ref (ref) parity | a / ref |')
+    assert lines[start + 2:] == [
+        '| eager | fp32 | 4.00 | 0.0e+00 | 8.00 | 0.0e+00 | 0.50 |',
+        '| onnxruntime | fp32 | 2.00 | 1.0e-03 ! | 4.00 | 0.0e+00 | 0.50 |',
+        '| onnxruntime+deploy | fp32 | error | - | 2.00 | 0.0e+00 | - |',
+        '| **best fp32** | fp32 | 4.00 | eager | 2.00 | onnxruntime+deploy | 2.00 |',
+        '',
+        '- error: a onnxruntime+deploy: RuntimeError: x']
+    data = json.loads(json.dumps(report.to_json()))
+    assert list(data['models'][0]) == [
+        'label', 'config', 'config_path', 'timm_model', 'out_indices', 'baseline', 'scope', 'model_type',
+        'backbone', 'disabled_pretrained_init', 'params', 'backbone_params', 'reference', 'input_shape',
+        'padded_input_shape', 'flops', 'flops_by_module', 'rois_per_image', 'backbone_flops',
+        'unsupported_ops', 'latency', 'backends', 'output_max_abs', 'measure_seconds', 'best_fp32',
+        'best_ratio', 'backend_ratios', 'checkpoint', 'metrics']
+    assert data['models'][0]['backends']['onnxruntime+deploy'] == {'error': 'RuntimeError: x', 'ratio': None}
+    assert data['models'][0]['backends']['eager']['median_ms'] == 4.0
+    assert data['models'][0]['best_fp32'] == {'key': 'eager', 'median_ms': 4.0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,23 +224,23 @@ def _backend_run(**kw):
 @pytest.mark.slow
 def test_backends_side_by_side():
     report = _backend_run()
-    rexnet, ref = report['models']
-    assert (rexnet['label'], ref['label'], ref['reference']) == ('rexnet_lite_100', 'regnetx_002', True)
+    rexnet, ref = report.models
+    assert (rexnet.label, ref.label, ref.reference) == ('rexnet_lite_100', 'regnetx_002', True)
     keys = {'eager', 'channels_last', 'onnxruntime', 'eager+deploy', 'channels_last+deploy',
             'onnxruntime+deploy'}
     for m in (rexnet, ref):
-        assert set(m['backends']) == keys
-        for key, e in m['backends'].items():
-            assert 'error' not in e, (key, e)
-            assert len(e['times_ms']) == 2 and e['warmup'] == 1 and e['precision'] == 'fp32'
-            assert e['parity_max_abs'] <= 1e-4, (m['label'], key, e['parity_max_abs'])
-        assert m['backends']['eager']['parity_max_abs'] < 1e-6  # the reference module, run again
-        assert m['best_fp32']['key'] in keys
-    assert all(e['ratio'] == 1.0 for e in ref['backends'].values())
-    e, r = rexnet['backends']['onnxruntime'], ref['backends']['onnxruntime']
-    assert e['ratio'] == pytest.approx(e['median_ms'] / r['median_ms'])
-    assert rexnet['best_ratio'] == pytest.approx(rexnet['best_fp32']['median_ms'] / ref['best_fp32']['median_ms'])
-    assert rexnet['backends']['onnxruntime']['info']['providers'] == ['CPUExecutionProvider']
+        assert set(m.backends) == keys
+        for key, p in m.backends.items():
+            assert p.error is None, (key, p)
+            assert len(p.timing.times_ms) == 2 and p.timing.warmup == 1 and p.precision == 'fp32'
+            assert p.parity_max_abs <= 1e-4, (m.label, key, p.parity_max_abs)
+        assert m.backends['eager'].parity_max_abs < 1e-6  # the reference module, run again
+        assert m.best_fp32.key in keys
+    assert all(p.ratio == 1.0 for p in ref.backends.values())
+    e, r = rexnet.backends['onnxruntime'], ref.backends['onnxruntime']
+    assert e.ratio == pytest.approx(e.median_ms / r.median_ms)
+    assert rexnet.best_ratio == pytest.approx(rexnet.best_fp32.median_ms / ref.best_fp32.median_ms)
+    assert rexnet.backends['onnxruntime'].info['providers'] == ['CPUExecutionProvider']
     table = bm.markdown_backends(report)
     assert 'every path 1 warm-up run(s), then 2 timed runs round-robin' in table
     header = next(line for line in table.splitlines() if line.startswith('| path |'))
@@ -166,24 +253,28 @@ def test_backends_side_by_side():
 
 @pytest.mark.slow
 def test_parity_flags_a_wrong_path(monkeypatch):
-    """A deploy form with a wrong BN fold (weights off by 10 %) shows in the parity column and is
-    not eligible as the best fp32 path."""
-    from rexnet_backbones.deploy import fuse
-    real = fuse.fuse_conv_bn
+    """A deploy form whose conv weights are off by 10 % (as a wrong BN fold would be) shows in the
+    parity column and is not eligible as the best fp32 path."""
+    import torch.nn as nn
 
-    def broken(conv, bn):
-        fused = real(conv, bn)
-        fused.weight.data.mul_(1.1)
-        return fused
-    monkeypatch.setattr(fuse, 'fuse_conv_bn', broken)
+    from rexnet_backbones.benchmark import backends
+    real = backends.deploy_model
+
+    def broken(model, **kw):
+        deployed = real(model, **kw)
+        for m in deployed.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.data.mul_(1.1)
+        return deployed
+    monkeypatch.setattr(backends, 'deploy_model', broken)
     report = _backend_run()
-    for m in report['models']:
-        for key, e in m['backends'].items():
+    for m in report.models:
+        for key, p in m.backends.items():
             if key.endswith('+deploy'):
-                assert e['parity_max_abs'] > 1e-2, (m['label'], key)
+                assert p.parity_max_abs > 1e-2, (m.label, key)
             else:
-                assert e['parity_max_abs'] <= 1e-4, (m['label'], key)
-        assert not m['best_fp32']['key'].endswith('+deploy')
+                assert p.parity_max_abs <= 1e-4, (m.label, key)
+        assert not m.best_fp32.key.endswith('+deploy')
     table = bm.markdown_backends(report)
     row = next(line for line in table.splitlines() if line.startswith('| onnxruntime+deploy |'))
     assert row.count(' !') == 2  # both models flagged
