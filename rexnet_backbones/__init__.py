@@ -10,6 +10,7 @@
 """
 from . import models  # noqa: F401  (registers timm entrypoints)
 from .checkpoint import register_mmengine_safe_globals, safe_load  # noqa: F401
+from .config_files import config_file, resolve_config  # noqa: F401
 from .convert import convert_official_state_dict, detect_arch  # noqa: F401
 
 __version__ = '0.1.0'
