@@ -6,6 +6,7 @@ import sys
 import traceback
 from typing import Callable, Optional, Sequence
 
+from ..config_files import ConfigNotFoundError
 from ..convert import CheckpointMismatchError
 from ..data.checks import AnnotationFileError, DatasetNotFoundError
 
@@ -19,7 +20,8 @@ class ToolError(RuntimeError):
 
 
 #: errors that come with a message meant for the user; the tools print it without a traceback
-USER_ERRORS = (ToolError, CheckpointMismatchError, DatasetNotFoundError, AnnotationFileError)
+USER_ERRORS = (ToolError, ConfigNotFoundError, CheckpointMismatchError, DatasetNotFoundError,
+               AnnotationFileError)
 
 
 def run_cli(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None,
