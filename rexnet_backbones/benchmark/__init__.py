@@ -11,6 +11,7 @@ Models are mmdet/mmseg configs (a file or ``package::relative/path.py`` inside a
 OpenMMLab package) or timm model names (``rexnet_100``, ``regnetx_008``, ``rexnet_lite_100``),
 built ``features_only`` with ``out_indices`` (default ``(1, 2, 3, 4)``, strides 4-32).
 
+Models are built by :func:`rexnet_backbones.sources.build_source`, the model source of every tool.
 Config models are built with every ``Pretrained`` ``init_cfg`` (and ``pretrained=``) removed, so
 nothing is downloaded; they are initialised by their own ``init_weights()`` after
 ``torch.manual_seed(0)``. Weights do not change speed or FLOPs, except for the number of RPN
@@ -51,7 +52,7 @@ What is reported per model (the JSON has all raw numbers and the environment):
 """
 from .backends import BackendRun
 from .costs import Costs
-from .models import BuiltModel, build_model, disable_pretrained, resolve_config
+from .models import BuiltModel, resolve_config
 from .plan import PlannedModel, plan
 from .report import markdown, markdown_backends, write_outputs
 from .results import BestPath, Environment, ModelResult, PathResult, Report, ReportSettings, Timing
@@ -61,4 +62,4 @@ from .settings import BACKENDS, BASELINES, REFERENCE, BenchmarkError, Settings
 __all__ = ['BACKENDS', 'BASELINES', 'REFERENCE', 'Settings', 'BenchmarkError', 'plan', 'PlannedModel',
            'run_benchmark', 'write_outputs', 'markdown', 'markdown_backends', 'Report', 'ReportSettings',
            'Environment', 'ModelResult', 'PathResult', 'BestPath', 'Timing', 'Costs', 'BackendRun',
-           'BuiltModel', 'build_model', 'disable_pretrained', 'resolve_config']
+           'BuiltModel', 'resolve_config']

@@ -72,8 +72,7 @@ def measure_model(planned: PlannedModel, settings: Settings, devices: Sequence[s
     prefix = f'[{index}/{total}] {planned.label}'
     t0 = time.time()
     log(f'{prefix}: building {planned.spec}')
-    built = BuiltModel.build(planned.kind, planned.spec, planned.path, settings.out_indices,
-                             settings.backbone_only)
+    built = BuiltModel.build(planned.spec, settings.out_indices, settings.backbone_only)
     one = built.batch(1, height, width)
     result = _describe(planned, built, settings, one.inputs.shape[-2:])
     log(f'{prefix}: counting FLOPs at {height}x{width} (padded '

@@ -1,143 +1,48 @@
 """What the benchmark measures: a timm name or an mmdet/mmseg config turned into a built model, its
 input batches and the one call that is timed (and FLOP-counted) on them.
 
-The one place where the benchmark builds models; config models are built with every ``Pretrained``
-init removed (nothing is downloaded) and initialised by ``init_weights()`` after
-``torch.manual_seed(0)``.
+Models are built by the model-source seam (:func:`rexnet_backbones.sources.build_source`, as every
+tool does), with every ``Pretrained`` init removed (nothing is downloaded), in eval mode after
+``torch.manual_seed(0)``; this module adds the benchmark's view: batches and the timed call.
 """
 from __future__ import annotations
 
-import contextlib
-import importlib
-import importlib.util
-import logging
-import os
 import os.path as osp
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
+from .. import sources
+from ..sources import is_config_spec
 from .settings import BenchmarkError
 
-__all__ = ['resolve_config', 'is_config_spec', 'config_label', 'check_timm_name', 'disable_pretrained',
-           'build_model', 'build_timm_model', 'describe_backbone', 'make_batch', 'timm_inputs',
-           'TensorForward', 'Batch', 'BuiltModel']
+__all__ = ['resolve_config', 'is_config_spec', 'config_label', 'check_timm_name', 'describe_backbone',
+           'make_batch', 'timm_inputs', 'TensorForward', 'Batch', 'BuiltModel']
 
 
 # ---------------------------------------------------------------------------------------------- sources
 def resolve_config(spec: str) -> str:
-    """Path of a config file or of ``package::relative/path.py`` (mmengine's notation)."""
-    if '::' in spec:
-        package, rel = spec.split('::', 1)
-        try:
-            found = importlib.util.find_spec(package)
-        except (ImportError, ValueError):
-            found = None
-        if found is None or not found.submodule_search_locations:
-            raise BenchmarkError(f'config {spec!r}: package {package!r} is not installed')
-        for root in found.submodule_search_locations:
-            for sub in (osp.join('.mim', 'configs'), osp.join('..', 'configs')):
-                path = osp.normpath(osp.join(root, sub, rel))
-                if osp.isfile(path):
-                    return path
-        raise BenchmarkError(f'config file not found: {spec} (no {rel} in the configs of the '
-                             f'installed {package})')
-    if not osp.isfile(spec):
-        raise BenchmarkError(f'config file not found: {spec}')
-    return osp.abspath(spec)
-
-
-def is_config_spec(spec: str) -> bool:
-    """A config (file or ``package::path``) rather than a timm model name."""
-    return '::' in spec or spec.endswith('.py') or os.sep in spec or '/' in spec or osp.isfile(spec)
-
-
-def config_label(spec: str) -> str:
-    """The config's file name without ``.py``."""
-    return osp.splitext(osp.basename(spec.split('::')[-1]))[0]
+    """Absolute path of a config argument (:func:`rexnet_backbones.sources.resolve_config`: a file,
+    ``package::relative/path.py`` or one of ours by short name); :class:`BenchmarkError` if none."""
+    try:
+        return osp.abspath(sources.resolve_config(spec))
+    except FileNotFoundError as e:
+        raise BenchmarkError(str(e)) from None
 
 
 def check_timm_name(spec: str) -> None:
     """Raise :class:`BenchmarkError` unless ``spec`` is a timm model name (ReXNet-lite included)."""
     import timm
-    if spec not in timm.list_models():
+    if not timm.is_model(spec):
         raise BenchmarkError(f'unknown model {spec!r}: not a config file (.py, package::path) nor a '
                              'timm model name (e.g. rexnet_100, rexnet_lite_100, regnetx_008)')
 
 
-# ---------------------------------------------------------------------------------------------- building
-def _is_pretrained(init_cfg: Any) -> bool:
-    return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
-
-
-def disable_pretrained(node: Any, path: str = 'model', changed: Optional[List[str]] = None) -> List[str]:
-    """Remove every Pretrained init (``init_cfg`` / ``pretrained``) in place; returns the keys."""
-    changed = [] if changed is None else changed
-    if isinstance(node, dict):
-        for key in list(node.keys()):
-            value = node[key]
-            where = f'{path}.{key}'
-            if key == 'init_cfg' and _is_pretrained(value):
-                node[key] = None
-                changed.append(where)
-            elif key == 'init_cfg' and isinstance(value, (list, tuple)) and \
-                    any(_is_pretrained(v) for v in value):
-                kept = [v for v in value if not _is_pretrained(v)]
-                node[key] = kept or None
-                changed.append(where)
-            elif key == 'pretrained' and isinstance(value, str):
-                node[key] = None
-                changed.append(where)
-            else:
-                disable_pretrained(value, where, changed)
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            disable_pretrained(value, f'{path}.{i}', changed)
-    return changed
-
-
-@contextlib.contextmanager
-def quiet_mmengine_logs() -> Iterator[None]:
-    """Hide the INFO lines of init_weights() (mmengine's logger writes to stdout)."""
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    old = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
-
-
-def build_model(path: str) -> Tuple[Any, str, nn.Module, List[str]]:
-    """``(cfg, scope, model, disabled)``: the config's model in eval mode, without Pretrained init."""
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-
-    cfg = Config.fromfile(path)  # also imports custom_imports (rexnet_backbones)
-    disabled = disable_pretrained(cfg.model)
-    scope = cfg.get('default_scope', None) or 'mmengine'
-    if scope != 'mmengine':
-        importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        torch.manual_seed(0)
-        model = registry.build(cfg.model)
-        with quiet_mmengine_logs():
-            model.init_weights()
-    model.eval()
-    return cfg, scope, model, disabled
-
-
-def build_timm_model(name: str, out_indices: Sequence[int] = (1, 2, 3, 4)) -> nn.Module:
-    """A timm model as a feature extractor (``features_only``) in eval mode, seeded init."""
-    import timm
-    torch.manual_seed(0)
-    model = timm.create_model(name, pretrained=False, features_only=True,
-                              out_indices=tuple(out_indices))
-    return model.eval()
+def config_label(spec: str) -> str:
+    """The config's file name without ``.py``."""
+    return osp.splitext(osp.basename(spec.split('::')[-1]))[0]
 
 
 def describe_backbone(backbone_cfg: Any) -> str:
@@ -225,12 +130,14 @@ class BuiltModel:
     disabled: List[str] = field(default_factory=list)
 
     @classmethod
-    def build(cls, kind: str, spec: str, path: Optional[str], out_indices: Sequence[int],
-              backbone_only: bool) -> 'BuiltModel':
-        if kind == 'timm':
-            return cls('timm', build_timm_model(spec, out_indices))
-        cfg, scope, model, disabled = build_model(path)
-        return cls('config', model, backbone_only, cfg, scope, disabled)
+    def build(cls, spec: str, out_indices: Sequence[int], backbone_only: bool) -> 'BuiltModel':
+        """``spec`` through the model-source seam: timm ``features_only`` at ``out_indices``, or the
+        config's whole model (``backbone_only`` times its backbone on preprocessed inputs)."""
+        timm_name = not sources.is_config_spec(spec)
+        source = sources.build_source(spec, features_only=timm_name, out_indices=tuple(out_indices))
+        if source.kind == 'timm':
+            return cls('timm', source.model)
+        return cls('config', source.model, backbone_only, source.cfg, source.scope, source.disabled_init)
 
     @property
     def is_timm(self) -> bool:
