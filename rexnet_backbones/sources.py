@@ -203,7 +203,7 @@ def _classifier_prefixes(model: nn.Module) -> Tuple[str, ...]:
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     names = cfg.get('classifier') if isinstance(cfg, dict) else None
     names = [names] if isinstance(names, str) else list(names or [])
-    return tuple(f'{n}.' for n in names) or ('\0',)
+    return tuple(f'{n}.' for n in names)  # empty: str.startswith(()) is False
 
 
 def _timm_size(model: nn.Module) -> Tuple[int, int]:

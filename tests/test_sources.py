@@ -211,7 +211,7 @@ def test_mmdet_config_exports(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]),
                OMP_NUM_THREADS='1')
     out = tmp_path / 'r.onnx'
-    r = subprocess.run([sys.executable, str(ROOT / 'tools' / 'export.py'), MMDET_R18, str(out), '--input-size', '64', '64'],
-                       capture_output=True, text=True, env=env, timeout=600)
+    cmd = [sys.executable, str(ROOT / 'tools' / 'export.py'), MMDET_R18, str(out), '--input-size', '64', '64']
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert out.is_file() and 'wrote' in r.stdout and '10 outputs' in r.stdout
