@@ -25,6 +25,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from .config_files import is_config_spec, resolve_config
 from .weights import (LoadedWeights, check_weights_readable, load_weights, read_checkpoint, select_prefix,
                       to_model_layout)
 
@@ -54,32 +55,6 @@ class Source:
 
 
 # ------------------------------------------------------------------------------------------ configs
-try:  # the package's config resolver (branch pkgdata)
-    from .config_files import is_config_spec, resolve_config  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - minimal fallback until config_files.py lands
-    def is_config_spec(spec: str) -> bool:
-        """A config (a file or ``package::path``) rather than a timm model name."""
-        return '::' in spec or spec.endswith('.py') or '/' in spec or osp.isfile(spec)
-
-    def resolve_config(spec: str) -> str:
-        """The file of a config argument: a local file or ``package::path`` (mmengine's notation)."""
-        if osp.isfile(spec):
-            return spec
-        if '::' in spec:
-            import importlib.util
-            package, rel = spec.split('::', 1)
-            found = importlib.util.find_spec(package) if package.isidentifier() else None
-            for root in (found.submodule_search_locations or []) if found else []:
-                for sub in (osp.join('.mim', 'configs'), osp.join('..', 'configs')):
-                    path = osp.normpath(osp.join(root, sub, rel))
-                    if osp.isfile(path):
-                        return path
-            raise FileNotFoundError(f'config file not found: {spec} (no {rel} in the configs of the installed '
-                                    f'package {package!r})')
-        raise FileNotFoundError(f'config file not found: {spec} (give a path, or an OpenMMLab config as '
-                                'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py)')
-
-
 def _is_pretrained(init_cfg: Any) -> bool:
     return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
 
@@ -228,7 +203,7 @@ def _classifier_prefixes(model: nn.Module) -> Tuple[str, ...]:
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     names = cfg.get('classifier') if isinstance(cfg, dict) else None
     names = [names] if isinstance(names, str) else list(names or [])
-    return tuple(f'{n}.' for n in names) or ('\0',)
+    return tuple(f'{n}.' for n in names)  # empty: str.startswith(()) is False
 
 
 def _timm_size(model: nn.Module) -> Tuple[int, int]:

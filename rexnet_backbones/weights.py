@@ -109,7 +109,8 @@ def common_prefix_hint(keys: Iterable[str]) -> Optional[str]:
     return prefixes.most_common(1)[0][0]
 
 
-def _prefix_advice(keys: Iterable[str], prefix: Optional[str] = None, subject: str = 'the ReXNet keys') -> Optional[str]:
+def _prefix_advice(keys: Iterable[str], prefix: Optional[str] = None,
+                   subject: str = 'the ReXNet keys') -> Optional[str]:
     prefix = prefix or common_prefix_hint(keys)
     if prefix is None:
         return None
