@@ -169,13 +169,13 @@ def test_parity_flags_a_wrong_path(monkeypatch):
     """A deploy form with a wrong BN fold (weights off by 10 %) shows in the parity column and is
     not eligible as the best fp32 path."""
     from rexnet_backbones.deploy import fuse
-    real = fuse.fuse_conv_bn
+    real = fuse._fuse_conv_bn
 
     def broken(conv, bn):
         fused = real(conv, bn)
         fused.weight.data.mul_(1.1)
         return fused
-    monkeypatch.setattr(fuse, 'fuse_conv_bn', broken)
+    monkeypatch.setattr(fuse, '_fuse_conv_bn', broken)
     report = _backend_run()
     for m in report['models']:
         for key, e in m['backends'].items():
