@@ -219,7 +219,7 @@ def test_export_tool_checkpoint_and_verify(tmp_path, capsys):
 
 
 def test_export_tool_deploy_form(tmp_path, capsys):
-    """--deploy exports deploy_model's form (the partial residual as Pad + Add, no Concat), and
+    """--deploy exports deploy_model's form (the partial residual as Pad + Add, widths padded), and
     --verify compares it with the model as built (not with the deploy form itself)."""
     torch.manual_seed(2)
     model = timm.create_model('rexnet_100')
@@ -233,10 +233,17 @@ def test_export_tool_deploy_form(tmp_path, capsys):
     assert out.count('verified with onnxruntime') == 2
     _, code, _, err = _tool(['rexnet_100', tmp_path / 'plain.onnx', *common], capsys)
     assert code == 0, err
-    ops = {p: {n.op_type for n in onnx.load(str(tmp_path / p)).graph.node} for p in ('d.onnx', 'plain.onnx')}
-    assert 'Concat' in ops['plain.onnx'] and 'Concat' not in ops['d.onnx'] and 'Pad' in ops['d.onnx']
-    features = timm.create_model('rexnet_100', features_only=True)
-    features.load_state_dict(model.state_dict(), strict=False)
+    ops, widths = {}, {}
+    for p in ('d.onnx', 'plain.onnx'):
+        graph = onnx.load(str(tmp_path / p)).graph
+        ops[p] = {n.op_type for n in graph.node}
+        weights = {n.input[1] for n in graph.node if n.op_type == 'Conv'}
+        widths[p] = {t.dims[0] for t in graph.initializer if t.name in weights}
+    # the residual as Pad + Add; ReXNet-1.0's 27-channel stage padded to 32
+    assert 'Pad' in ops['d.onnx'] and 'Pad' not in ops['plain.onnx']
+    assert 27 in widths['plain.onnx'] and 27 not in widths['d.onnx'] and 32 in widths['d.onnx']
+    features = timm.create_model('rexnet_100', features_only=True, pretrained=True,  # timm's own loading
+                                 pretrained_cfg_overlay=dict(state_dict=model.state_dict()))
     x = torch.randn(2, 3, 96, 128)  # a third shape, against the model as built
     with torch.no_grad():
         ref = [r.numpy() for r in features.eval()(x)]
