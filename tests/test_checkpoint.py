@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -420,7 +421,8 @@ def _runner_parts():
 
 
 def _make_runner(work_dir: Path, name: str, *, by_epoch: bool, max_len: int, interval: int,
-                 with_val: bool, model=None, hooks=(), resume=False, load_from=None):
+                 with_val: bool, model=None, hooks=(), resume=False, load_from=None,
+                 ckpt_hook: Optional[dict] = None):
     from mmengine.runner import Runner
 
     ToyDataset, ToyModel, MSEMetric, _ = _runner_parts()
@@ -428,7 +430,8 @@ def _make_runner(work_dir: Path, name: str, *, by_epoch: bool, max_len: int, int
                   batch_size=4, collate_fn=dict(type='default_collate'))
     train_cfg = (dict(by_epoch=True, max_epochs=max_len, val_interval=1) if by_epoch
                  else dict(by_epoch=False, max_iters=max_len, val_interval=max_len))
-    ckpt_hook = dict(type='AtomicCheckpointHook', interval=interval, by_epoch=by_epoch)
+    ckpt_hook = dict(dict(type='AtomicCheckpointHook'), **(ckpt_hook or {}), interval=interval,
+                     by_epoch=by_epoch)
     val = {}
     if with_val:
         ckpt_hook.update(save_best='mse', rule='less')
@@ -546,3 +549,63 @@ def test_text_file_is_not_a_checkpoint(tmp_path):
     path.write_text('these are not weights\n')
     with pytest.raises(RuntimeError, match=r"notes\.pth': it is not a PyTorch checkpoint"):
         rbc.safe_load(path)
+
+
+def test_atomic_hook_overrides_only_public_methods():
+    from mmengine.hooks import CheckpointHook
+
+    from rexnet_backbones.engine import AtomicCheckpointHook
+    own = set(vars(AtomicCheckpointHook))
+    assert {'after_train_epoch', 'after_train_iter', 'after_val_epoch'} <= own
+    assert not [n for n in own if n.startswith('_') and not n.startswith('__') and hasattr(CheckpointHook, n)]
+
+
+def _record_plain_writes(monkeypatch, name: str) -> list:
+    """Paths ending in ``name`` that ``open()`` opens for writing directly (not through a temp file)."""
+    import builtins
+    real_open, seen = builtins.open, []
+
+    def spy(file, mode='r', *args, **kwargs):
+        if str(file).endswith(name) and any(c in mode for c in 'wa'):
+            seen.append(str(file))
+        return real_open(file, mode, *args, **kwargs)
+    monkeypatch.setattr(builtins, 'open', spy)
+    return seen
+
+
+@pytest.mark.parametrize('by_epoch', [True, False])
+def test_atomic_hook_saves_what_checkpoint_hook_saves(tmp_path, monkeypatch, by_epoch):
+    """Same files, ``last_checkpoint`` and runtime info as mmengine's own CheckpointHook, with
+    ``max_keep_ckpts`` and ``save_best``. By epoch (a val run each epoch, saves every 2): the new best
+    score after epoch 3 saves the last checkpoint again as epoch 3 (mmengine's behaviour), and
+    epoch 4 then drops epoch 2."""
+    results = {}
+    for hook in ('CheckpointHook', 'AtomicCheckpointHook'):
+        work = tmp_path / hook
+        runner = _make_runner(work, f'{tmp_path.name}_{hook}_{by_epoch}', by_epoch=by_epoch, max_len=4,
+                              interval=2, with_val=True, model=_zeroed_model(),
+                              ckpt_hook=dict(type=hook, max_keep_ckpts=2))
+        plain_writes = _record_plain_writes(monkeypatch, 'last_checkpoint')
+        runner.train()
+        monkeypatch.undo()
+        assert (len(plain_writes) > 0) == (hook == 'CheckpointHook')  # ours: temp file + rename only
+        files = sorted(p.name for p in work.glob('*.pth'))
+        last = Path((work / 'last_checkpoint').read_text()).name
+        info = rbc.safe_load(work / last)['message_hub']['runtime_info']
+        results[hook] = (files, last, Path(info['best_ckpt']).name, info['keep_ckpt_ids'])
+    assert results['AtomicCheckpointHook'] == results['CheckpointHook']
+    files, last, _, keep = results['CheckpointHook']
+    step = 'epoch' if by_epoch else 'iter'
+    assert last == f'{step}_4.pth' and keep == ([3, 4] if by_epoch else [2, 4])
+    assert [f for f in files if not f.startswith('best_')] == [f'{step}_{i}.pth' for i in keep]
+
+
+def test_dump_predictions_drops_seg_logits():
+    from rexnet_backbones.engine.runner import DumpPredictions
+
+    dump = DumpPredictions(out_file_path='unused.pkl')
+    sample = {'seg_logits': torch.zeros(2, 4, 4), 'pred_sem_seg': torch.ones(4, 4), 'img_path': 'a.png'}
+    dump.process({}, [sample])
+    assert list(dump.results[0]) == ['pred_sem_seg', 'img_path']
+    assert torch.equal(dump.results[0]['pred_sem_seg'], torch.ones(4, 4))
+    assert 'seg_logits' in sample  # the sample other metrics see is left as it is

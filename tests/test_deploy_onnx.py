@@ -218,6 +218,41 @@ def test_export_tool_checkpoint_and_verify(tmp_path, capsys):
     np.testing.assert_allclose(_ort_outputs(tmp_path / 'm.onnx', x)[0], ref, rtol=0, atol=1e-4)
 
 
+def test_export_tool_deploy_form(tmp_path, capsys):
+    """--deploy exports deploy_model's form (the partial residual as Pad + Add, widths padded), and
+    --verify compares it with the model as built (not with the deploy form itself)."""
+    torch.manual_seed(2)
+    model = timm.create_model('rexnet_100')
+    with torch.no_grad():  # non-trivial BN statistics, so that a wrong fold shows
+        for _ in range(3):
+            model(torch.randn(4, 3, 64, 64))
+    torch.save(model.state_dict(), tmp_path / 'w.pth')
+    common = ['--checkpoint', tmp_path / 'w.pth', '--features-only', '--input-size', 64, 96]
+    _, code, out, err = _tool(['rexnet_100', tmp_path / 'd.onnx', *common, '--deploy', '--verify'], capsys)
+    assert code == 0, err
+    assert out.count('verified with onnxruntime') == 2
+    _, code, _, err = _tool(['rexnet_100', tmp_path / 'plain.onnx', *common], capsys)
+    assert code == 0, err
+    ops, widths = {}, {}
+    for p in ('d.onnx', 'plain.onnx'):
+        graph = onnx.load(str(tmp_path / p)).graph
+        ops[p] = {n.op_type for n in graph.node}
+        weights = {n.input[1] for n in graph.node if n.op_type == 'Conv'}
+        widths[p] = {t.dims[0] for t in graph.initializer if t.name in weights}
+    # the residual as Pad + Add; ReXNet-1.0's 27-channel stage padded to 32
+    assert 'Pad' in ops['d.onnx'] and 'Pad' not in ops['plain.onnx']
+    assert 27 in widths['plain.onnx'] and 27 not in widths['d.onnx'] and 32 in widths['d.onnx']
+    features = timm.create_model('rexnet_100', features_only=True, pretrained=True,  # timm's own loading
+                                 pretrained_cfg_overlay=dict(state_dict=model.state_dict()))
+    x = torch.randn(2, 3, 96, 128)  # a third shape, against the model as built
+    with torch.no_grad():
+        ref = [r.numpy() for r in features.eval()(x)]
+    got = _ort_outputs(tmp_path / 'd.onnx', x)
+    assert [g.shape for g in got] == [r.shape for r in ref]
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, rtol=0, atol=1e-4)
+
+
 @pytest.mark.parametrize('argv, message', [
     (['rexnet_nope', 'x.onnx'], "error: unknown model 'rexnet_nope': not a timm model name nor a config"),
     (['configs/det/nope.py', 'x.onnx'], 'error: config file not found: configs/det/nope.py'),

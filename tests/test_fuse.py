@@ -16,9 +16,10 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import rexnet_backbones  # noqa: F401  (registers rexnet_lite_*, rexnet_090, rexnet_220)
-from rexnet_backbones.deploy.fuse import (ConvAct, DeployBottleneck, SliceChannels, count_batchnorm,
-                                          deploy_model, fold_batchnorm, fuse_bn, fuse_conv_bn,
-                                          pad_channels)
+from rexnet_backbones.deploy import deploy_model, fuse_bn
+from rexnet_backbones.deploy.fuse import REXNET_BLOCKS, ConvAct, DeployBottleneck, count_batchnorm
+from rexnet_backbones.deploy.pad import SliceChannels, pad_channels
+from rexnet_backbones.models.rexnet_lite import LiteBottleneck
 
 ALL_REXNETS = sorted(set(timm.list_models('rexnet*')))
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -107,37 +108,86 @@ def test_fold_float32_within_1e5():
             assert max_diff(ref, d(x)) < 1e-5
 
 
-def test_fuse_conv_bn_matches_sequential():
+def test_fuse_bn_matches_sequential():
     """Independent check of the formula on one conv (with and without bias) against torch's modules."""
     torch.manual_seed(0)
     for bias in (False, True):
-        conv = nn.Conv2d(5, 7, 3, padding=1, bias=bias)
-        bn = randomize_bn(nn.BatchNorm2d(7, eps=1e-3))
+        seq = nn.Sequential(nn.Conv2d(5, 7, 3, padding=1, bias=bias), nn.BatchNorm2d(7, eps=1e-3))
+        randomize_bn(seq)
         x = torch.randn(2, 5, 9, 11)
         with torch.no_grad():
-            ref = bn(conv(x))
-            out = fuse_conv_bn(conv, bn)(x)
+            ref = seq(x)
+            fused = fuse_bn(seq)
+            out = fused(x)
+        assert count_batchnorm(fused) == 0 and isinstance(fused[1], nn.Identity)
         assert torch.allclose(ref, out, atol=1e-5)
-    bn = nn.BatchNorm2d(7, track_running_stats=False)
     with pytest.raises(ValueError, match='without running statistics'):
-        fuse_conv_bn(nn.Conv2d(5, 7, 1), bn)
+        fuse_bn(nn.Sequential(nn.Conv2d(5, 7, 1), nn.BatchNorm2d(7, track_running_stats=False)))
     with pytest.raises(ValueError, match='conv has 7 output channels, BN 8'):
-        fuse_conv_bn(nn.Conv2d(5, 7, 1), nn.BatchNorm2d(8))
+        fuse_bn(nn.Sequential(nn.Conv2d(5, 7, 1), nn.BatchNorm2d(8)))
 
 
 def test_inplace_and_copy():
     model = randomize_bn(timm.create_model('rexnet_lite_100', num_classes=0))
     n = count_batchnorm(model)
-    copy = fold_batchnorm(model)
+    copy = fuse_bn(model)
     assert count_batchnorm(model) == n and count_batchnorm(copy) == 0
-    same = fold_batchnorm(model, inplace=True)
+    same = fuse_bn(model, inplace=True)
     assert same is model and count_batchnorm(model) == 0
+
+
+def test_public_names():
+    """One public name per concept: the old aliases are gone."""
+    import rexnet_backbones.deploy as deploy
+    from rexnet_backbones.deploy import fuse
+    assert {'fuse_bn', 'deploy_model'} <= set(deploy.__all__)
+    for old in ('fold_batchnorm', 'fuse_conv_bn'):
+        assert not hasattr(fuse, old) and not hasattr(deploy, old)
+
+
+def test_blocks_recognised_by_type():
+    """Blocks are wrapped by class, not by name: a look-alike class called ``LinearBottleneck`` is
+    left alone, a subclass of ours with another name is wrapped."""
+    class LinearBottleneck(nn.Module):  # not timm's
+        in_channels = out_channels = 8
+        use_shortcut = True
+
+        def __init__(self):
+            super().__init__()
+            self.conv_pwl = nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            return x + self.conv_pwl(x)
+
+    class MyLite(LiteBottleneck):
+        pass
+
+    d = deploy_model(nn.Sequential(LinearBottleneck(), MyLite(8, 16, exp_ratio=2.0)))
+    assert type(d[0]) is LinearBottleneck
+    assert isinstance(d[1], DeployBottleneck) and type(d[1].block) is MyLite
+    with pytest.raises(TypeError, match='takes a ReXNet block'):
+        DeployBottleneck(nn.Conv2d(8, 8, 1))
+
+
+@pytest.mark.parametrize('name', ['rexnet_100', 'rexnet_lite_100'])
+def test_deploy_block_runs_the_blocks_own_forward(name):
+    """DeployBottleneck keeps the timm/lite block (folded) and calls its forward; only the residual is its own."""
+    model = randomize_bn(timm.create_model(name, features_only=True, out_indices=(1, 2)))
+    d = deploy_model(model, residual='pad')
+    blocks = [m for m in d.modules() if isinstance(m, DeployBottleneck)]
+    assert blocks and all(isinstance(b.block, REXNET_BLOCKS) and not b.block.use_shortcut for b in blocks)
+    calls = []
+    for b in blocks:
+        b.block.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        d(torch.randn(1, 3, 32, 32))
+    assert len(calls) == len(blocks)
 
 
 def test_pad_channels_rejects_other_models():
     model = timm.create_model('regnetx_002', features_only=True).eval()
     with pytest.raises(ValueError, match='give a model after deploy_model'):
-        pad_channels(fold_batchnorm(model))
+        pad_channels(fuse_bn(model))
     with pytest.raises(ValueError, match='is not a ReXNet feature extractor'):
         pad_channels(timm.create_model('rexnet_100'))
     # deploy_model pads only models with ReXNet blocks: a RegNet is folded and left unpadded

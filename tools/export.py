@@ -2,7 +2,7 @@
 """Export a ReXNet model to ONNX (and verify it against PyTorch).
 
     python tools/export.py SOURCE OUT.onnx [--checkpoint FILE] [--features-only]
-                           [--input-size H W] [--batch-size N] [--fuse-bn] [--verify]
+                           [--input-size H W] [--batch-size N] [--fuse-bn] [--deploy] [--verify]
                            [--backend {onnxruntime,openvino}] [--atol A] [--opset N] [--dynamo]
 
 SOURCE is a timm model name (``rexnet_100``, ``rexnet_lite_100``, ...; ``--features-only`` exports
@@ -11,7 +11,10 @@ the feature pyramid instead of the classifier) or an mmdet/mmseg config, exporte
 ``tools/test.py --backend onnxruntime``). The batch axis is dynamic, and so are H and W where the
 model allows it. ``--verify`` runs ``onnx.checker`` and compares every output of ONNX Runtime (or
 OpenVINO) with PyTorch eager on two inputs (the export shape and another batch / spatial size),
-failing when one differs by more than ``--atol`` (1e-4). Needs ``pip install -e '.[deploy]'``.
+failing when one differs by more than ``--atol`` (1e-4). ``--deploy`` exports the deploy form the
+benchmark measures (``rexnet_backbones.deploy.deploy_model``: BN folded, ReXNet widths padded to
+multiples of 8, residual without ``cat``); ``--verify`` then compares it with the model as built.
+Needs ``pip install -e '.[deploy]'``.
 """
 import argparse
 import sys
@@ -27,6 +30,8 @@ def parse_args(argv=None):
                         help="example input size (default: the model's / the config's test scale)")
     parser.add_argument('--batch-size', type=int, default=1, help='example batch size (the axis stays dynamic)')
     parser.add_argument('--fuse-bn', action='store_true', help='fold BatchNorm into the convolutions first')
+    parser.add_argument('--deploy', action='store_true',
+                        help='export the deploy form the benchmark measures (BN folded, padded widths, no cat)')
     parser.add_argument('--verify', action='store_true', help='check the file and compare it with PyTorch')
     parser.add_argument('--backend', choices=('onnxruntime', 'openvino'), default='onnxruntime',
                         help='runtime used by --verify')
@@ -44,7 +49,7 @@ def fail(message: str, code: int = 1):
 def main(argv=None):
     args = parse_args(argv)
     from rexnet_backbones.deploy import (DeployDependencyError, OnnxVerificationError, build_source_model,
-                                         export_onnx)
+                                         deploy_model, export_onnx)
     from rexnet_backbones.deploy.onnx import require
     try:
         require('onnx')
@@ -52,8 +57,11 @@ def main(argv=None):
             require(args.backend)
         model, size = build_source_model(args.source, args.checkpoint, args.features_only, args.fuse_bn)
         size = tuple(args.input_size) if args.input_size else size
+        reference = model
+        if args.deploy:  # as the benchmark's '+deploy' ONNX Runtime / OpenVINO paths
+            model = deploy_model(model, residual='pad', channel_multiple=8)
         result = export_onnx(model, args.out, (args.batch_size, 3, *size), opset=args.opset, dynamo=args.dynamo,
-                             verify=args.verify, atol=args.atol, backend=args.backend)
+                             verify=args.verify, atol=args.atol, backend=args.backend, reference=reference)
     except (DeployDependencyError, FileNotFoundError, ValueError, OnnxVerificationError) as e:
         fail(str(e))
     axes = ['batch'] * result.dynamic_batch + ['height', 'width'] * result.dynamic_spatial

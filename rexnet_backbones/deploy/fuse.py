@@ -1,24 +1,22 @@
 """Inference ("deploy") form of ReXNet models: BatchNorm folded into the convolutions, cheaper blocks.
 
-``fold_batchnorm(model)`` folds every BatchNorm that directly follows a convolution into that
+Two public transforms, each returning an eval-mode copy (or the model itself with ``inplace=True``):
+
+``fuse_bn(model)`` folds every BatchNorm that directly follows a convolution into that
 convolution's weight and bias, keeping the activation:
 
 * timm's ``ConvNormAct`` (``conv`` + ``BatchNormAct2d``) becomes a :class:`ConvAct` (conv with bias + act);
-* the SE block's ``fc1`` + ``bn`` (timm ``SEModule``, also the mm backbone's ``_BatchOneSafeBN``);
-* the ReXNet-lite head (``conv_head`` + ``norm_head``);
+* the SE block's ``fc1`` + ``bn`` (timm ``SEModule``, also with the mm backbone's ``_BatchOneSafeBN``);
+* the ReXNet-lite head (``LiteHead``: ``conv_head`` + ``norm_head``);
 * ``nn.Sequential`` runs of ``Conv2d`` then ``BatchNorm2d`` (e.g. a ResNet downsample), mmcv's
   ``ConvModule`` (norm after conv) and mmdet's ResNet/RegNet blocks (``convN`` + ``normN``), so that a
   reference model can be folded the same way.
 
-``pad_channels(model, multiple)`` zero-pads every channel count of a folded ReXNet feature extractor
-to a multiple of ``multiple`` (ReXNet v1 has widths such as 27, 38, 50, ... that blocked CPU
-layouts handle poorly) and slices the real channels off its outputs; the extra channels stay exactly
-zero, so the outputs do not change.
-
-``deploy_model(model)`` folds and also replaces every ReXNet bottleneck (timm's ``LinearBottleneck``,
-our ``LiteBottleneck``) by a :class:`DeployBottleneck` with the same weights whose partial residual
-does not copy the whole output (see ``residual``); optionally it converts to channels_last. The outputs
-are those of the eval-mode model up to float rounding (tests: within 1e-5).
+``deploy_model(model)`` folds and also wraps every ReXNet block (timm's ``LinearBottleneck``, our
+``LiteBottleneck``) in a :class:`DeployBottleneck` whose partial residual does not copy the whole
+output (see ``residual``); optionally it zero-pads the ReXNet widths (:func:`.pad.pad_channels`)
+and converts to channels_last. The outputs are those of the eval-mode model up to float rounding
+(tests: within 1e-5 in float32).
 """
 from __future__ import annotations
 
@@ -28,16 +26,22 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import ConvNormAct, SEModule
+from timm.models.rexnet import LinearBottleneck
 from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['ConvAct', 'DeployBottleneck', 'DeploySE', 'SliceChannels', 'fuse_conv_bn', 'fold_batchnorm', 'fuse_bn',
-           'pad_channels', 'deploy_model', 'count_batchnorm', 'RESIDUAL_MODES']
+from ..models.rexnet_lite import LiteBottleneck, LiteHead
+
+__all__ = ['ConvAct', 'DeployBottleneck', 'DeploySE', 'fuse_bn', 'deploy_model', 'count_batchnorm',
+           'RESIDUAL_MODES', 'REXNET_BLOCKS']
 
 #: how :class:`DeployBottleneck` adds its shortcut onto the first ``in_channels`` output channels
 RESIDUAL_MODES = ('inplace', 'pad', 'cat')
+#: the block classes :func:`deploy_model` wraps in a :class:`DeployBottleneck`
+REXNET_BLOCKS = (LinearBottleneck, LiteBottleneck)
 
 
-def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
+def _fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
     """A copy of ``conv`` whose weight and bias include the eval-mode ``bn`` that follows it.
 
     Computed in float64 and cast back to the conv's dtype.
@@ -84,7 +88,8 @@ class DeploySE(nn.Module):
     """Squeeze-excitation after BN folding: global average pool -> fc1 -> act -> fc2 -> gate.
 
     The squeeze is ``adaptive_avg_pool2d`` (ONNX ``GlobalAveragePool``, which ONNX Runtime runs in
-    its blocked NCHWc layout) instead of timm's ``mean`` (``ReduceMean``, which it does not).
+    its blocked NCHWc layout) instead of timm's ``mean`` (``ReduceMean``, which it does not); that
+    pooling op is the whole difference to timm's ``SEModule.forward``.
     """
 
     def __init__(self, fc1: nn.Conv2d, act: nn.Module, fc2: nn.Conv2d, gate: nn.Module):
@@ -101,54 +106,53 @@ class DeploySE(nn.Module):
 
 
 class DeployBottleneck(nn.Module):
-    """ReXNet bottleneck (v1 or lite) for inference: [1x1 expand] -> depthwise -> [SE] -> act -> 1x1.
-
-    The partial residual (input added onto the first ``in_channels`` output channels) is computed by
-    ``residual``:
+    """A ReXNet block (v1 or lite) for inference: the block's own ``forward`` computes the branch
+    (``[1x1 expand] -> depthwise -> [SE] -> act -> 1x1``, its shortcut switched off), and this module
+    adds the partial residual (the input onto the first ``in_channels`` output channels) by ``residual``:
 
     * ``'inplace'``: ``x[:, :in] += shortcut`` on the fresh projection output (eager torch: touches only
       ``in_channels`` channels instead of copying the whole tensor into a ``cat``);
     * ``'pad'``: ``x + pad(shortcut)``, the shortcut zero-padded to full width: an ``Add`` that graph
       runtimes (ONNX Runtime, OpenVINO) can fuse into the projection convolution;
-    * ``'cat'``: the original slice + add + ``cat``.
+    * ``'cat'``: the block's slice + add + ``cat``.
+
+    ``block`` (one of :data:`REXNET_BLOCKS`, eval mode) is taken over: its ``use_shortcut`` is moved
+    here and its ``drop_path`` (the identity in eval mode) dropped.
     """
 
-    def __init__(self, conv_exp: Optional[nn.Module], conv_dw: nn.Module, se: Optional[nn.Module],
-                 act_dw: nn.Module, conv_pwl: nn.Module, in_channels: int, out_channels: int,
-                 use_shortcut: bool, residual: str = 'inplace'):
+    def __init__(self, block: nn.Module, residual: str = 'inplace'):
         super().__init__()
         if residual not in RESIDUAL_MODES:
             raise ValueError(f'residual must be one of {RESIDUAL_MODES}, got {residual!r}')
-        self.conv_exp = conv_exp
-        self.conv_dw = conv_dw
-        self.se = se
-        self.act_dw = act_dw
-        self.conv_pwl = conv_pwl
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.use_shortcut = use_shortcut
+        if not isinstance(block, REXNET_BLOCKS):
+            raise TypeError(f'DeployBottleneck takes a ReXNet block, got {type(block).__name__}')
+        self.use_shortcut = bool(block.use_shortcut)
+        block.use_shortcut, block.drop_path = False, None
+        self.block = block
         self.residual = residual
 
+    @property
+    def in_channels(self) -> int:
+        return self.block.in_channels
+
+    @property
+    def out_channels(self) -> int:
+        return self.block.out_channels
+
     def feat_channels(self, exp: bool = False) -> int:
-        return self.conv_dw.out_channels if exp else self.out_channels
+        return self.block.feat_channels(exp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x
-        if self.conv_exp is not None:
-            x = self.conv_exp(x)
-        x = self.conv_dw(x)
-        if self.se is not None:
-            x = self.se(x)
-        x = self.conv_pwl(self.act_dw(x))
+        out = self.block(x)
         if not self.use_shortcut:
-            return x
+            return out
         extra = self.out_channels - self.in_channels
         if self.residual == 'pad' or extra == 0:
-            return x + (F.pad(shortcut, (0, 0, 0, 0, 0, extra)) if extra else shortcut)
+            return out + (F.pad(x, (0, 0, 0, 0, 0, extra)) if extra else x)
         if self.residual == 'inplace':
-            x[:, :self.in_channels] += shortcut
-            return x
-        return torch.cat([x[:, :self.in_channels] + shortcut, x[:, self.in_channels:]], dim=1)
+            out[:, :self.in_channels] += x
+            return out
+        return torch.cat([out[:, :self.in_channels] + x, out[:, self.in_channels:]], dim=1)
 
 
 def _is_bn(m) -> bool:
@@ -167,33 +171,30 @@ def _fold_children(module: nn.Module) -> None:
         for a, b in zip(names, names[1:]):
             conv, bn = module._modules[a], module._modules[b]
             if isinstance(conv, nn.Conv2d) and _is_bn(bn):
-                module._modules[a] = fuse_conv_bn(conv, bn)
+                module._modules[a] = _fuse_conv_bn(conv, bn)
                 module._modules[b] = getattr(bn, 'act', None) or nn.Identity()
 
 
 def _fold_one(m: nn.Module) -> nn.Module:
-    # timm ConvNormAct / ConvBnAct (without anti-aliasing)
-    if isinstance(getattr(m, 'conv', None), nn.Conv2d) and _is_bn(getattr(m, 'bn', None)) \
-            and getattr(m, 'aa', None) is None and not hasattr(m, 'norm_name'):
-        bn = m.bn
-        return ConvAct(fuse_conv_bn(m.conv, bn), getattr(bn, 'act', None))
+    # timm ConvNormAct (without anti-aliasing)
+    if isinstance(m, ConvNormAct) and _is_bn(m.bn) and getattr(m, 'aa', None) is None:
+        return ConvAct(_fuse_conv_bn(m.conv, m.bn), getattr(m.bn, 'act', None))
     # SE with a BN after its reduction conv (timm SEModule(norm_layer=BN), ReXNet v1)
-    if isinstance(getattr(m, 'fc1', None), nn.Conv2d) and _is_bn(getattr(m, 'bn', None)):
-        m.fc1 = fuse_conv_bn(m.fc1, m.bn)
+    if isinstance(m, SEModule) and _is_bn(m.bn):
+        m.fc1 = _fuse_conv_bn(m.fc1, m.bn)
         m.bn = getattr(m.bn, 'act', None) or nn.Identity()
         return m
-    # ReXNet-lite head
-    if isinstance(getattr(m, 'conv_head', None), nn.Conv2d) and _is_bn(getattr(m, 'norm_head', None)):
-        m.conv_head = fuse_conv_bn(m.conv_head, m.norm_head)
+    if isinstance(m, LiteHead) and _is_bn(m.norm_head):
+        m.conv_head = _fuse_conv_bn(m.conv_head, m.norm_head)
         m.norm_head = nn.Identity()
         return m
-    # mmcv ConvModule with the norm after the conv
+    # mmcv ConvModule with the norm after the conv (mmcv is optional: recognised by its attributes)
     norm_name = getattr(m, 'norm_name', None)
     if isinstance(norm_name, str) and isinstance(getattr(m, 'conv', None), nn.Conv2d) \
             and _is_bn(getattr(m, norm_name, None)):
         order = tuple(getattr(m, 'order', ('conv', 'norm', 'act')))
         if order.index('conv') < order.index('norm'):
-            m.conv = fuse_conv_bn(m.conv, getattr(m, norm_name))
+            m.conv = _fuse_conv_bn(m.conv, getattr(m, norm_name))
             setattr(m, norm_name, nn.Identity())
         return m
     # mmdet ResNet / RegNet stem and blocks: convN followed by normN (norms named by normN_name)
@@ -201,7 +202,7 @@ def _fold_one(m: nn.Module) -> nn.Module:
         name = getattr(m, f'norm{i}_name', None)
         conv = getattr(m, f'conv{i}', None)
         if isinstance(name, str) and type(conv) is nn.Conv2d and _is_bn(getattr(m, name, None)):
-            setattr(m, f'conv{i}', fuse_conv_bn(conv, getattr(m, name)))
+            setattr(m, f'conv{i}', _fuse_conv_bn(conv, getattr(m, name)))
             setattr(m, name, nn.Identity())
     return m
 
@@ -212,187 +213,40 @@ def count_batchnorm(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+def fuse_bn(model: nn.Module, *, channels_last: bool = False, inplace: bool = False) -> nn.Module:
     """Fold every BatchNorm that follows a convolution into it (see the module docstring).
 
-    Returns the folded model in eval mode (a deep copy unless ``inplace``). BatchNorms that follow no
-    convolution are left as they are.
+    Returns the folded model in eval mode (a deep copy unless ``inplace``), converted to
+    ``torch.channels_last`` with ``channels_last``. BatchNorms that follow no convolution are left
+    as they are.
     """
     model = model if inplace else copy.deepcopy(model)
     model.eval()
-    folded = _fold_one(model)
-    _fold_children(folded)
-    if folded is not model:
-        raise TypeError(f'fold_batchnorm: give the model that contains the {type(model).__name__}, '
+    if _fold_one(model) is not model:
+        raise TypeError(f'fuse_bn: give the model that contains the {type(model).__name__}, '
                         'not the conv block itself')
-    return model
-
-
-def fuse_bn(model: nn.Module, *, channels_last: bool = False, inplace: bool = False) -> nn.Module:
-    """:func:`fold_batchnorm`, optionally converted to ``torch.channels_last`` (eval mode)."""
-    model = fold_batchnorm(model, inplace=inplace)
+    _fold_children(model)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _is_rexnet_block(m: nn.Module) -> bool:
-    return type(m).__name__ in ('LinearBottleneck', 'LiteBottleneck') and hasattr(m, 'conv_pwl') \
-        and hasattr(m, 'use_shortcut')
-
-
 def _to_deploy_se(se: Optional[nn.Module]) -> Optional[nn.Module]:
-    if se is None:
-        return None
-    plain = isinstance(getattr(se, 'bn', None), nn.Identity) and not getattr(se, 'add_maxpool', False) \
-        and all(isinstance(getattr(se, k, None), nn.Module) for k in ('fc1', 'act', 'fc2', 'gate'))
+    plain = isinstance(se, SEModule) and isinstance(se.bn, nn.Identity) and not se.add_maxpool
     return DeploySE(se.fc1, se.act, se.fc2, se.gate) if plain else se
 
 
-def _to_deploy_block(m: nn.Module, residual: str) -> DeployBottleneck:
-    # drop_path is not carried over: DropPath is the identity in eval mode
-    return DeployBottleneck(
-        m.conv_exp, m.conv_dw, _to_deploy_se(getattr(m, 'se', None)),
-        getattr(m, 'act_dw', None) or nn.Identity(), m.conv_pwl, m.in_channels, m.out_channels,
-        m.use_shortcut, residual)
-
-
-def _replace_blocks(module: nn.Module, residual: str) -> int:
+def _wrap_blocks(module: nn.Module, residual: str) -> int:
     n = 0
     for name, child in list(module.named_children()):
-        if _is_rexnet_block(child):
-            setattr(module, name, _to_deploy_block(child, residual))
+        if isinstance(child, DeployBottleneck):  # deployed before
+            n += 1
+        elif isinstance(child, REXNET_BLOCKS):
+            if getattr(child, 'se', None) is not None:
+                child.se = _to_deploy_se(child.se)
+            setattr(module, name, DeployBottleneck(child, residual))
             n += 1
         else:
-            n += _replace_blocks(child, residual)
+            n += _wrap_blocks(child, residual)
     return n
-
-
-class SliceChannels(nn.Module):
-    """Runs ``body`` and keeps the first ``channels[i]`` channels of its ``i``-th output."""
-
-    def __init__(self, body: nn.Module, channels):
-        super().__init__()
-        self.body = body
-        self.channels = [int(c) for c in channels]
-
-    @property
-    def out_channels(self):
-        return list(self.channels)
-
-    def forward(self, x: torch.Tensor):
-        outs = self.body(x)
-        sliced = [o[:, :c] for o, c in zip(outs, self.channels)]
-        return tuple(sliced) if isinstance(outs, tuple) else sliced
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
-
-
-def _pad_conv(conv: nn.Conv2d, in_chs: int, out_chs: int) -> nn.Conv2d:
-    """A copy of ``conv`` with zero weights (and zero bias) for the extra input/output channels."""
-    depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
-    if conv.groups > 1 and not depthwise:
-        raise ValueError(f'pad_channels: grouped conv with groups={conv.groups} is not supported')
-    if depthwise and in_chs != out_chs:
-        raise ValueError('pad_channels: a depthwise conv keeps its width')
-    new = copy.deepcopy(conv)
-    w = conv.weight.detach()
-    weight = w.new_zeros((out_chs, 1 if depthwise else in_chs, *w.shape[2:]))
-    weight[:w.shape[0], :w.shape[1]] = w
-    bias = w.new_zeros(out_chs)
-    if conv.bias is not None:
-        bias[:conv.out_channels] = conv.bias.detach()
-    new.weight = nn.Parameter(weight, requires_grad=False)
-    new.bias = nn.Parameter(bias, requires_grad=False)
-    new.in_channels, new.out_channels = in_chs, out_chs
-    if depthwise:
-        new.groups = out_chs
-    return new
-
-
-def _check_zero_preserving(act: Optional[nn.Module]) -> None:
-    if act is None or isinstance(act, nn.Identity):
-        return
-    zero = torch.zeros(1, 1, 1, 1)
-    if act(zero).abs().max().item() != 0:
-        raise ValueError(f'pad_channels: activation {act} does not map 0 to 0')
-
-
-def _pad_convact(m: ConvAct, in_chs: int, multiple: int) -> int:
-    _check_zero_preserving(m.act)
-    depthwise = m.conv.groups > 1
-    out_chs = in_chs if depthwise else _round_up(m.conv.out_channels, multiple)
-    m.conv = _pad_conv(m.conv, in_chs, out_chs)
-    return out_chs
-
-
-def _pad_block(b: DeployBottleneck, in_chs: int, multiple: int) -> int:
-    chs = in_chs
-    if b.conv_exp is not None:
-        chs = _pad_convact(b.conv_exp, chs, multiple)
-    chs = _pad_convact(b.conv_dw, chs, multiple)
-    se = b.se
-    if se is not None:
-        if not (isinstance(getattr(se, 'fc1', None), nn.Conv2d) and isinstance(se.fc2, nn.Conv2d)
-                and isinstance(se.bn, nn.Identity) and not getattr(se, 'add_maxpool', False)):
-            raise ValueError('pad_channels: fold the SE block first (fold_batchnorm)')
-        se.fc1 = _pad_conv(se.fc1, chs, se.fc1.out_channels)
-        se.fc2 = _pad_conv(se.fc2, se.fc2.in_channels, chs)  # gate 0.5 on zero channels: still zero
-    _check_zero_preserving(b.act_dw)
-    out_chs = _pad_convact(b.conv_pwl, chs, multiple)
-    b.in_channels, b.out_channels = in_chs, out_chs
-    return out_chs
-
-
-def _chain(model: nn.Module):
-    """The ConvAct / DeployBottleneck modules of ``model`` in registration (= execution) order."""
-    found = []
-
-    def visit(module):
-        for child in module.children():
-            if isinstance(child, (ConvAct, DeployBottleneck)):
-                found.append(child)
-            else:
-                visit(child)
-    visit(model)
-    return found
-
-
-@torch.no_grad()
-def pad_channels(model: nn.Module, multiple: int = 8) -> nn.Module:
-    """Zero-pad the widths of a folded ReXNet feature extractor to multiples of ``multiple`` (in place).
-
-    ``model`` is a timm ``features_only`` ReXNet, the mm ``ReXNet`` backbone, or a model with such a
-    ``backbone``, after :func:`deploy_model`. Returns the model whose (backbone) outputs are sliced
-    back to their real widths by a :class:`SliceChannels` wrapper; the outputs are unchanged.
-    """
-    if multiple < 1:
-        raise ValueError(f'multiple must be >= 1, got {multiple}')
-    backbone = getattr(model, 'backbone', None)
-    if isinstance(backbone, nn.Module) and not isinstance(model, SliceChannels):
-        model.backbone = pad_channels(backbone, multiple)
-        return model
-    info = getattr(model, 'feature_info', None)
-    if hasattr(model, 'out_channels') and isinstance(model.out_channels, (list, tuple)):
-        channels = list(model.out_channels)
-    elif hasattr(info, 'channels'):
-        channels = list(info.channels())
-    else:
-        raise ValueError(f'pad_channels: {type(model).__name__} is not a ReXNet feature extractor '
-                         '(a timm features_only model or the mm ReXNet backbone)')
-    chain = _chain(model)
-    if not any(isinstance(m, DeployBottleneck) for m in chain) or not isinstance(chain[0], ConvAct) \
-            or count_batchnorm(model):
-        raise ValueError('pad_channels: give a model after deploy_model() (BN folded, ReXNet blocks)')
-    chs = chain[0].in_channels  # the image channels stay as they are
-    real = chs
-    for m in chain:
-        if m.in_channels != real:
-            raise ValueError(f'pad_channels: {type(m).__name__} takes {m.in_channels} channels after '
-                             f'{real}: not a plain chain')
-        real = m.out_channels
-        chs = _pad_convact(m, chs, multiple) if isinstance(m, ConvAct) else _pad_block(m, chs, multiple)
-    return SliceChannels(model, channels)
 
 
 @torch.no_grad()
@@ -402,13 +256,14 @@ def deploy_model(model: nn.Module, *, residual: str = 'inplace', channels_last: 
 
     Args:
         model: any module (a timm ReXNet, a ``features_only`` wrapper, the mm ``ReXNet`` backbone, a
-            whole detector); modules other than ReXNet are only BN-folded.
+            whole detector, a module holding one); modules other than ReXNet are only BN-folded.
         residual: ``'inplace'`` (best for eager torch), ``'pad'`` (best for ONNX export) or ``'cat'``;
             see :class:`DeployBottleneck`.
         channels_last: convert parameters to ``torch.channels_last``; feed channels_last inputs.
-        channel_multiple: zero-pad the ReXNet widths to multiples of this (see :func:`pad_channels`;
-            the model must then be a ReXNet feature extractor or have one as ``backbone``; a model
-            without ReXNet blocks is left unpadded).
+        channel_multiple: zero-pad the ReXNet widths to multiples of this (see
+            :func:`~rexnet_backbones.deploy.pad.pad_channels`) where the model is a ReXNet feature
+            extractor or holds one as a ``backbone``; a classifier (its head takes the real width)
+            and a model without ReXNet blocks are left unpadded.
         inplace: modify ``model`` instead of a deep copy.
 
     Returns:
@@ -416,10 +271,11 @@ def deploy_model(model: nn.Module, *, residual: str = 'inplace', channels_last: 
     """
     if residual not in RESIDUAL_MODES:
         raise ValueError(f'residual must be one of {RESIDUAL_MODES}, got {residual!r}')
-    model = fold_batchnorm(model, inplace=inplace)
-    _replace_blocks(model, residual)
-    if channel_multiple and any(isinstance(m, DeployBottleneck) for m in model.modules()):
-        model = pad_channels(model, channel_multiple)
+    model = fuse_bn(model, inplace=inplace)
+    if _wrap_blocks(model, residual) and channel_multiple:
+        from .pad import _paddable, pad_channels
+        if _paddable(model):
+            model = pad_channels(model, channel_multiple)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model.eval()

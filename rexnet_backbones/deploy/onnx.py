@@ -123,7 +123,7 @@ def _example_input(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
 def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int] = (1, 3, 224, 224), *,
                 opset: int = DEFAULT_OPSET, dynamic_batch: bool = True, dynamic_spatial: Optional[bool] = None,
                 dynamo: bool = False, verify: bool = False, atol: float = 1e-4,
-                backend: str = 'onnxruntime') -> ExportResult:
+                backend: str = 'onnxruntime', reference: Optional[nn.Module] = None) -> ExportResult:
     """Export ``model`` (a module taking one ``N x C x H x W`` tensor) to ``out_file``.
 
     Args:
@@ -139,6 +139,8 @@ def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int]
         verify: run :func:`verify_onnx` on the example input and on a second input with another
             batch size (and spatial size, when dynamic); ``max_abs_diff`` holds the results.
         atol / backend: tolerance and runtime (``'onnxruntime'`` or ``'openvino'``) of the checks.
+        reference: the module ``verify`` compares with (default ``model``), e.g. the model before
+            ``deploy_model``, so that the check covers the deploy transform too.
     """
     if opset < 17:
         raise ValueError(f'opset must be >= 17, got {opset}')
@@ -175,7 +177,8 @@ def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int]
             second[3] += 64
         if tuple(second) != input_shape:
             shapes.append(tuple(second))
-        result.max_abs_diff = verify_onnx(model, out_file, shapes, atol=atol, backend=backend)
+        result.max_abs_diff = verify_onnx(model if reference is None else reference, out_file, shapes,
+                                          atol=atol, backend=backend)
     return result
 
 

@@ -44,6 +44,52 @@ class AtomicCheckpointHook(CheckpointHook):
             kwargs['backend_args'] = dict(backend=BACKEND_NAME)
         super().__init__(*args, **kwargs)
 
+    # mmengine writes ``last_checkpoint`` with a plain ``open()`` inside its private save method, so
+    # the public entry points below save through the public Runner API and write it atomically.
+    def after_train_epoch(self, runner) -> None:
+        """Save every ``interval`` epochs from ``save_begin``, and after the last one (``save_last``)."""
+        if self.by_epoch and (self.every_n_epochs(runner, self.interval, self.save_begin)
+                              or (self.save_last and self.is_last_train_epoch(runner))):
+            runner.logger.info(f'Saving checkpoint at {runner.epoch + 1} epochs')
+            self.save(runner, runner.epoch + 1, dict(epoch=runner.epoch + 1, iter=runner.iter))
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Optional[dict] = None) -> None:
+        """Save every ``interval`` iterations from ``save_begin``, and after the last one (``save_last``)."""
+        if not self.by_epoch and (self.every_n_train_iters(runner, self.interval, self.save_begin)
+                                  or (self.save_last and self.is_last_train_iter(runner))):
+            runner.logger.info(f'Saving checkpoint at {runner.iter + 1} iterations')
+            self.save(runner, runner.iter + 1, dict(epoch=runner.epoch, iter=runner.iter + 1))
+
+    def after_val_epoch(self, runner, metrics: Dict[str, Any]) -> None:
+        """Save the best checkpoint (``save_best``); a new best also updates the last checkpoint.
+
+        mmengine saves the last checkpoint again when the best score changed (so that it holds the
+        new best path); with ``last_ckpt`` unset it leaves that to :meth:`save`.
+        """
+        last, self.last_ckpt = self.last_ckpt, None
+        before = _best_scores(runner)
+        try:
+            super().after_val_epoch(runner, metrics)
+        finally:
+            self.last_ckpt = last
+        if last is not None and _best_scores(runner) != before:
+            step = runner.epoch if self.by_epoch else runner.iter
+            self.save(runner, step, dict(epoch=runner.epoch, iter=runner.iter))
+
+    def save(self, runner, step: int, meta: dict) -> None:
+        """Save ``filename_tmpl.format(step)`` (keeping ``max_keep_ckpts``), then ``last_checkpoint``."""
+        self._drop_oldest(runner, step)
+        filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
+        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
+        runner.save_checkpoint(
+            self.out_dir, filename, self.file_client_args,
+            save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
+            meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        if is_main_process():
+            atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), str(self.last_ckpt))
+
     def _drop_oldest(self, runner, step: int) -> None:
         """Keep at most ``max_keep_ckpts`` checkpoints (as CheckpointHook does)."""
         if self.max_keep_ckpts <= 0 or (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
@@ -59,17 +105,10 @@ class AtomicCheckpointHook(CheckpointHook):
         self.keep_ckpt_ids.append(step)
         runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
 
-    def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
-        self._drop_oldest(runner, step)
-        filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir, filename, self.file_client_args,
-            save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
-            meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
-        if is_main_process():
-            atomic_write(osp.join(runner.work_dir, 'last_checkpoint'), str(self.last_ckpt))
+
+def _best_scores(runner) -> Dict[str, Any]:
+    """The best scores CheckpointHook keeps in the message hub (``best_score``, ``best_score_<key>``)."""
+    return {k: v for k, v in runner.message_hub.runtime_info.items() if k.startswith('best_score')}
 
 
 def diff_checkpoint(state_dict: Dict[str, Any], model_state: Dict[str, Any],

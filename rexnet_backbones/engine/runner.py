@@ -31,11 +31,9 @@ class DumpPredictions(DumpResults):
     """mmengine's DumpResults, dropping per-pixel ``seg_logits`` (C x H x W floats per image)."""
 
     def process(self, data_batch, data_samples) -> None:
-        from mmengine.evaluator.metric import _to_cpu
-        for sample in _to_cpu(data_samples):
-            if isinstance(sample, dict):
-                sample.pop('seg_logits', None)
-            self.results.append(sample)
+        # shallow copies: the other metrics of the evaluator get the same sample dicts
+        super().process(data_batch, [{k: v for k, v in s.items() if k != 'seg_logits'}
+                                     if isinstance(s, dict) else s for s in data_samples])
 
 
 def build_runner(cfg):
