@@ -25,7 +25,7 @@ __version__ = '0.1.0'
 register_mmengine_safe_globals()
 
 #: submodules loaded on first attribute access (module ``__getattr__``, PEP 562)
-_LAZY_SUBMODULES = ('analysis', 'benchmark', 'data', 'demo', 'deploy', 'engine', 'hub', 'mm')
+_LAZY_SUBMODULES = ('analysis', 'benchmark', 'data', 'demo', 'deploy', 'engine', 'hub', 'mm', 'sources')
 
 try:  # optional OpenMMLab part
     import mmengine  # noqa: F401

@@ -154,8 +154,8 @@ def _check_timm_name(name: str) -> None:
     import rexnet_backbones  # noqa: F401  (registers the ReXNet-lite family and extra widths)
     if name not in timm.list_models() and not timm.is_model(name):
         rexnets = ', '.join(sorted(m for m in timm.list_models() if m.startswith('rexnet')))
-        raise ValueError(f'unknown model {name!r}: not a config (file, mmdet::path.py, mmseg::path.py) nor a timm '
-                         f'model name. ReXNet models: {rexnets}')
+        raise ValueError(f'unknown model {name!r}: not a timm model name nor a config (a file, mmdet::path.py or '
+                         f'mmseg::path.py). ReXNet models: {rexnets}')
 
 
 def _build_timm(name: str, checkpoint: Optional[str], prefix: Optional[str], pretrained: bool,
@@ -242,7 +242,7 @@ def build_source(spec: str, checkpoint: Optional[str] = None, *, checkpoint_pref
                              '(features_only gives its feature pyramid)')
         return _build_timm(spec, checkpoint, checkpoint_prefix, pretrained, features_only, out_indices, trusted)
     if features_only:
-        raise ValueError(f'{spec}: features_only applies to timm model names, not to configs')
+        raise ValueError(f'--features-only applies to timm model names, not to configs such as {spec}')
     source = _build_config(spec, pretrained, backbone_only)
     if checkpoint is not None:
         source.weights = _load_into_config_model(source.model, checkpoint, checkpoint_prefix, trusted)

@@ -249,7 +249,8 @@ def check_weights_readable(checkpoint: str) -> str:
     name = _hub_model_name(checkpoint)
     if name is None:
         raise WeightsNotFoundError(
-            f'checkpoint file {checkpoint!r} does not exist (looked for {os.path.abspath(path)}): give an '
+            f'checkpoint not found: {checkpoint} (the file {checkpoint!r} does not exist; looked for '
+            f'{os.path.abspath(path)}): give an '
             'existing file (timm-format or official clovaai .pth/.safetensors, or a detector/segmentor '
             "checkpoint) or a timm hub tag such as 'timm/rexnet_100.nav_in1k'")
     cached, _ = _hub_source(name, checkpoint)
@@ -347,7 +348,8 @@ def load_weights(model: nn.Module, checkpoint: Checkpoint, *, prefix: Optional[s
     layout = 'official' if is_official_layout(sd) else 'as is'
     found = None if prefix else prefix_hint(sd, own)
     sd = to_model_layout(sd, model)
-    missing, unexpected = check_state_dict(f'{label} does not fit {_name(model)}', sd, own, strict=strict,
+    what = f'checkpoint does not match {_name(model)}: {label}'
+    missing, unexpected = check_state_dict(what, sd, own, strict=strict,
                                            hint=_prefix_advice((), found, "the checkpoint's keys") if found else None)
     model.load_state_dict(sd, strict=strict)
     return LoadedWeights(label, layout, prefix, [k for k in sd if k in own], missing, unexpected)
