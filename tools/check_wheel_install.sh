@@ -19,7 +19,8 @@ echo "[wheel-check] working in $WORK"
 # 1. the wheel, built from a copy of the checkout (the build writes build/ and *.egg-info)
 mkdir -p "$WORK/src" "$WORK/outside"
 tar -C "$REPO" --exclude=./.git --exclude=./build --exclude=./dist --exclude='*.egg-info' --exclude=./.venv \
-    --exclude=./work_dirs --exclude=./data --exclude=./checkpoints --exclude=./outputs -cf - . | tar -C "$WORK/src" -xf -
+    --exclude=./work_dirs --exclude=./data --exclude=./checkpoints --exclude=./outputs -cf - . \
+    | tar -C "$WORK/src" -xf -
 "$PY" -m pip wheel --no-deps --no-build-isolation -q -w "$WORK/dist" "$WORK/src"
 WHEEL=$(ls "$WORK"/dist/rexnet_backbones-*.whl)
 echo "[wheel-check] $WHEEL: $(unzip -l "$WHEEL" | grep -c '\.mim/configs/.*\.py') config files"
