@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rexnet-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast clean-venv
+.PHONY: setup demo test test-fast wheel-check clean-venv
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+# the wheel (not editable) from outside the checkout: configs, model, demo training, tools/test.py
+wheel-check: $(STAMP)
+	bash tools/check_wheel_install.sh $(VENV)
 
 clean-venv:
 	rm -rf $(VENV)

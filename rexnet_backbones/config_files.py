@@ -29,6 +29,8 @@ __all__ = ['PACKAGE', 'ConfigNotFoundError', 'configs_dir', 'config_file', 'list
 
 PACKAGE = 'rexnet_backbones'
 _MIM_CONFIGS = osp.join('.mim', 'configs')
+#: the package's own data folder (the one place where a path is built from this file's location)
+_OUR_CONFIGS = osp.join(osp.dirname(osp.abspath(__file__)), _MIM_CONFIGS)
 
 
 class ConfigNotFoundError(FileNotFoundError, ValueError):
@@ -37,12 +39,11 @@ class ConfigNotFoundError(FileNotFoundError, ValueError):
 
 def configs_dir() -> str:
     """The folder holding this package's configs (``<package>/.mim/configs``)."""
-    path = osp.join(osp.dirname(osp.abspath(__file__)), _MIM_CONFIGS)
-    if not osp.isdir(path):
+    if not osp.isdir(_OUR_CONFIGS):
         raise ConfigNotFoundError(
-            f'the configs of {PACKAGE} are not installed: no folder {path}. Reinstall the package '
+            f'the configs of {PACKAGE} are not installed: no folder {_OUR_CONFIGS}. Reinstall the package '
             "(pip install . or pip install -e .), or give a config file's path.")
-    return path
+    return _OUR_CONFIGS
 
 
 def list_configs() -> List[str]:
@@ -128,11 +129,10 @@ def resolve_config(spec: str) -> str:
         return _package_config(package, rel, spec)
     rel = _short_name(spec)
     hint = ''
-    if spec.endswith('.py') and not osp.isabs(spec):
-        if osp.isdir(osp.join(osp.dirname(osp.abspath(__file__)), _MIM_CONFIGS)):
-            if osp.isfile(_installed(rel)):
-                return _installed(rel)
-            hint = _did_you_mean(rel)
+    if spec.endswith('.py') and not osp.isabs(spec) and osp.isdir(_OUR_CONFIGS):
+        if osp.isfile(_installed(rel)):
+            return _installed(rel)
+        hint = _did_you_mean(rel)
     raise ConfigNotFoundError(
         f'config file not found: {spec} (not a file, nor one of the configs of {PACKAGE}; give a path, '
         f'a short name such as {PACKAGE}::det/retinanet_rexnet.py, or an OpenMMLab config as '

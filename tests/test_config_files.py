@@ -1,6 +1,7 @@
 """Config names: our configs by short name (``config_file``), ``mmdet::``/``mmseg::`` and local files."""
 import os
 import os.path as osp
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,23 @@ def test_base_references_resolve_from_the_installed_folder():
         ('RetinaNet', 'ReXNet', 'rexnet_lite_100')
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'  # ./_base_/default_runtime.py
     assert cfg.param_scheduler[-1].milestones == [8, 11]  # mmdet::_base_/schedules/schedule_1x.py
+
+
+def test_demo_reads_the_installed_config_and_writes_under_the_current_directory(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rexnet_backbones import demo
+    monkeypatch.chdir(tmp_path)
+    cfg = demo._cfg(SimpleNamespace(work_dir=demo.DEFAULT_WORK_DIR))
+    assert cfg.filename == config_file('det/retinanet_rexnet_synthetic.py')
+    assert (demo.DEFAULT_DATA_ROOT, demo.DEFAULT_WORK_DIR) == ('data/synthetic', osp.join('work_dirs', 'demo'))
+    assert cfg.work_dir == osp.join('work_dirs', 'demo')
+
+
+def test_library_code_builds_no_path_from_the_repository_root():
+    """No module locates files through ``__file__`` except config_files (the package's own data)."""
+    package = Path(rexnet_backbones.__file__).parent
+    offenders = [str(p.relative_to(package)) for p in package.rglob('*.py')
+                 if '.mim' not in p.parts and p.name != 'config_files.py'
+                 and ('__file__' in p.read_text() or 'parents[' in p.read_text())]
+    assert offenders == []

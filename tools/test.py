@@ -29,7 +29,8 @@ from rexnet_backbones.engine.cli import parse_runner_args
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and evaluate) a detector (mmdet) or segmentor (mmseg)')
-    parser.add_argument('config', help='test config file path')
+    parser.add_argument('config', help='config: a file, one of ours by short name '
+                        '(rexnet_backbones::det/retinanet_rexnet.py), or mmdet::/mmseg::path')
     parser.add_argument('checkpoint', help='checkpoint file (.pth, or .onnx with --backend onnxruntime)')
     parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
     parser.add_argument('--out', type=str, help='dump predictions to a pickle file (.pkl/.pickle)')

@@ -27,7 +27,8 @@ from rexnet_backbones.engine.cli import parse_runner_args
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a detector (mmdet) or segmentor (mmseg) from a config')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument('config', help='config: a file, one of ours by short name '
+                        '(rexnet_backbones::det/retinanet_rexnet.py), or mmdet::/mmseg::path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (needs a GPU)')
     parser.add_argument('--auto-scale-lr', action='store_true',

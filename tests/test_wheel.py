@@ -1,0 +1,70 @@
+"""The wheel carries the configs (``rexnet_backbones/.mim/configs``) and a non-editable install finds them.
+
+The full proof (a venv with the wheel, the demo's training from outside the checkout) is
+``make wheel-check`` (tools/check_wheel_install.sh); this test is its cheap part.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD_OUTPUTS = ('.git', 'build', 'dist', '*.egg-info', 'work_dirs', 'data', 'checkpoints', 'outputs', '.venv',
+                 '__pycache__', '.pytest_cache')
+
+PROBE = """
+import json
+import rexnet_backbones
+from mmengine.config import Config
+from rexnet_backbones import config_file, resolve_config
+cfg = Config.fromfile(resolve_config('rexnet_backbones::det/retinanet_rexnet-lite-1.0x_fpn_1x_coco.py'))
+print(json.dumps(dict(package=rexnet_backbones.__file__, config=config_file('det/retinanet_rexnet.py'),
+                      arch=cfg.model.backbone.arch, hook=cfg.default_hooks.checkpoint.type)))
+"""
+
+
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from a copy of the checkout (the build leaves nothing in the checkout)."""
+    tmp = tmp_path_factory.mktemp('wheel')
+    src = tmp / 'src'
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(*BUILD_OUTPUTS))
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q',
+                    '-w', str(tmp / 'dist'), str(src)], check=True, timeout=300, capture_output=True)
+    (found,) = (tmp / 'dist').glob('rexnet_backbones-*.whl')
+    return found
+
+
+def _repo_configs() -> set:
+    return {p.relative_to(ROOT / 'configs').as_posix() for p in (ROOT / 'configs').rglob('*.py')}
+
+
+@pytest.mark.slow
+def test_wheel_contains_every_config(wheel):
+    prefix = 'rexnet_backbones/.mim/configs/'
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+    assert {n[len(prefix):] for n in names if n.startswith(prefix)} == _repo_configs()
+    assert 'rexnet_backbones/config_files.py' in names
+
+
+@pytest.mark.slow
+def test_installed_wheel_finds_its_configs_outside_the_checkout(wheel, tmp_path):
+    site = tmp_path / 'site-packages'
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target', str(site), str(wheel)],
+                   check=True, timeout=300, capture_output=True)
+    env = dict(os.environ, PYTHONPATH=str(site))  # the installed copy, not the checkout (nor PYTHONPATH=$PWD)
+    proc = subprocess.run([sys.executable, '-c', PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found['package'] == str(site / 'rexnet_backbones' / '__init__.py')
+    assert found['config'] == str(site / 'rexnet_backbones' / '.mim' / 'configs' / 'det' / 'retinanet_rexnet.py')
+    assert not os.path.islink(site / 'rexnet_backbones' / '.mim' / 'configs')  # a copy, not the checkout's link
+    # _base_ references (./_base_/..., mmdet::...) resolved inside the installed copy
+    assert (found['arch'], found['hook']) == ('rexnet_lite_100', 'AtomicCheckpointHook')
