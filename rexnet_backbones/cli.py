@@ -23,7 +23,7 @@ from .checkpoint import CheckpointLoadError
 from .convert import CheckpointMismatchError
 from .data.checks import AnnotationFileError, DatasetMismatchError, DatasetNotFoundError
 
-__all__ = ['ToolError', 'InputNotFoundError', 'InvalidInputError', 'USER_ERRORS', 'EXIT_USER_ERROR',
+__all__ = ['ToolError', 'InputNotFoundError', 'InvalidInputError', 'OutputExistsError', 'USER_ERRORS', 'EXIT_USER_ERROR',
            'DEBUG_ENV', 'run_cli', 'debug_requested', 'add_debug_arg', 'add_threads_arg', 'set_threads']
 
 DEBUG_ENV = 'REXNET_DEBUG'
@@ -41,6 +41,10 @@ class InputNotFoundError(ToolError, FileNotFoundError):
 
 class InvalidInputError(ToolError, ValueError):
     """A value that no run can use (the message lists what is accepted)."""
+
+
+class OutputExistsError(ToolError, FileExistsError):
+    """An output that a tool refuses to overwrite."""
 
 
 #: errors that come with a message meant for the user; the tools print it without a traceback

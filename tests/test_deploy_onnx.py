@@ -227,7 +227,7 @@ def test_export_tool_checkpoint_and_verify(tmp_path, capsys):
 def test_export_tool_bad_input(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _, code, out, err = _tool(argv, capsys)
-    assert code == 1 and message in err and 'Traceback' not in err
+    assert code == 2 and message in err and 'Traceback' not in err
     assert not (tmp_path / 'x.onnx').exists()
 
 
@@ -239,7 +239,7 @@ def test_export_tool_names_the_deploy_extra_when_onnxruntime_is_missing(tmp_path
                PYTHONWARNINGS='ignore')
     proc = subprocess.run([sys.executable, EXPORT_TOOL, 'rexnet_lite_100', str(tmp_path / 'x.onnx'), '--verify'],
                           env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert "error: onnxruntime is not installed" in proc.stderr
     assert "pip install -e '.[deploy]'" in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'x.onnx').exists()

@@ -22,6 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
+from ..cli import InputNotFoundError, InvalidInputError
+
 __all__ = [
     'DeployDependencyError', 'OnnxVerificationError', 'ExportResult', 'TensorMode', 'STRUCTURE_KEY',
     'require', 'build_source_model', 'default_input_size', 'export_onnx', 'verify_onnx',
@@ -79,8 +81,8 @@ def _load_timm(name: str, checkpoint: Optional[str], features_only: bool) -> nn.
     import rexnet_backbones  # noqa: F401  (registers the ReXNet-lite family)
     if name not in timm.list_models():
         rexnets = sorted(m for m in timm.list_models() if m.startswith('rexnet'))
-        raise ValueError(f'unknown model {name!r}: not a timm model name nor a config file (.py). '
-                         f'ReXNet models: {", ".join(rexnets)}')
+        raise InvalidInputError(f'unknown model {name!r}: not a timm model name nor a config file (.py). '
+                                f'ReXNet models: {", ".join(rexnets)}')
     from ..checkpoint import safe_load
     from ..convert import to_timm_state_dict
     kwargs: Dict[str, Any] = dict(features_only=True) if features_only else {}
@@ -97,16 +99,23 @@ def _load_timm(name: str, checkpoint: Optional[str], features_only: bool) -> nn.
 def _load_config_model(config: str, checkpoint: Optional[str]) -> Tuple[nn.Module, Any]:
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
-    from mmengine.runner import load_checkpoint
 
     cfg = Config.fromfile(config)  # also imports cfg.custom_imports (rexnet_backbones)
+    from ..mm.checks import check_exportable
+    check_exportable(cfg.model, config)
     scope = cfg.get('default_scope', None)
     if scope:
         importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
         init_default_scope(scope)
     model = MODELS.build(cfg.model)
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
+        from ..checkpoint import safe_load
+        from ..convert import check_state_dict, unwrap_state_dict
+        state_dict = unwrap_state_dict(safe_load(checkpoint))
+        check_state_dict(f'checkpoint {checkpoint} does not fit the model of {config} (another config, width or '
+                         'number of classes?): give the checkpoint trained with this config', state_dict,
+                         {k: tuple(v.shape) for k, v in model.state_dict().items()})
+        model.load_state_dict(state_dict, strict=True)
     return TensorMode(model).eval(), cfg
 
 
@@ -120,12 +129,12 @@ def build_source_model(source: str, checkpoint: Optional[str] = None, features_o
     checkpoint for configs. ``fuse_bn`` folds BatchNorm into the convolutions first.
     """
     if checkpoint is not None and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+        raise InputNotFoundError(f'checkpoint not found: {checkpoint}')
     if _is_config(source):
         if not osp.isfile(source):
-            raise FileNotFoundError(f'config file not found: {source}')
+            raise InputNotFoundError(f'config file not found: {source}')
         if features_only:
-            raise ValueError('--features-only applies to timm model names, not to configs')
+            raise InvalidInputError('--features-only applies to timm model names, not to configs')
         model, cfg = _load_config_model(source, checkpoint)
         size = default_input_size(cfg)
     else:
@@ -236,7 +245,7 @@ def _example_input(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
 def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int] = (1, 3, 224, 224), *,
                 opset: int = DEFAULT_OPSET, dynamic_batch: bool = True, dynamic_spatial: Optional[bool] = None,
                 dynamo: bool = False, verify: bool = False, atol: float = 1e-4,
-                backend: str = 'onnxruntime') -> ExportResult:
+                backend: str = 'onnxruntime', num_threads: Optional[int] = None) -> ExportResult:
     """Export ``model`` (a module taking one ``N x C x H x W`` tensor) to ``out_file``.
 
     Args:
@@ -252,16 +261,17 @@ def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int]
         verify: run :func:`verify_onnx` on the example input and on a second input with another
             batch size (and spatial size, when dynamic); ``max_abs_diff`` holds the results.
         atol / backend: tolerance and runtime (``'onnxruntime'`` or ``'openvino'``) of the checks.
+        num_threads: CPU threads of that runtime (default: its own, what the machine has).
     """
     if opset < 17:
-        raise ValueError(f'opset must be >= 17, got {opset}')
+        raise InvalidInputError(f'opset must be >= 17, got {opset}')
     require('onnx')
     if dynamo:
         require('onnxscript')
     model = model.eval()
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) != 4:
-        raise ValueError(f'input_shape must be (N, C, H, W), got {input_shape}')
+        raise InvalidInputError(f'input_shape must be (N, C, H, W), got {input_shape}')
     out_file = str(out_file)
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
 
@@ -270,7 +280,7 @@ def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int]
     if dynamic_spatial is None:
         probe = (input_shape[0], input_shape[1], input_shape[2] + 32, input_shape[3] + 64)
         try:
-            verify_onnx(model, out_file, [probe], atol=atol, backend=backend, check=False)
+            verify_onnx(model, out_file, [probe], atol=atol, backend=backend, check=False, num_threads=num_threads)
         except OnnxVerificationError as e:
             warnings.warn(f'{type(_unwrap(model)).__name__} does not allow dynamic spatial axes ({e}); '
                           f'exported with a fixed input size {input_shape[2]} x {input_shape[3]}')
@@ -288,7 +298,8 @@ def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int]
             second[3] += 64
         if tuple(second) != input_shape:
             shapes.append(tuple(second))
-        result.max_abs_diff = verify_onnx(model, out_file, shapes, atol=atol, backend=backend)
+        result.max_abs_diff = verify_onnx(model, out_file, shapes, atol=atol, backend=backend,
+                                          num_threads=num_threads)
     return result
 
 
@@ -396,7 +407,8 @@ def make_session(onnx_file: PathLike, backend: str = 'onnxruntime', num_threads:
 
 def verify_onnx(model: nn.Module, onnx_file: PathLike,
                 input_shapes: Sequence[Sequence[int]] = ((1, 3, 224, 224),), *, atol: float = 1e-4,
-                backend: str = 'onnxruntime', check: bool = True) -> Dict[Tuple[int, ...], float]:
+                backend: str = 'onnxruntime', check: bool = True,
+                num_threads: Optional[int] = None) -> Dict[Tuple[int, ...], float]:
     """Check ``onnx_file`` with ``onnx.checker`` (``check=True``) and compare every output of ``backend`` with
     PyTorch eager on seeded random inputs of each shape.
 
@@ -405,7 +417,7 @@ def verify_onnx(model: nn.Module, onnx_file: PathLike,
     """
     if check:
         require('onnx').checker.check_model(str(onnx_file), full_check=True)
-    session = make_session(onnx_file, backend)
+    session = make_session(onnx_file, backend, num_threads)
     model = model.eval()
     diffs: Dict[Tuple[int, ...], float] = {}
     for i, shape in enumerate(input_shapes):
