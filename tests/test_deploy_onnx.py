@@ -418,5 +418,5 @@ def test_segmentor_same_miou_through_onnxruntime(tmp_path):
 def test_export_tool_checkpoint_of_another_arch(tmp_path, capsys):
     torch.save(timm.create_model('rexnet_lite_100').state_dict(), tmp_path / 'lite.pth')
     _, code, _, err = _tool(['rexnet_100', tmp_path / 'x.onnx', '--checkpoint', tmp_path / 'lite.pth'], capsys)
-    assert code == 1 and 'error: checkpoint does not match rexnet_100' in err and 'missing keys' in err
+    assert code == 2 and 'error: checkpoint does not match rexnet_100' in err and 'missing keys' in err
     assert 'Traceback' not in err and not (tmp_path / 'x.onnx').exists()

@@ -238,6 +238,22 @@ def test_test_refuses_an_onnx_file_of_another_model(data_root, tmp_path):
     assert 'export this one: python tools/export.py' in proc.stderr and 'Traceback' not in proc.stderr
 
 
+def test_test_runs_the_export_of_its_config_in_openvino(data_root, tmp_path):
+    """The counterpart: the check accepts this config's own export, and --backend openvino (which
+    docs/deploy.md offers) evaluates it with the config's metric."""
+    from rexnet_backbones.deploy import build_source_model, export_onnx
+    os.environ['SYNTHETIC_DATA_ROOT'] = str(data_root)
+    try:
+        model, size = build_source_model(DET_CONFIG)
+    finally:
+        del os.environ['SYNTHETIC_DATA_ROOT']
+    export_onnx(model, tmp_path / 'det.onnx', (1, 3, *size))
+    proc = run_tool('test.py', [DET_CONFIG, tmp_path / 'det.onnx', '--backend', 'openvino', '--threads', '1',
+                                '--work-dir', tmp_path / 'wd'], data_root, tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
+
+
 def test_threads_must_be_positive(data_root, tmp_path):
     proc = run_tool('rank_analysis.py', ['rexnet_100', '--threads', '0', '--out-dir', 'r'], data_root, tmp_path)
     assert proc.returncode == 2 and 'argument --threads: must be >= 1, got 0' in proc.stderr, describe(proc)

@@ -123,12 +123,13 @@ def check_onnx_model(cfg: Any, onnx_file: str, config: str) -> None:
     """The ONNX file exists, was exported from a model like ``cfg.model``, and that model is exportable.
 
     Builds ``cfg.model`` (random weights, no Pretrained init) in the config's scope and compares its
-    ``mode='tensor'`` outputs on a small input with the file's outputs: nesting, count and channels.
+    ``mode='tensor'`` outputs (one image of the file's fixed size, else the config's test scale) with the
+    file's outputs: nesting, count and channels.
     """
     import torch
     from mmengine.registry import MODELS, DefaultScope
 
-    from ..deploy.onnx import TensorMode, flatten_outputs
+    from ..deploy.onnx import TensorMode, default_input_size, flatten_outputs
     from ..mm.checks import check_exportable
     if not osp.isfile(onnx_file):
         raise InputNotFoundError(f'ONNX model not found: {onnx_file}. Export one with python tools/export.py '
@@ -140,7 +141,7 @@ def check_onnx_model(cfg: Any, onnx_file: str, config: str) -> None:
         model_cfg['backbone']['init_cfg'] = None
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', None)):
         model = TensorMode(MODELS.build(model_cfg)).eval()
-    h, w = fixed or (128, 128)
+    h, w = fixed or default_input_size(cfg)
     with torch.no_grad():
         flat, expected = flatten_outputs(model(torch.zeros(1, 3, h, w)))
     want = [int(t.shape[1]) if t.dim() > 1 else None for t in flat]
