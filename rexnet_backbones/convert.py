@@ -1,4 +1,4 @@
-"""Conversion of official clovaai/rexnet checkpoints to timm-format state_dicts.
+"""Conversion of official clovaai/rexnet checkpoints to timm-format state_dicts (and files).
 
 The official models are one ``nn.Sequential`` (``features.N`` / ``features.N.out.M``) plus an
 ``output`` head whose classifier is a 1x1 conv. timm's ``RexNet`` and our ``RexNetLite`` have the same
@@ -6,102 +6,20 @@ order of layers under named modules, so the key map is derived from the model st
 """
 from __future__ import annotations
 
-from collections import Counter
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from .archs import REXNET_ARCHS
+# the state-dict diff, its error, unwrapping and prefix hints live in the weights loader (one of each)
+from .weights import StateDict, CheckpointMismatchError, check_state_dict, common_prefix_hint, unwrap_state_dict
 
 __all__ = [
     'CheckpointMismatchError', 'official_key_map', 'unwrap_state_dict', 'is_official_layout',
     'detect_arch', 'convert_official_state_dict', 'to_timm_state_dict', 'check_state_dict',
     'common_prefix_hint', 'num_classes_of', 'convert_checkpoint_file',
 ]
-
-StateDict = Dict[str, torch.Tensor]
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the requested ReXNet architecture.
-
-    Lists the missing, unexpected and shape-mismatched keys; ``hint`` (by default: derived from the
-    unexpected keys when keys are missing, see ``common_prefix_hint``) names the likely cause.
-    """
-
-    def __init__(self, what: str, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
-                 mismatched: Iterable[Tuple[str, tuple, tuple]] = (), hint: Optional[str] = None):
-        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
-        if hint is None and self.missing:
-            hint = _prefix_advice(self.unexpected)
-        self.hint = hint
-        lines = [what]
-        for title, items in (('missing keys', self.missing), ('unexpected keys', self.unexpected)):
-            if items:
-                lines.append(f'  {title} ({len(items)}): {", ".join(items[:8])}' + (' ...' if len(items) > 8 else ''))
-        if self.mismatched:
-            shown = '; '.join(f'{k}: checkpoint {tuple(a)} vs model {tuple(b)}' for k, a, b in self.mismatched[:8])
-            more = ' ...' if len(self.mismatched) > 8 else ''
-            lines.append(f'  shape mismatches ({len(self.mismatched)}): {shown}{more}')
-        if hint:
-            lines.append(f'  likely cause: {hint}')
-        super().__init__('\n'.join(lines))
-
-
-#: first key components of ReXNet state_dicts: timm/our layout (stem, features, head), official (features, output)
-_ROOTS = ('stem', 'features', 'head', 'output')
-
-
-def common_prefix_hint(keys: Iterable[str]) -> Optional[str]:
-    """The prefix (such as ``'backbone.'``) in front of the ReXNet keys of a checkpoint, None if there is none.
-
-    A detector/segmentor checkpoint holds the backbone under ``backbone.`` next to ``neck.``/``*_head.``
-    keys; the prefix shared by the keys that contain a ReXNet layout (``stem.``, ``features.``, ``head.``,
-    ``output.``) is returned when every such key has one.
-    """
-    prefixes: Counter = Counter()
-    for key in keys:
-        parts = key.split('.')
-        for i, part in enumerate(parts[:-1]):
-            if part in _ROOTS:
-                prefixes['.'.join(parts[:i]) + '.' if i else ''] += 1
-                break
-    if not prefixes or '' in prefixes:
-        return None
-    return prefixes.most_common(1)[0][0]
-
-
-def _prefix_advice(keys: Iterable[str]) -> Optional[str]:
-    prefix = common_prefix_hint(keys)
-    if prefix is None:
-        return None
-    return (f"the ReXNet keys start with {prefix!r} (a detector/segmentor or wrapped checkpoint); "
-            f"strip it, e.g. prefix={prefix!r} in init_cfg=dict(type='Pretrained', checkpoint=..., "
-            f"prefix={prefix!r}) or {{k[len({prefix!r}):]: v for k, v in sd.items() if k.startswith({prefix!r})}}")
-
-
-def unwrap_state_dict(obj: object) -> StateDict:
-    """Return the tensors of a raw state_dict, or of one wrapped under ``state_dict``/``model``,
-    with any DataParallel/DDP ``module.`` prefix removed."""
-    for _ in range(3):
-        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            for key in ('state_dict', 'model', 'model_state', 'module'):
-                if isinstance(obj.get(key), Mapping):
-                    obj = obj[key]
-                    break
-            else:
-                break
-    if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointMismatchError('not a ReXNet checkpoint: expected a state_dict of tensors '
-                                      '(raw, or under "state_dict"/"model")')
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd:
-        raise CheckpointMismatchError('not a ReXNet checkpoint: the file holds no tensors')
-    if all(k.startswith('module.') for k in sd):
-        sd = {k[len('module.'):]: v for k, v in sd.items()}
-    return sd
-
 
 def is_official_layout(sd: Mapping[str, torch.Tensor]) -> bool:
     """True for the clovaai layout (``features.N.out.M`` blocks and an ``output`` head)."""
@@ -152,22 +70,6 @@ def official_key_map(model: nn.Module) -> Dict[str, str]:
     else:  # v1: output = [dropout, conv]
         mapping['head.fc.weight'], mapping['head.fc.bias'] = 'output.1.weight', 'output.1.bias'
     return mapping
-
-
-def check_state_dict(what: str, got: Mapping[str, torch.Tensor],
-                     expected_shapes: Mapping[str, Tuple[int, ...]]) -> None:
-    """Raise ``CheckpointMismatchError`` (headed ``what``) unless ``got`` has exactly the keys of
-    ``expected_shapes`` with those shapes; the error lists missing, unexpected and mismatched keys, and
-    names the likely cause when the keys carry a prefix such as ``backbone.``."""
-    missing = [k for k in expected_shapes if k not in got]
-    unexpected = [k for k in got if k not in expected_shapes]
-    mismatched = [(k, tuple(got[k].shape), tuple(s)) for k, s in expected_shapes.items()
-                  if k in got and tuple(got[k].shape) != tuple(s)]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(what, missing, unexpected, mismatched)
-
-
-_compare = check_state_dict  # old private name
 
 
 def _is_classifier(key: str) -> bool:
@@ -284,8 +186,9 @@ def convert_checkpoint_file(src: str, dst: str, arch: Optional[str] = None, trus
 
     import timm
 
-    from .checkpoint import safe_load, save_state_dict
-    sd = unwrap_state_dict(safe_load(src, trusted=trusted))
+    from .checkpoint import save_state_dict
+    from .weights import load_weights, read_checkpoint
+    sd = read_checkpoint(src, trusted=trusted)
     arch = arch or detect_arch(sd)
     known = timm.list_models('rexnet*')
     if arch not in known:
@@ -293,7 +196,7 @@ def convert_checkpoint_file(src: str, dst: str, arch: Optional[str] = None, trus
     model = timm.create_model(arch, num_classes=num_classes_of(sd))
     out = to_timm_state_dict(sd, model)
     if verify:
-        model.load_state_dict(out, strict=True)
+        load_weights(model, out, strict=True)
     if os.path.isdir(dst):
         dst = os.path.join(dst, os.path.basename(src))
     folder = os.path.dirname(os.path.abspath(dst))

@@ -6,7 +6,6 @@ come from the timm model (``RexNet`` or our ``RexNetLite``): this module adds mm
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import timm
@@ -17,16 +16,11 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule, initialize
 from mmengine.registry import MODELS
 
-from ..checkpoint import safe_load
 from ..archs import REXNET_ARCHS
-from ..convert import (CheckpointMismatchError, check_state_dict, common_prefix_hint, is_official_layout,
-                       to_timm_state_dict, unwrap_state_dict)
+from ..convert import to_timm_state_dict
+from ..weights import LoadedWeights, load_weights
 
 __all__ = ['ReXNet']
-
-#: names ending like this are files, never hub tags
-_FILE_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.ckpt', '.pkl')
-_HUB_PREFIXES = ('timm/', 'timm:', 'hf-hub:')
 
 
 class _BatchOneSafeBN(nn.BatchNorm2d):
@@ -235,39 +229,27 @@ class ReXNet(BaseModule):
         self.load_pretrained(pretrained['checkpoint'], prefix=pretrained.get('prefix'))
         self._is_init = True
 
-    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> None:
-        """Load ImageNet weights (hub tag, timm-format file or official file) and verify them.
+    def load_pretrained(self, checkpoint: str, prefix: Optional[str] = None) -> LoadedWeights:
+        """Load ImageNet weights (hub tag, timm-format file or official file, or a detector/segmentor
+        checkpoint with ``prefix``) through :func:`rexnet_backbones.weights.load_weights` and verify them.
 
         Raises ``CheckpointMismatchError`` unless every backbone tensor is in the checkpoint with the
-        backbone's shape.
+        backbone's shape (keys the backbone does not have, e.g. the classifier, are ignored).
         """
-        state_dict = _read_checkpoint(checkpoint)
-        own = {k: tuple(v.shape) for k, v in self.state_dict().items()}
-        hint = ''
-        if prefix:
-            prefix = prefix if prefix.endswith('.') else prefix + '.'
-            selected = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-            if not selected:
-                found = _prefix_hint(state_dict, own)
-                raise CheckpointMismatchError(f'{checkpoint}: no key starts with prefix {prefix!r}'
-                                              + (f'; {found}' if found else ''))
-            state_dict = selected
-        else:
-            hint = _prefix_hint(state_dict, own)
-        try:
-            if _needs_head(state_dict):  # official or full timm checkpoint: convert with the full layout
-                with torch.device('meta'):
-                    reference = timm.create_model(self.arch, num_classes=1000, **self._timm_kwargs)
-                state_dict = to_timm_state_dict(state_dict, reference)
-            body = {k: v for k, v in state_dict.items() if k in own}
-            check_state_dict(f'{checkpoint} does not fit ReXNet(arch={self.arch!r}): '
-                             'not every backbone weight would load', body, own)
-        except CheckpointMismatchError as e:
-            if not hint:
-                raise
-            raise _with_hint(e, hint) from None
-        self.load_state_dict(body, strict=True)
-        print_log(f'ReXNet: loaded {len(body)} tensors from {checkpoint}', logger='current')
+        loaded = load_weights(self, checkpoint, prefix=prefix, strict=True)
+        print_log(f'ReXNet: loaded {len(loaded.loaded)} tensors from {checkpoint}', logger='current')
+        return loaded
+
+    def adapt_state_dict(self, state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """This backbone's tensors of a ReXNet checkpoint (called by ``load_weights``): official files and
+        checkpoints with a classifier are converted and checked against the full timm model of this
+        ``arch``; the keys the backbone does not have (classifier, pruned blocks) are dropped."""
+        if _needs_head(state_dict):
+            with torch.device('meta'):
+                reference = timm.create_model(self.arch, num_classes=1000, **self._timm_kwargs)
+            state_dict = to_timm_state_dict(state_dict, reference)
+        own = self.state_dict()
+        return {k: v for k, v in state_dict.items() if k in own}
 
 
 def _split_init_cfg(init_cfg: Any) -> Tuple[Optional[Dict[str, Any]], List[Dict[str, Any]]]:
@@ -285,89 +267,3 @@ def _split_init_cfg(init_cfg: Any) -> Tuple[Optional[Dict[str, Any]], List[Dict[
 def _needs_head(sd: Dict[str, torch.Tensor]) -> bool:
     """Official files (and checkpoints with a classifier) are converted through the full timm model."""
     return any('.out.' in k for k in sd) or any(k.startswith('head.') for k in sd)
-
-
-def _prefix_hint(sd: Dict[str, torch.Tensor], own: Dict[str, Any]) -> str:
-    """A suggestion such as ``prefix='backbone.'`` when the backbone's keys are in ``sd`` under a
-    prefix (a detector or segmentor checkpoint), else ''."""
-    if any(k in own for k in sd) or is_official_layout(sd):
-        return ''
-    best = common_prefix_hint(sd)
-    if not best:
-        return ''
-    return (f"its keys start with {best!r} (a detector or segmentor checkpoint?): add prefix={best!r} "
-            f"to the Pretrained init_cfg, e.g. init_cfg=dict(type='Pretrained', checkpoint=..., prefix={best!r})")
-
-
-def _with_hint(err: CheckpointMismatchError, hint: str) -> CheckpointMismatchError:
-    new = CheckpointMismatchError(f'{err}\n  hint: {hint}')
-    new.missing, new.unexpected, new.mismatched = err.missing, err.unexpected, err.mismatched
-    return new
-
-
-# ---------------------------------------------------------------------- reading checkpoints
-def _read_file(path: str) -> Dict[str, torch.Tensor]:
-    if path.endswith('.safetensors'):
-        from safetensors.torch import load_file
-        return load_file(path)
-    return unwrap_state_dict(safe_load(path))
-
-
-def _read_checkpoint(checkpoint: str) -> Dict[str, torch.Tensor]:
-    """The tensors of a local file (weights-only load) or of a timm hub tag."""
-    checkpoint = str(checkpoint)
-    path = os.path.expanduser(checkpoint)
-    if os.path.isfile(path):
-        return _read_file(path)
-    if checkpoint.startswith(('http://', 'https://')):
-        raise ValueError(f'pretrained checkpoint {checkpoint!r}: URLs are not downloaded; download the file and '
-                         'give its path, or give a timm hub tag such as timm/rexnet_100.nav_in1k')
-    name = _hub_model_name(checkpoint)
-    if name is None:
-        raise FileNotFoundError(
-            f'pretrained checkpoint file {checkpoint!r} does not exist (looked for {os.path.abspath(path)}): '
-            'give an existing file (timm-format or official clovaai .pth/.safetensors) or a timm hub tag such '
-            "as 'timm/rexnet_100.nav_in1k'")
-    return _read_hub_weights(name, checkpoint)
-
-
-def _hub_model_name(checkpoint: str) -> Optional[str]:
-    """timm model name (``'rexnet_100.nav_in1k'`` or ``'hf-hub:org/repo'``) of a hub tag; None for a
-    file name (a known file suffix, or a path separator without a hub prefix)."""
-    if checkpoint.lower().endswith(_FILE_SUFFIXES):
-        return None
-    if checkpoint.startswith('hf-hub:'):
-        repo = checkpoint[len('hf-hub:'):]
-        return repo[len('timm/'):] if repo.startswith('timm/') else checkpoint
-    if checkpoint.startswith(('timm/', 'timm:')):
-        return checkpoint[len('timm/'):]
-    if os.sep in checkpoint or (os.altsep and os.altsep in checkpoint) or '/' in checkpoint:
-        return None
-    return checkpoint if timm.is_model(checkpoint.split('.')[0]) else None
-
-
-def _read_hub_weights(name: str, checkpoint: str) -> Dict[str, torch.Tensor]:
-    local_file = ("Give a local file instead: init_cfg=dict(type='Pretrained', checkpoint='path/to/file.pth') "
-                  '(timm-format or official clovaai file; see README "Pretrained weights").')
-    if name.startswith('hf-hub:'):
-        repo_id = name[len('hf-hub:'):].split('@')[0]
-    else:
-        cfg = timm.models.get_pretrained_cfg(name)
-        if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
-            raise RuntimeError(f'timm has no downloadable weights for {checkpoint!r}. {local_file}')
-        repo_id = cfg.hf_hub_id
-    if repo_id:
-        from ..hub import resolve_hub_weights
-        try:
-            cached = resolve_hub_weights(repo_id)
-        except FileNotFoundError:
-            raise RuntimeError(f'the timm weights {checkpoint!r} are not in the Hugging Face cache and '
-                               f'HF_HUB_OFFLINE is set. {local_file}') from None
-        if cached is not None:  # read the cached file itself: no hub call at all
-            return _read_file(cached)
-    try:
-        model = timm.create_model(name, pretrained=True)
-    except Exception as e:  # offline, unknown tag, ...
-        raise RuntimeError(f'could not fetch the timm weights {checkpoint!r} ({type(e).__name__}: {e}). '
-                           f'Offline? {local_file}') from e
-    return model.state_dict()

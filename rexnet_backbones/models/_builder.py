@@ -12,6 +12,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg
 
 from ..hub import hub_offline, resolve_hub_weights
+from ..weights import WeightsNotFoundError, read_checkpoint
 
 
 def _pretrained_cfg(variant: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
@@ -26,34 +27,41 @@ def _pretrained_cfg(variant: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
     return {**cfg, **(kwargs.get('pretrained_cfg_overlay') or {})}
 
 
+def _with_state_dict(kwargs: Dict[str, Any], path: str) -> Dict[str, Any]:
+    """``kwargs`` whose pretrained cfg carries the tensors of ``path``, read by our weights loader."""
+    overlay = {**(kwargs.get('pretrained_cfg_overlay') or {}), 'state_dict': read_checkpoint(path), 'source': ''}
+    return {**kwargs, 'pretrained_cfg_overlay': overlay}
+
+
 def require_pretrained_source(variant: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """Check that ``pretrained=True`` has something to load; return the kwargs to build with.
 
     timm only warns and keeps the random init when a tag has no weights, raises a bare
     ``FileNotFoundError()`` for a missing file, and retries the hub for ~50 s when offline is set late;
-    for a backbone we refuse at once and say how to give a local file. Cached hub weights are passed to
-    timm as a local file when the hub is offline.
+    for a backbone we refuse at once and say how to give a local file. A local file (and cached hub
+    weights when the hub is offline) is read by :func:`rexnet_backbones.weights.read_checkpoint`
+    (weights-only, unwrapped) and handed to timm as a state_dict; timm downloads the rest.
     """
     cfg = _pretrained_cfg(variant, kwargs)
     if cfg.get('state_dict'):
         return kwargs
     if cfg.get('file') and cfg.get('source') != 'hf-hub':  # timm: the hub wins when it is the source
         path = os.path.expanduser(str(cfg['file']))
-        if not (os.path.isdir(path) if cfg.get('source') == 'local-dir' else os.path.isfile(path)):
-            raise FileNotFoundError(
+        if cfg.get('source') == 'local-dir':
+            if not os.path.isdir(path):
+                raise WeightsNotFoundError(errno.ENOENT, f'{variant}: pretrained weights folder not found', path)
+            return kwargs
+        if not os.path.isfile(path):
+            raise WeightsNotFoundError(
                 errno.ENOENT,
                 f'{variant}: pretrained weights file not found. Give an existing file: a timm-format '
                 'checkpoint (.pth/.safetensors) or an official clovaai file (converted on the fly; or convert '
                 'it once with python tools/convert_checkpoint.py SRC DST)', str(cfg['file']))
-        if path != cfg['file']:  # timm does not expand '~'
-            overlay = {**(kwargs.get('pretrained_cfg_overlay') or {}), 'file': path}
-            kwargs = {**kwargs, 'pretrained_cfg_overlay': overlay}
-        return kwargs
+        return _with_state_dict(kwargs, path)
     if cfg.get('hf_hub_id'):
         path = resolve_hub_weights(cfg['hf_hub_id'], filename=cfg.get('hf_hub_filename'))
         if path is not None and hub_offline():
-            overlay = {**(kwargs.get('pretrained_cfg_overlay') or {}), 'file': path, 'source': ''}
-            return {**kwargs, 'pretrained_cfg_overlay': overlay}
+            return _with_state_dict(kwargs, path)
         return kwargs
     if cfg.get('url'):
         return kwargs
@@ -83,7 +91,8 @@ def check_create_kwargs(variant: str, pretrained: bool, kwargs: Dict[str, Any]) 
 
 
 def filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str, torch.Tensor]:
-    """timm ``pretrained_filter_fn``: timm-format weights pass, official clovaai files are converted."""
+    """timm ``pretrained_filter_fn``: timm-format weights pass, official clovaai files are converted, both
+    checked against ``model`` (the weights loader's conversion and diff)."""
     from ..convert import to_timm_state_dict
     return to_timm_state_dict(state_dict, model)
 
@@ -91,12 +100,16 @@ def filter_fn(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[str
 def create(model_cls: Type[nn.Module], variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """``build_model_with_cfg`` with our checks, official-file conversion and timm's feature wrapper."""
     kwargs = check_create_kwargs(variant, pretrained, kwargs)
-    return build_model_with_cfg(
+    model = build_model_with_cfg(
         model_cls, variant, pretrained,
         pretrained_filter_fn=filter_fn,
         feature_cfg=dict(flatten_sequential=True),
         **kwargs,
     )
+    for cfg in (getattr(model, 'pretrained_cfg', None), getattr(model, 'default_cfg', None)):
+        if isinstance(cfg, dict):
+            cfg.pop('state_dict', None)  # loaded; the model need not keep a second copy of its weights
+    return model
 
 
 def default_cfg(**kwargs: Any) -> Dict[str, Any]:
