@@ -22,6 +22,7 @@ from typing import Callable, Optional, Sequence, Tuple, Type
 from .checkpoint import CheckpointLoadError
 from .convert import CheckpointMismatchError
 from .data.checks import AnnotationFileError, DatasetMismatchError, DatasetNotFoundError
+from .weights import WeightsNotFoundError
 
 __all__ = ['ToolError', 'InputNotFoundError', 'InvalidInputError', 'OutputExistsError', 'USER_ERRORS', 'EXIT_USER_ERROR',
            'DEBUG_ENV', 'run_cli', 'debug_requested', 'add_debug_arg', 'add_threads_arg', 'set_threads']
@@ -49,8 +50,8 @@ class OutputExistsError(ToolError, FileExistsError):
 
 #: errors that come with a message meant for the user; the tools print it without a traceback
 USER_ERRORS: Tuple[Type[BaseException], ...] = (
-    ToolError, CheckpointMismatchError, CheckpointLoadError, DatasetNotFoundError, AnnotationFileError,
-    DatasetMismatchError)
+    ToolError, CheckpointMismatchError, CheckpointLoadError, WeightsNotFoundError, DatasetNotFoundError,
+    AnnotationFileError, DatasetMismatchError)
 
 
 def debug_requested(debug: bool = False) -> bool:

@@ -238,6 +238,15 @@ def test_test_refuses_an_onnx_file_of_another_model(data_root, tmp_path):
     assert 'export this one: python tools/export.py' in proc.stderr and 'Traceback' not in proc.stderr
 
 
+def test_export_refuses_a_checkpoint_of_another_model(data_root, checkpoints, tmp_path):
+    """Not torch's raw ``size mismatch``: the keys that differ, in one error."""
+    proc = run_tool('export.py', [DET_CONFIG, tmp_path / 'x.onnx', '--checkpoint', checkpoints['other']],
+                    data_root, tmp_path)
+    _assert_one_error_line(proc, 'other_retinanet.pth does not fit')
+    assert 'shape mismatches' in proc.stderr and 'Traceback' not in proc.stderr
+    assert 'size mismatch for' not in proc.stderr and not (tmp_path / 'x.onnx').exists()
+
+
 def test_test_runs_the_export_of_its_config_in_openvino(data_root, tmp_path):
     """The counterpart: the check accepts this config's own export, and --backend openvino (which
     docs/deploy.md offers) evaluates it with the config's metric."""

@@ -108,14 +108,9 @@ def _load_config_model(config: str, checkpoint: Optional[str]) -> Tuple[nn.Modul
         importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
         init_default_scope(scope)
     model = MODELS.build(cfg.model)
-    if checkpoint is not None:
-        from ..checkpoint import safe_load
-        from ..convert import check_state_dict, unwrap_state_dict
-        state_dict = unwrap_state_dict(safe_load(checkpoint))
-        check_state_dict(f'checkpoint {checkpoint} does not fit the model of {config} (another config, width or '
-                         'number of classes?): give the checkpoint trained with this config', state_dict,
-                         {k: tuple(v.shape) for k, v in model.state_dict().items()})
-        model.load_state_dict(state_dict, strict=True)
+    if checkpoint is not None:  # every key must fit, else CheckpointMismatchError names them
+        from ..weights import load_weights
+        load_weights(model, checkpoint, strict=True)
     return TensorMode(model).eval(), cfg
 
 

@@ -1,8 +1,9 @@
 """Early checks of the weights a run would load, before the Runner dumps the config and builds models.
 
 * :func:`check_pretrained_weights` -- every ``init_cfg=dict(type='Pretrained', checkpoint=...)`` of
-  the model: a local file must exist; a timm hub tag must be in the Hugging Face cache, or the hub
-  must be reachable (one quick request, instead of timm's minute of retries).
+  the model (:func:`rexnet_backbones.weights.check_weights_readable`): a local file must exist; a timm
+  hub tag must be in the Hugging Face cache, or the hub must be reachable (one quick request, instead
+  of timm's minute of retries).
 * :func:`check_onnx_model` -- ``tools/test.py --backend onnxruntime|openvino``: the file is an ONNX
   model written by ``tools/export.py`` for this config's model (same outputs, same channels).
 
@@ -56,42 +57,40 @@ def _ways_out(key: str) -> str:
             f'--cfg-options {key}=None')
 
 
-def _check_hub_tag(key: str, checkpoint: str, name: str) -> None:
-    from ..hub import hub_id_of, resolve_hub_weights
-    try:
-        repo = hub_id_of(name)
-        cached = resolve_hub_weights(repo)
-    except ValueError as e:
-        raise InvalidInputError(f'{key}: {e}') from None
-    except FileNotFoundError:
-        raise InputNotFoundError(
-            f'{key}: the timm weights {checkpoint!r} are not in the Hugging Face cache and the hub is offline '
-            f'(HF_HUB_OFFLINE=1). {_ways_out(key)}; or download them once while online.') from None
-    if cached is None and not hub_reachable():
-        from huggingface_hub import constants
-        raise InputNotFoundError(
-            f'{key}: the timm weights {checkpoint!r} are not in the Hugging Face cache and {constants.ENDPOINT} '
-            f'cannot be reached (offline?). {_ways_out(key)}; or download them once while online.')
-
-
 def check_pretrained_weights(model_cfg: Any) -> List[str]:
     """Fail fast on a ``Pretrained`` init_cfg whose weights cannot be loaded; returns the checked keys.
 
-    URLs (``torchvision://``, ``open-mmlab://``, ``https://``) are left to mmengine.
+    :func:`rexnet_backbones.weights.check_weights_readable` checks files and the hub cache; a hub tag
+    that is not cached (and not offline) costs one quick request to the hub. URLs with a scheme
+    (``torchvision://``, ``open-mmlab://``) are left to mmengine.
     """
-    from ..mm.backbone import _hub_model_name
+    from ..weights import WeightsNotFoundError, check_weights_readable, is_hub_tag
     checked = []
     for key, checkpoint in pretrained_entries(model_cfg):
-        path = osp.expanduser(checkpoint)
-        if '://' in checkpoint or osp.isfile(path):
+        if '://' in checkpoint:
             continue
-        name = _hub_model_name(checkpoint)
-        if name is None:
+        hub = is_hub_tag(checkpoint)
+        try:
+            found = check_weights_readable(checkpoint)
+        except WeightsNotFoundError as e:
+            if hub and 'Hugging Face cache' in str(e):
+                raise InputNotFoundError(
+                    f'{key}: the timm weights {checkpoint!r} are not in the Hugging Face cache and the hub is offline '
+                    f'(HF_HUB_OFFLINE=1). {_ways_out(key)}; or download them once while online.') from None
+            if hub:
+                raise InputNotFoundError(f'{key}: {e}. {_ways_out(key)}.') from None
+            lite = ' (the lite configs read the official release file or its conversion: python ' \
+                f'tools/convert_checkpoint.py rexnet_lite_1.0.pth {checkpoint})' if 'rexnet_lite' in checkpoint else ''
             raise InputNotFoundError(
-                f'{key}: the pretrained weights file {checkpoint} does not exist (looked for {osp.abspath(path)}). '
-                'Put it there (the lite configs read the official release file or its conversion: python '
-                f'tools/convert_checkpoint.py rexnet_lite_1.0.pth {checkpoint}). {_ways_out(key)}.')
-        _check_hub_tag(key, checkpoint, name)
+                f'{key}: the pretrained weights file {checkpoint} does not exist (looked for '
+                f'{osp.abspath(osp.expanduser(checkpoint))}). Put it there{lite}. {_ways_out(key)}.') from e
+        except ValueError as e:
+            raise InvalidInputError(f'{key}: {e}') from None
+        if hub and found == checkpoint and not hub_reachable():  # not cached: timm would download it
+            from huggingface_hub import constants
+            raise InputNotFoundError(
+                f'{key}: the timm weights {checkpoint!r} are not in the Hugging Face cache and {constants.ENDPOINT} '
+                f'cannot be reached (offline?). {_ways_out(key)}; or download them once while online.')
         checked.append(key)
     return checked
 
