@@ -184,7 +184,7 @@ BAD_INPUTS = [
     ('export-unknown-model', 'export.py', ['rexnet_nope', 'x.onnx'], {}, "unknown model 'rexnet_nope'"),
     ('benchmark-unknown-model', 'benchmark.py', ['rexnet_nope', '--runs', '0'], {}, "unknown model 'rexnet_nope'"),
     ('convert-missing-file', 'convert_checkpoint.py', ['nope.pth', 'out.pth'], {},
-     "checkpoint file not found: 'nope.pth'"),
+     "checkpoint file 'nope.pth' does not exist"),
     ('rank-unknown-model', 'rank_analysis.py', ['rexnet_nope', '--out-dir', 'r'], {}, "unknown model 'rexnet_nope'"),
     ('rank-missing-images', 'rank_analysis.py', ['rexnet_100', '--images', 'nofolder', '--out-dir', 'r'], {},
      'no such folder, so no images'),
