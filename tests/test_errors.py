@@ -270,25 +270,40 @@ def test_threads_must_be_positive(data_root, tmp_path):
 
 # the docs name only flags the tools accept ------------------------------------------------------
 _TOOL_RE = re.compile(r'tools/(\w+)\.py')
-_FLAG_RE = re.compile(r'(?<![\w-])--[a-z][a-z0-9-]*')
+_FLAG_RE = re.compile(r'(?<![\w-])--[a-z][a-z0-9_-]*')
+
+
+def _flags_after_tools(text):
+    """``(tool, flag)`` for every ``--flag`` that follows a ``tools/X.py`` in ``text`` (the last one before it)."""
+    tokens = sorted([(m.start(), 'tool', m.group(1)) for m in _TOOL_RE.finditer(text)]
+                    + [(m.start(), 'flag', m.group(0)) for m in _FLAG_RE.finditer(text)])
+    tool = None
+    for _, kind, value in tokens:
+        if kind == 'tool':
+            tool = value
+        elif tool is not None:
+            yield tool, value
 
 
 def _documented_flags():
-    """{tool: {flag: first place}} of every ``--flag`` written after ``tools/X.py`` in the docs (on one
-    line, or a command continued with a backslash)."""
+    """{tool: {flag: place}} of the flags the docs give a tool: in a command of a code block (a line, or
+    one continued with a backslash), in an inline code span that names the tool, or in the tool's row of
+    a table."""
     found = {}
     for doc in ['README.md'] + sorted(f'docs/{n}' for n in os.listdir(_repo('docs')) if n.endswith('.md')):
         with open(_repo(doc), encoding='utf-8') as f:
-            text = f.read().replace('\\\n', ' ')
-        for number, line in enumerate(text.splitlines(), 1):
-            tokens = sorted([(m.start(), 'tool', m.group(1)) for m in _TOOL_RE.finditer(line)]
-                            + [(m.start(), 'flag', m.group(0)) for m in _FLAG_RE.finditer(line)])
-            tool = None
-            for _, kind, value in tokens:
-                if kind == 'tool':
-                    tool = value
-                elif tool is not None:
-                    found.setdefault(tool, {}).setdefault(value, f'{doc}:{number}')
+            lines = f.read().replace('\\\n', ' ').splitlines()
+        fenced = False
+        for number, line in enumerate(lines, 1):
+            if line.lstrip().startswith('```'):
+                fenced = not fenced
+                continue
+            if fenced or re.match(r'\|\s*`tools/\w+\.py`', line):
+                pairs = _flags_after_tools(line)
+            else:
+                pairs = [p for span in re.findall(r'`([^`]*)`', line) for p in _flags_after_tools(span)]
+            for tool, flag in pairs:
+                found.setdefault(tool, {}).setdefault(flag, f'{doc}:~{number}')
     return found
 
 
@@ -302,16 +317,27 @@ def _help(tool, data_root, tmp_path):
     return text
 
 
-def test_docs_name_only_flags_the_tools_accept(data_root, tmp_path):
-    documented = _documented_flags()
-    assert {'train', 'test', 'export', 'benchmark', 'rank_analysis', 'rank_study'} <= set(documented)
+def _tools_table():
+    """{tool: the flags of its row in the README's Tools table}."""
+    with open(_repo('README.md'), encoding='utf-8') as f:
+        rows = [line for line in f if re.match(r'\|\s*`tools/\w+\.py`', line)]
+    return {_TOOL_RE.search(row).group(1): set(_FLAG_RE.findall(row)) for row in rows}
+
+
+def test_docs_and_tools_agree_on_every_flag(data_root, tmp_path):
+    """Every flag the docs give a tool is one it accepts; every flag it accepts is in its Tools-table row."""
+    documented, table = _documented_flags(), _tools_table()
+    tools = sorted(f[:-3] for f in os.listdir(TOOLS) if f.endswith('.py'))
+    assert set(tools) <= set(table), 'tools missing from the README Tools table'
     wrong = []
-    for tool, flags in sorted(documented.items()):
-        if not os.path.isfile(os.path.join(TOOLS, f'{tool}.py')):
-            continue
-        accepted = set(_FLAG_RE.findall(_help(tool, data_root, tmp_path)))
-        wrong += [f'{where}: tools/{tool}.py {flag}' for flag, where in flags.items() if flag not in accepted]
-    assert not wrong, 'documented flags the tools reject:\n' + '\n'.join(wrong)
+    for tool in tools:
+        text = _help(tool, data_root, tmp_path)
+        accepted = set(_FLAG_RE.findall(text))
+        options = set(re.findall(r'^\s+(--[a-z][a-z0-9_-]*)', text, re.M)) - {'--help', '--local_rank'}
+        wrong += [f'{where}: tools/{tool}.py {flag} is not accepted'
+                  for flag, where in documented.get(tool, {}).items() if flag not in accepted]
+        wrong += [f'README.md Tools table: tools/{tool}.py lacks {flag}' for flag in sorted(options - table[tool])]
+    assert not wrong, '\n'.join(wrong)
 
 
 def test_docs_write_to_work_dirs_not_over_tracked_files():
