@@ -1,5 +1,21 @@
 """rexnet_backbones: ReXNet (v1 and lite) as timm models and as an OpenMMLab backbone."""
+import os
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+CONFIGS_LINK = os.path.join('rexnet_backbones', '.mim', 'configs')
+CONFIG_FILES = ['**/*.py']
+
+
+class BuildPyWithConfigs(build_py):
+    """Refuse to build without the configs (a checkout whose symlink became a plain file)."""
+
+    def run(self) -> None:
+        if not os.path.isfile(os.path.join(CONFIGS_LINK, 'det', 'retinanet_rexnet.py')):
+            raise SystemExit(f'{CONFIGS_LINK} must be a symlink to ../../configs (git clone with '
+                             'core.symlinks=true), or a copy of configs/')
+        super().run()
 
 # Exact pins shown to work together on Python 3.11 (see README, "Set-up").
 TORCH = ['torch==2.14.1', 'torchvision==0.29.1']
@@ -31,6 +47,11 @@ setup(
     license='MIT',
     python_requires='>=3.10',
     packages=find_packages(include=['rexnet_backbones', 'rexnet_backbones.*']),
+    # The configs, where OpenMMLab packages keep theirs (<package>/.mim/configs). In the checkout
+    # rexnet_backbones/.mim/configs is a symlink to configs/: an editable install uses the checkout's
+    # files, a wheel (or sdist) gets a copy. rexnet_backbones.config_file() finds them in both.
+    package_data={'rexnet_backbones': [f'.mim/configs/{pattern}' for pattern in CONFIG_FILES]},
+    cmdclass={'build_py': BuildPyWithConfigs},
     install_requires=CORE,
     extras_require={'mm': MM, 'dev': DEV, 'deploy': DEPLOY, 'all': MM + DEV + DEPLOY},
 )

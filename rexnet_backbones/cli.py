@@ -20,6 +20,7 @@ import traceback
 from typing import Callable, Optional, Sequence, Tuple, Type
 
 from .checkpoint import CheckpointLoadError
+from .config_files import ConfigNotFoundError
 from .convert import CheckpointMismatchError
 from .data.checks import AnnotationFileError, DatasetMismatchError, DatasetNotFoundError
 from .weights import WeightsNotFoundError
@@ -50,8 +51,8 @@ class OutputExistsError(ToolError, FileExistsError):
 
 #: errors that come with a message meant for the user; the tools print it without a traceback
 USER_ERRORS: Tuple[Type[BaseException], ...] = (
-    ToolError, CheckpointMismatchError, CheckpointLoadError, WeightsNotFoundError, DatasetNotFoundError,
-    AnnotationFileError, DatasetMismatchError)
+    ToolError, ConfigNotFoundError, CheckpointMismatchError, CheckpointLoadError, WeightsNotFoundError,
+    DatasetNotFoundError, AnnotationFileError, DatasetMismatchError)
 
 
 def debug_requested(debug: bool = False) -> bool:

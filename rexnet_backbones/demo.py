@@ -1,5 +1,9 @@
 """The main job (`make demo`, ``tools/demo.py``): RetinaNet-ReXNet-1.0x on embedded synthetic COCO data.
 
+Paths are relative to the current directory (``data/synthetic``, ``work_dirs/demo`` by default); the
+config is the installed ``det/retinanet_rexnet_synthetic.py`` (:func:`~rexnet_backbones.config_file`), so
+the demo runs from a wheel install outside any checkout too.
+
 1. generates the synthetic data once (data/synthetic/coco);
 2. evaluates the untrained model (the baseline) with the real COCO metric;
 3. trains with :func:`rexnet_backbones.engine.train` on CPU (a few minutes);
@@ -15,14 +19,17 @@ import sys
 import time
 from types import SimpleNamespace
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # the repository (configs/ lives there)
-CONFIG = osp.join(ROOT, 'configs/det/retinanet_rexnet_synthetic.py')
+from .config_files import config_file
+from .data.synthetic import DEFAULT_DATA_ROOT
+
+DEMO_CONFIG = 'det/retinanet_rexnet_synthetic.py'  # short name, see rexnet_backbones.config_files
+DEFAULT_WORK_DIR = osp.join('work_dirs', 'demo')
 METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
 
 
 def _cfg(args, **overrides):
     from mmengine.config import Config
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(config_file(DEMO_CONFIG))
     cfg.work_dir = args.work_dir
     cfg.merge_from_dict(overrides)
     cfg.test_dataloader.num_workers = 0
@@ -85,9 +92,8 @@ def draw_predictions(args, checkpoint: str, out_png: str, num: int = 8, score_th
     plt.close(fig)
 
 
-def run_demo(data_root: str = osp.join(ROOT, 'data/synthetic'), work_dir: str = osp.join(ROOT, 'work_dirs/demo'),
-             epochs: int | None = None, num_train: int = 256, num_val: int = 48, retrain: bool = False,
-             threads: int = 2) -> int:
+def run_demo(data_root: str = DEFAULT_DATA_ROOT, work_dir: str = DEFAULT_WORK_DIR, epochs: int | None = None,
+             num_train: int = 256, num_val: int = 48, retrain: bool = False, threads: int = 2) -> int:
     """Run the demo; returns 0 when the trained model beats the untrained one.
 
     ``threads`` fixes torch's CPU threads, so a rerun on the same machine gives the same numbers.
@@ -116,7 +122,8 @@ def run_demo(data_root: str = osp.join(ROOT, 'data/synthetic'), work_dir: str = 
         print(f'[demo] 3/4 training {epochs} epochs on CPU (log: {args.work_dir})', flush=True)
         from .engine import train
         resume = 'auto' if osp.isfile(osp.join(args.work_dir, 'last_checkpoint')) and not args.retrain else None
-        train(CONFIG, work_dir=args.work_dir, resume=resume,  # an interrupted demo continues where it stopped
+        # an interrupted demo continues where it stopped
+        train(config_file(DEMO_CONFIG), work_dir=args.work_dir, resume=resume,
               cfg_options={'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
                            'default_hooks.checkpoint.interval': min(4, epochs)})
     else:

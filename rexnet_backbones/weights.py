@@ -109,7 +109,8 @@ def common_prefix_hint(keys: Iterable[str]) -> Optional[str]:
     return prefixes.most_common(1)[0][0]
 
 
-def _prefix_advice(keys: Iterable[str], prefix: Optional[str] = None, subject: str = 'the ReXNet keys') -> Optional[str]:
+def _prefix_advice(keys: Iterable[str], prefix: Optional[str] = None,
+                   subject: str = 'the ReXNet keys') -> Optional[str]:
     prefix = prefix or common_prefix_hint(keys)
     if prefix is None:
         return None
@@ -327,17 +328,18 @@ def _name(model: nn.Module) -> str:
 
 
 def load_weights(model: nn.Module, checkpoint: Checkpoint, *, prefix: Optional[str] = None, strict: bool = True,
-                 trusted: Optional[bool] = None) -> LoadedWeights:
+                 trusted: Optional[bool] = None, name: Optional[str] = None) -> LoadedWeights:
     """Load ``checkpoint`` (file, hub tag or state_dict; see the module docstring) into ``model``.
 
     ``prefix`` selects a sub-model (``'backbone.'`` of a detector checkpoint). The tensors are put into
     the model's layout (:func:`to_model_layout`: official files converted) and compared with the model
     (:func:`check_state_dict`): with ``strict`` every key must match, otherwise only the shapes of the
-    common keys. ``trusted`` is passed to ``safe_load`` (None: ``REXNET_TRUST_CHECKPOINTS``).
+    common keys. ``trusted`` is passed to ``safe_load`` (None: ``REXNET_TRUST_CHECKPOINTS``); ``name``
+    is how messages name the checkpoint (default: the file or tag; useful for an already read state_dict).
     Raises :class:`WeightsNotFoundError`, ``RuntimeError`` (unreadable or unsafe file) or
     :class:`CheckpointMismatchError` naming the keys and the likely cause.
     """
-    label = 'state_dict' if isinstance(checkpoint, Mapping) else str(checkpoint)
+    label = name or ('state_dict' if isinstance(checkpoint, Mapping) else str(checkpoint))
     raw = read_checkpoint(checkpoint, trusted=trusted)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     sd = select_prefix(raw, prefix, label, own)

@@ -9,17 +9,18 @@ minutes), evaluates again and draws predictions; see :mod:`rexnet_backbones.demo
 from __future__ import annotations
 
 import argparse
-import os.path as osp
 import sys
 
 from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli
-from rexnet_backbones.demo import ROOT, run_demo
+from rexnet_backbones.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, run_demo
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--data-root', default=osp.join(ROOT, 'data/synthetic'), help='synthetic data folder')
-    p.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs/demo'), help='logs, checkpoints, pictures')
+    p.add_argument('--data-root', default=DEFAULT_DATA_ROOT, help='synthetic data folder (default: %(default)s, '
+                   'relative to the current directory)')
+    p.add_argument('--work-dir', default=DEFAULT_WORK_DIR, help='logs, checkpoints, pictures (default: '
+                   '%(default)s)')
     p.add_argument('--epochs', type=int, default=None, help='override the number of epochs (default: config, 12)')
     p.add_argument('--num-train', type=int, default=256)
     p.add_argument('--num-val', type=int, default=48)

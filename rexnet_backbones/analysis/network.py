@@ -1,9 +1,9 @@
 """Rank along a network: every block's output (and expand layers inside blocks), by forward hooks.
 
 A model is a timm name (built with ``pretrained=False``) or an mmdet/mmseg config, whose
-``model.backbone`` is built with mmengine's ``MODELS`` registry under the config's ``default_scope``
-with every ``Pretrained`` ``init_cfg`` removed (so nothing is downloaded) unless a checkpoint is
-given. Models run in eval mode; at random initialisation their BatchNorms use batch statistics
+``model.backbone`` is built by :func:`rexnet_backbones.sources.build_source` (every ``Pretrained``
+``init_cfg`` removed, so nothing is downloaded; a checkpoint is loaded by the weights loader).
+Models run in eval mode; at random initialisation their BatchNorms use batch statistics
 (:func:`batch_norm_stats`), since the stored ones (mean 0, variance 1) make them identities.
 
 Which layers are collected:
@@ -43,103 +43,18 @@ _NORM_ACT_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, n
                    nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Identity)
 
 
-def _is_config(spec: str) -> bool:
-    return spec.endswith('.py') or '::' in spec
-
-
-def resolve_config(spec: str) -> str:
-    """Path of a config file or of ``package::relative/path.py`` (mmengine's notation)."""
-    if '::' not in spec:
-        if not os.path.isfile(spec):
-            raise InputNotFoundError(f'config file not found: {spec}')
-        return spec
-    import importlib.util
-    package, rel = spec.split('::', 1)
-    found = importlib.util.find_spec(package)
-    for root in (found.submodule_search_locations or []) if found else []:
-        for sub in (os.path.join('.mim', 'configs'), os.path.join('..', 'configs')):
-            path = os.path.normpath(os.path.join(root, sub, rel))
-            if os.path.isfile(path):
-                return path
-    raise InputNotFoundError(f'config {spec!r}: no {rel} in the configs of the installed package {package!r}')
-
-
-def _strip_pretrained(cfg: Any) -> Any:
-    """Drop every ``Pretrained`` init_cfg (and ``pretrained=``) in a (nested) config dict."""
-    if isinstance(cfg, dict):
-        out = {}
-        for k, v in cfg.items():
-            if k == 'pretrained':
-                continue
-            if k == 'init_cfg':
-                items = v if isinstance(v, list) else [v]
-                kept = [i for i in items if not (isinstance(i, dict) and i.get('type') == 'Pretrained')]
-                if not kept:
-                    continue
-                v = kept if isinstance(v, list) else kept[0]
-            out[k] = _strip_pretrained(v)
-        return out
-    if isinstance(cfg, list):
-        return [_strip_pretrained(v) for v in cfg]
-    return cfg
-
-
 def build_model(spec: str, checkpoint: Optional[str] = None, checkpoint_prefix: Optional[str] = None,
                 seed: int = 0) -> Tuple[nn.Module, str]:
-    """Build a timm model by name or a config's backbone; returns ``(model in eval mode, label)``.
+    """A timm model by name or a config's backbone, through :func:`rexnet_backbones.sources.build_source`;
+    returns ``(model in eval mode, label)``.
 
-    With ``checkpoint``, a timm model loads it as a state dict (``state_dict``/``model`` wrappers
-    unwrapped) and a config backbone gets ``init_cfg=dict(type='Pretrained', checkpoint=...,
-    prefix=checkpoint_prefix)`` (``checkpoint_prefix='backbone.'`` for a whole detector checkpoint).
+    ``checkpoint``: any format the weights loader reads (timm-format or official file, hub tag, or a
+    detector/segmentor checkpoint with ``checkpoint_prefix='backbone.'``), loaded and verified.
     """
-    torch.manual_seed(seed)
-    if not _is_config(spec):
-        import timm
-
-        import rexnet_backbones  # noqa: F401  (registers our timm models)
-        model = timm.create_model(spec, pretrained=False)
-        if checkpoint:
-            from ..checkpoint import safe_load
-            sd = safe_load(checkpoint)
-            for key in ('state_dict', 'model'):
-                if isinstance(sd, dict) and isinstance(sd.get(key), dict):
-                    sd = sd[key]
-            if checkpoint_prefix:
-                sd = {k[len(checkpoint_prefix):]: v for k, v in sd.items() if k.startswith(checkpoint_prefix)}
-            model.load_state_dict(sd)
-        return model.eval(), spec
-
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, DefaultScope, init_default_scope
-    from mmengine.utils import import_modules_from_strings
-
-    cfg = Config.fromfile(resolve_config(spec))
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    scope = cfg.get('default_scope', 'mmengine')
-    backbone_cfg = _strip_pretrained(cfg.model.backbone.to_dict())
-    if checkpoint:
-        init = dict(type='Pretrained', checkpoint=checkpoint)
-        if checkpoint_prefix:
-            init['prefix'] = checkpoint_prefix.rstrip('.')
-        backbone_cfg['init_cfg'] = init
-    init_default_scope(scope)
-    with DefaultScope.overwrite_default_scope(scope):
-        model = MODELS.build(backbone_cfg)
-    if hasattr(model, 'init_weights'):
-        import logging
-
-        from mmengine.logging import MMLogger
-        logger = MMLogger.get_current_instance()
-        level = logger.level
-        logger.setLevel(logging.WARNING)  # init_weights logs every parameter at INFO
-        try:
-            model.init_weights()
-        finally:
-            logger.setLevel(level)
-    label = f"{os.path.splitext(os.path.basename(spec.split('::')[-1]))[0]} ({backbone_cfg['type']} backbone)"
-    model.eval()  # mmdet backbones' train() override returns None
-    return model, label
+    from ..sources import build_source, is_config_spec
+    src = build_source(spec, checkpoint, checkpoint_prefix=checkpoint_prefix, backbone_only=is_config_spec(spec),
+                       seed=seed)
+    return src.model, src.label
 
 
 def _num_convs(module: nn.Module) -> int:
@@ -455,19 +370,21 @@ def check_sources(specs: Sequence[str], checkpoints: Sequence[Optional[str]]) ->
     import timm
 
     import rexnet_backbones  # noqa: F401  (registers our timm models)
+    from ..config_files import is_config_spec, resolve_config
+    from ..weights import check_weights_readable
     if len(checkpoints) != len(specs):
         raise InvalidInputError(f'{len(checkpoints)} checkpoints for {len(specs)} models (one per model; '
                                 '"none" keeps one at random init)')
     for spec, ckpt in zip(specs, checkpoints):
-        if _is_config(spec):
-            resolve_config(spec)
+        if is_config_spec(spec):
+            resolve_config(spec)  # ConfigNotFoundError names what is there
         elif not timm.is_model(spec):
             import difflib
             close = difflib.get_close_matches(spec, timm.list_models(), n=3)
             raise InvalidInputError(f'unknown model {spec!r}: not a timm model name nor a config (.py or '
                                     f'package::path.py)' + (f'; did you mean {", ".join(close)}?' if close else ''))
-        if ckpt not in (None, 'none', '') and not os.path.isfile(ckpt):
-            raise InputNotFoundError(f'checkpoint not found: {ckpt} (for {spec})')
+        if ckpt not in (None, 'none', ''):
+            check_weights_readable(ckpt)
 
 
 def analyse_models(specs: Sequence[str], checkpoints: Optional[Sequence[Optional[str]]] = None,

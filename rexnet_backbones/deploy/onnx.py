@@ -22,7 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from ..cli import InputNotFoundError, InvalidInputError
+from ..cli import InvalidInputError
+from ..sources import build_source, default_input_size  # noqa: F401  (default_input_size: moved there)
 
 __all__ = [
     'DeployDependencyError', 'OnnxVerificationError', 'ExportResult', 'TensorMode', 'STRUCTURE_KEY',
@@ -71,93 +72,26 @@ class TensorMode(nn.Module):
         return self.model(x, None, mode='tensor')
 
 
-def _is_config(source: str) -> bool:
-    return source.endswith('.py') or os.sep in source or '/' in source
-
-
-def _load_timm(name: str, checkpoint: Optional[str], features_only: bool) -> nn.Module:
-    import timm
-
-    import rexnet_backbones  # noqa: F401  (registers the ReXNet-lite family)
-    if name not in timm.list_models():
-        rexnets = sorted(m for m in timm.list_models() if m.startswith('rexnet'))
-        raise InvalidInputError(f'unknown model {name!r}: not a timm model name nor a config file (.py). '
-                                f'ReXNet models: {", ".join(rexnets)}')
-    from ..checkpoint import safe_load
-    from ..convert import to_timm_state_dict
-    kwargs: Dict[str, Any] = dict(features_only=True) if features_only else {}
-    if checkpoint is not None:
-        # timm-format or official clovaai file, checked against the architecture (ValueError if it
-        # does not fit); timm loads it into the base model before wrapping features_only
-        with torch.device('meta'):
-            reference = timm.create_model(name)
-        state_dict = to_timm_state_dict(safe_load(checkpoint), reference)
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(state_dict=state_dict))
-    return timm.create_model(name, **kwargs).eval()
-
-
-def _load_config_model(config: str, checkpoint: Optional[str]) -> Tuple[nn.Module, Any]:
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
-
-    cfg = Config.fromfile(config)  # also imports cfg.custom_imports (rexnet_backbones)
-    from ..mm.checks import check_exportable
-    check_exportable(cfg.model, config)
-    scope = cfg.get('default_scope', None)
-    if scope:
-        importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
-        init_default_scope(scope)
-    model = MODELS.build(cfg.model)
-    if checkpoint is not None:  # every key must fit, else CheckpointMismatchError names them
-        from ..weights import load_weights
-        load_weights(model, checkpoint, strict=True)
-    return TensorMode(model).eval(), cfg
-
-
 def build_source_model(source: str, checkpoint: Optional[str] = None, features_only: bool = False,
-                       fuse_bn: bool = False) -> Tuple[nn.Module, Tuple[int, int]]:
+                       fuse_bn: bool = False, *, checkpoint_prefix: Optional[str] = None,
+                       trusted: Optional[bool] = None) -> Tuple[nn.Module, Tuple[int, int]]:
     """The eval-mode module to export for ``source`` and its default input size ``(H, W)``.
 
-    ``source`` is a timm model name (``rexnet_100``, ``rexnet_lite_100``; ``features_only`` gives
-    the feature pyramid) or an mmdet/mmseg config file, whose model is wrapped in
-    :class:`TensorMode`. ``checkpoint``: a timm-format / official file for timm names, an mmengine
-    checkpoint for configs. ``fuse_bn`` folds BatchNorm into the convolutions first.
+    ``source`` and ``checkpoint`` are what :func:`rexnet_backbones.sources.build_source` takes: a timm
+    model name (``features_only`` gives the feature pyramid) or an mmdet/mmseg config (a file,
+    ``mmdet::...``/``mmseg::...``), whose model is wrapped in :class:`TensorMode`; a checkpoint in any
+    format the weights loader reads. ``fuse_bn`` folds BatchNorm into the convolutions first.
     """
-    if checkpoint is not None and not osp.isfile(checkpoint):
-        raise InputNotFoundError(f'checkpoint not found: {checkpoint}')
-    if _is_config(source):
-        if not osp.isfile(source):
-            raise InputNotFoundError(f'config file not found: {source}')
-        if features_only:
-            raise InvalidInputError('--features-only applies to timm model names, not to configs')
-        model, cfg = _load_config_model(source, checkpoint)
-        size = default_input_size(cfg)
-    else:
-        model = _load_timm(source, checkpoint, features_only)
-        size = tuple(model.pretrained_cfg.get('input_size', (3, 224, 224))[1:])
+    src = build_source(source, checkpoint, checkpoint_prefix=checkpoint_prefix, features_only=features_only,
+                       out_indices=(0, 1, 2, 3, 4), trusted=trusted)
+    if src.kind == 'config':  # a two-stage detector: one error naming what can be exported
+        from ..mm.checks import check_exportable
+        check_exportable(src.cfg.model, source)
+    model = TensorMode(src.model).eval() if src.kind == 'config' else src.model
     if fuse_bn:
         from .fuse import fuse_bn as _fuse_bn
         model = _fuse_bn(model).eval()
-    return model, size
-
-
-def default_input_size(cfg: Any, divisor: int = 32) -> Tuple[int, int]:
-    """``(H, W)`` of the config's test ``Resize`` scale (mmcv's ``(w, h)``), rounded up to ``divisor``
-    (the data preprocessor's padding); 224 x 224 when the pipeline has none."""
-    pipeline: Sequence[Any] = []
-    try:
-        dataset = cfg.test_dataloader.dataset
-        while 'dataset' in dataset:
-            dataset = dataset['dataset']
-        pipeline = dataset.get('pipeline', [])
-    except (AttributeError, KeyError):
-        pass
-    for t in pipeline:
-        scale = t.get('scale') if isinstance(t, dict) and t.get('type') == 'Resize' else None
-        if isinstance(scale, (tuple, list)) and len(scale) == 2:
-            w, h = int(scale[0]), int(scale[1])
-            return (-(-h // divisor) * divisor, -(-w // divisor) * divisor)
-    return (224, 224)
+    return model, src.input_size
 
 
 # ---------------------------------------------------------------------------------------------- outputs

@@ -7,11 +7,19 @@
   ``HOOKS``), :mod:`.fileio` -- the ``'atomic_local'`` file backend (``register_backend``).
 
 Importing this package registers the hook and backend types; it changes no function of mmengine.
+:func:`train` and :func:`test` (:mod:`.runner`) load on first use, so that ``import rexnet_backbones``
+(every config's ``custom_imports``) registers without importing the job code.
 """
 from .errors import ToolError, USER_ERRORS, run_cli
 from .fileio import AtomicLocalBackend
 from .hooks import AtomicCheckpointHook, CheckpointCheckHook
-from .runner import test, train
 
 __all__ = ['train', 'test', 'ToolError', 'USER_ERRORS', 'run_cli', 'AtomicLocalBackend',
            'AtomicCheckpointHook', 'CheckpointCheckHook']
+
+
+def __getattr__(name: str):
+    if name in ('train', 'test'):  # the job code, imported when a tool (or user) runs a job
+        from . import runner
+        return getattr(runner, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

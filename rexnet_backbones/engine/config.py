@@ -23,6 +23,7 @@ from mmengine.logging import print_log
 from ..checkpoint import (TORCH_NO_WEIGHTS_ONLY_ENV, TRUST_ENV, enable_trusted_loading,
                           remove_stale_temp_files, safe_load, torch_unsafe_loading_forced,
                           trusted_loading_requested)
+from ..config_files import ConfigNotFoundError, resolve_config
 from ..data.checks import check_annotation_files, check_dataset_paths
 from .errors import ToolError
 
@@ -33,9 +34,15 @@ __all__ = ['load_config', 'register_scope_modules', 'apply_train_options', 'reso
 
 def load_config(config: str, cfg_options: Optional[Dict[str, Any]] = None, launcher: str = 'none',
                 work_dir: Optional[str] = None) -> Config:
-    """The config with ``cfg_options`` merged; work dir: argument > config > ``work_dirs/<stem>``."""
-    if not osp.isfile(config):
-        raise ToolError(f'config file not found: {config}')
+    """The config with ``cfg_options`` merged; work dir: argument > config > ``work_dirs/<stem>``.
+
+    ``config`` is a file, ``mmdet::``/``mmseg::path`` or one of ours by short name
+    (:func:`rexnet_backbones.config_files.resolve_config`).
+    """
+    try:
+        config = resolve_config(config)
+    except ConfigNotFoundError as e:
+        raise ToolError(str(e)) from None
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options:
