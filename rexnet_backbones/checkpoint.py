@@ -29,8 +29,8 @@ from typing import Any, Callable, Union
 import numpy as np
 import torch
 
-__all__ = ['safe_load', 'register_mmengine_safe_globals', 'enable_trusted_loading',
-           'trusted_loading_requested', 'atomic_write', 'save_state_dict', 'remove_stale_temp_files']
+__all__ = ['safe_load', 'CheckpointLoadError', 'CheckpointNotFoundError', 'register_mmengine_safe_globals',
+           'enable_trusted_loading', 'trusted_loading_requested', 'atomic_write', 'save_state_dict', 'remove_stale_temp_files']
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +144,19 @@ def _blocked_globals(message: str, path: str) -> list[str]:
     return sorted(set(names))
 
 
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint cannot be read safely: missing, truncated/corrupt, or holding non-allowlisted objects."""
+
+
+class CheckpointNotFoundError(FileNotFoundError, CheckpointLoadError):
+    """The checkpoint file does not exist."""
+
+    def __str__(self) -> str:
+        return f"checkpoint file not found: '{self.filename}' (check the path)"
+
+
 def _blocked_error(path: str, blocked: list[str]) -> RuntimeError:
-    return RuntimeError(
+    return CheckpointLoadError(
         f"Refusing to load checkpoint '{path}' with the safe (weights_only) loader: it contains "
         f"non-allowlisted pickled object(s): {', '.join(blocked)}. Loading it fully executes pickled "
         'code from the file, so only do this for checkpoints you trust: pass --trust-checkpoint to '
@@ -154,7 +165,7 @@ def _blocked_error(path: str, blocked: list[str]) -> RuntimeError:
 
 def _corrupt_error(path: str, exc: BaseException) -> RuntimeError:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else 'empty input'
-    return RuntimeError(f"Could not read checkpoint '{path}': the file is truncated, corrupt or not "
+    return CheckpointLoadError(f"Could not read checkpoint '{path}': the file is truncated, corrupt or not "
                         f'a PyTorch checkpoint ({type(exc).__name__}: {detail}).')
 
 
@@ -162,20 +173,21 @@ def safe_load(path: PathLike, map_location: MapLocation = 'cpu', trusted: bool |
     """Load a checkpoint with ``weights_only=True`` unless the caller explicitly trusts it.
 
     ``trusted=None`` follows the ``REXNET_TRUST_CHECKPOINTS`` environment variable.
-    Raises ``FileNotFoundError`` for a missing file, and ``RuntimeError`` naming the file when it is
-    corrupt/truncated or holds pickled objects outside the allowlist.
+    Raises ``CheckpointNotFoundError`` (a ``FileNotFoundError``) for a missing file, and
+    ``CheckpointLoadError`` (a ``RuntimeError``) naming the file when it is corrupt/truncated or holds
+    pickled objects outside the allowlist.
     """
     register_mmengine_safe_globals()
     fspath = os.fspath(path)
     if not os.path.exists(fspath):
-        raise FileNotFoundError(2, f"Checkpoint file not found: '{fspath}'", fspath)
+        raise CheckpointNotFoundError(2, f"Checkpoint file not found: '{fspath}'", fspath)
     if trusted is None:
         trusted = _is_true(os.environ.get(TRUST_ENV))
     if os.path.isfile(fspath) and not zipfile.is_zipfile(fspath):
         with open(fspath, 'rb') as f:
             head = f.read(2)
         if head and head[:1] != b'\x80' and head != b'PK':  # neither torch's zip format nor a (legacy) pickle
-            raise RuntimeError(
+            raise CheckpointLoadError(
                 f"Could not read checkpoint '{fspath}': it is not a PyTorch checkpoint (neither torch's "
                 f'zip format nor a pickle; it starts with {head!r}). Check the file name, or download it again.')
     try:

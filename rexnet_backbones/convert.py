@@ -199,6 +199,10 @@ def convert_checkpoint_file(src: str, dst: str, arch: Optional[str] = None, trus
         load_weights(model, out, strict=True)
     if os.path.isdir(dst):
         dst = os.path.join(dst, os.path.basename(src))
+    folder = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(folder):
+        from .cli import InputNotFoundError
+        raise InputNotFoundError(f'cannot write {dst}: the folder {folder} does not exist (create it first)')
     save_state_dict(out, dst)
     stats = ('running_mean', 'running_var', 'num_batches_tracked')
     return dict(dst=dst, arch=arch, layout='official' if is_official_layout(sd) else 'timm-format',

@@ -25,6 +25,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from .cli import InvalidInputError
 from .config_files import is_config_spec, resolve_config
 from .weights import (LoadedWeights, check_weights_readable, load_weights, read_checkpoint, select_prefix,
                       to_model_layout)
@@ -128,14 +129,14 @@ def _build_config(spec: str, pretrained: bool, backbone_only: bool) -> Source:
     path = resolve_config(spec)
     cfg = Config.fromfile(path)  # also imports cfg.custom_imports (rexnet_backbones)
     if 'model' not in cfg:
-        raise ValueError(f'config {spec} has no model')
+        raise InvalidInputError(f'config {spec} has no model')
     disabled = [] if pretrained else strip_pretrained(cfg.model)
     scope = register_scope_modules(cfg) or 'mmengine'
     if scope != 'mmengine':
         init_default_scope(scope)  # as the Runner does: later registry look-ups (e.g. in forward) find it
     model_cfg = cfg.model.backbone if backbone_only else cfg.model
     if backbone_only and not isinstance(model_cfg, dict):
-        raise ValueError(f'config {spec}: model has no backbone')
+        raise InvalidInputError(f'config {spec}: model has no backbone')
     with DefaultScope.overwrite_default_scope(scope):
         model = MODELS.build(model_cfg)
         if hasattr(model, 'init_weights'):
@@ -154,8 +155,8 @@ def _check_timm_name(name: str) -> None:
     import rexnet_backbones  # noqa: F401  (registers the ReXNet-lite family and extra widths)
     if name not in timm.list_models() and not timm.is_model(name):
         rexnets = ', '.join(sorted(m for m in timm.list_models() if m.startswith('rexnet')))
-        raise ValueError(f'unknown model {name!r}: not a timm model name nor a config (a file, mmdet::path.py or '
-                         f'mmseg::path.py). ReXNet models: {rexnets}')
+        raise InvalidInputError(f'unknown model {name!r}: not a config (file, mmdet::path.py, mmseg::path.py) nor '
+                                f'a timm model name. ReXNet models: {rexnets}')
 
 
 def _build_timm(name: str, checkpoint: Optional[str], prefix: Optional[str], pretrained: bool,
@@ -230,19 +231,19 @@ def build_source(spec: str, checkpoint: Optional[str] = None, *, checkpoint_pref
         trusted: allow full unpickling of the checkpoint (see ``checkpoint.safe_load``).
         seed: seeds the random initialisation.
 
-    Raises ``FileNotFoundError`` (config or checkpoint), ``ValueError`` (unknown name, option that does not
-    apply) and :class:`~rexnet_backbones.weights.CheckpointMismatchError` with the keys that do not fit.
+    Raises ``FileNotFoundError`` (config or checkpoint), ``InvalidInputError`` (a ``ValueError``: unknown
+    name, option that does not apply) and :class:`~rexnet_backbones.weights.CheckpointMismatchError` with the keys that do not fit.
     """
     if checkpoint is not None:
         check_weights_readable(checkpoint)
     torch.manual_seed(seed)
     if not is_config_spec(spec):
         if backbone_only:
-            raise ValueError(f'{spec}: backbone_only applies to configs; a timm name builds its own model '
+            raise InvalidInputError(f'{spec}: backbone_only applies to configs; a timm name builds its own model '
                              '(features_only gives its feature pyramid)')
         return _build_timm(spec, checkpoint, checkpoint_prefix, pretrained, features_only, out_indices, trusted)
     if features_only:
-        raise ValueError(f'--features-only applies to timm model names, not to configs such as {spec}')
+        raise InvalidInputError(f'{spec}: features_only applies to timm model names, not to configs')
     source = _build_config(spec, pretrained, backbone_only)
     if checkpoint is not None:
         source.weights = _load_into_config_model(source.model, checkpoint, checkpoint_prefix, trusted)

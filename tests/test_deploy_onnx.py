@@ -255,15 +255,15 @@ def test_export_tool_deploy_form(tmp_path, capsys):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['rexnet_nope', 'x.onnx'], "error: unknown model 'rexnet_nope': not a timm model name nor a config"),
+    (['rexnet_nope', 'x.onnx'], "error: unknown model 'rexnet_nope': not a config"),
     (['configs/det/nope.py', 'x.onnx'], 'error: config file not found: configs/det/nope.py'),
-    (['rexnet_100', 'x.onnx', '--checkpoint', 'missing.pth'], 'error: checkpoint not found: missing.pth'),
-    ([DET_CONFIG, 'x.onnx', '--features-only'], 'error: --features-only applies to timm model names'),
+    (['rexnet_100', 'x.onnx', '--checkpoint', 'missing.pth'], "error: checkpoint file 'missing.pth' does not exist"),
+    ([DET_CONFIG, 'x.onnx', '--features-only'], 'features_only applies to timm model names'),
 ])
 def test_export_tool_bad_input(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _, code, out, err = _tool(argv, capsys)
-    assert code == 1 and message in err and 'Traceback' not in err
+    assert code == 2 and message in err and 'Traceback' not in err
     assert not (tmp_path / 'x.onnx').exists()
 
 
@@ -275,7 +275,7 @@ def test_export_tool_names_the_deploy_extra_when_onnxruntime_is_missing(tmp_path
                PYTHONWARNINGS='ignore')
     proc = subprocess.run([sys.executable, EXPORT_TOOL, 'rexnet_lite_100', str(tmp_path / 'x.onnx'), '--verify'],
                           env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
     assert "error: onnxruntime is not installed" in proc.stderr
     assert "pip install -e '.[deploy]'" in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'x.onnx').exists()
@@ -454,5 +454,5 @@ def test_segmentor_same_miou_through_onnxruntime(tmp_path):
 def test_export_tool_checkpoint_of_another_arch(tmp_path, capsys):
     torch.save(timm.create_model('rexnet_lite_100').state_dict(), tmp_path / 'lite.pth')
     _, code, _, err = _tool(['rexnet_100', tmp_path / 'x.onnx', '--checkpoint', tmp_path / 'lite.pth'], capsys)
-    assert code == 1 and 'error: checkpoint does not match rexnet_100' in err and 'missing keys' in err
+    assert code == 2 and 'lite.pth does not fit' in err and 'missing keys' in err
     assert 'Traceback' not in err and not (tmp_path / 'x.onnx').exists()

@@ -1,10 +1,15 @@
 """Wrong inputs a user may give our tools: each exits non-zero with a message that names the file,
 says what is wrong and what to do, and prints no traceback (issue "Nothing silently wrong").
 
+Every tool follows one convention (``rexnet_backbones/cli.py``): exit code 2, exactly one line
+starting with ``error:`` on stderr, no traceback unless ``--debug``/``REXNET_DEBUG=1``, and the
+error comes before the config dump. The docs name only flags the tools accept.
+
 The tools run as subprocesses on the tiny synthetic RetinaNet config (tests/configs).
 """
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -12,7 +17,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _helpers_tools
 
-from _helpers_tools import DET_CONFIG, describe, make_tool_data, run_tool  # noqa: E402
+from _helpers_tools import DET_CONFIG, REPO_ROOT, TOOLS, describe, make_tool_data, run, run_tool  # noqa: E402
 
 pytest.importorskip('mmdet')
 torch = pytest.importorskip('torch')
@@ -153,3 +158,194 @@ def test_wrong_neck_channels_name_backbone_out_channels(data_root, tmp_path):
                                  'model.neck.in_channels=[38,61,128,512]'], data_root, tmp_path)
     _assert_clean_error(proc, 'model.neck.in_channels is [38, 61, 128, 512]',
                         'backbone.out_channels = [38, 61, 128, 185]')
+
+
+# one convention for every tool ------------------------------------------------------------------
+def _repo(path):
+    return os.path.join(REPO_ROOT, path)
+
+
+#: (id, tool, arguments, environment, fragment of the message); cwd is an empty tmp dir
+BAD_INPUTS = [
+    ('train-missing-pretrained-file', 'train.py', [_repo('configs/det/retinanet_rexnet-lite-1.0x_fpn_1x_coco.py')],
+     {}, 'the pretrained weights file checkpoints/rexnet_lite_1.0.pth does not exist'),
+    ('train-hub-tag-offline', 'train.py', [_repo('configs/det/retinanet_rexnet.py')], dict(HF_HUB_OFFLINE='1'),
+     "the timm weights 'timm/rexnet_100.nav_in1k' are not in the Hugging Face cache and the hub is offline"),
+    ('train-coco-root-of-another-dataset', 'train.py',
+     [_repo('configs/det/retinanet_rexnet.py'), '--cfg-options', 'model.backbone.init_cfg=None'],
+     dict(COCO_ROOT='{data_root}/coco/'), 'none of its categories (rectangle, ellipse, triangle) is a class'),
+    ('test-missing-checkpoint', 'test.py', [DET_CONFIG, 'nope.pth'], {}, 'checkpoint not found: nope.pth'),
+    ('test-onnx-missing', 'test.py', [DET_CONFIG, 'nope.onnx', '--backend', 'onnxruntime'], {},
+     'ONNX model not found: nope.onnx'),
+    ('test-onnx-not-onnx', 'test.py', [DET_CONFIG, 'text.pth', '--backend', 'openvino'], {},
+     'text.pth is not an ONNX model written by tools/export.py'),
+    ('export-two-stage', 'export.py', [_repo('configs/det/faster-rcnn_rexnet.py'), 'x.onnx'], {},
+     'FasterRCNN is a two-stage detector'),
+    ('export-unknown-model', 'export.py', ['rexnet_nope', 'x.onnx'], {}, "unknown model 'rexnet_nope'"),
+    ('benchmark-unknown-model', 'benchmark.py', ['rexnet_nope', '--runs', '0'], {}, "unknown model 'rexnet_nope'"),
+    ('convert-missing-file', 'convert_checkpoint.py', ['nope.pth', 'out.pth'], {},
+     "checkpoint file 'nope.pth' does not exist"),
+    ('rank-unknown-model', 'rank_analysis.py', ['rexnet_nope', '--out-dir', 'r'], {}, "unknown model 'rexnet_nope'"),
+    ('rank-missing-images', 'rank_analysis.py', ['rexnet_100', '--images', 'nofolder', '--out-dir', 'r'], {},
+     'no such folder, so no images'),
+    ('rank-study-too-few-samples', 'rank_study.py', ['single-layer', '--n', '8', '--d-out', '16', '--out-dir', 's'],
+     {}, '--n (8) must be >= --d-out (16)'),
+    ('synthetic-no-images', 'make_synthetic_data.py', ['--num-train', '0', '--out', 'syn'], {},
+     'need at least one image per split'),
+    ('demo-no-images', 'demo.py', ['--num-train', '0', '--data-root', 'syn', '--work-dir', 'wd'], {},
+     'need at least one image per split'),
+]
+
+
+def _assert_one_error_line(proc, fragment):
+    assert proc.returncode == 2, describe(proc)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1, describe(proc)
+    assert fragment in proc.stderr, f'{fragment!r} not in the message\n{describe(proc)}'
+    # before the Runner's environment and config dump, and before any model was built
+    log = proc.stdout + proc.stderr
+    assert 'System environment' not in log and 'Config:' not in log, describe(proc)
+
+
+@pytest.mark.parametrize('tool, args, env, fragment', [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
+def test_every_tool_ends_a_known_error_the_same_way(tool, args, env, fragment, data_root, tmp_path):
+    (tmp_path / 'text.pth').write_text('not a checkpoint\n')
+    env = {k: v.format(data_root=data_root) for k, v in env.items()}
+    proc = run_tool(tool, args, data_root, tmp_path, HF_HUB_CACHE=tmp_path / 'hf', **env)
+    _assert_one_error_line(proc, fragment)
+    assert 'Traceback' not in proc.stderr, describe(proc)
+    assert not (tmp_path / 'x.onnx').exists() and not (tmp_path / 'r').exists()
+
+
+@pytest.mark.parametrize('how', ['--debug', 'REXNET_DEBUG=1'])
+@pytest.mark.parametrize('case', ['export-unknown-model', 'convert-missing-file', 'rank-study-too-few-samples'])
+def test_debug_adds_the_traceback(case, how, data_root, tmp_path):
+    _, tool, args, env, fragment = next(c for c in BAD_INPUTS if c[0] == case)
+    args, env = (args + ['--debug'], env) if how == '--debug' else (args, dict(env, REXNET_DEBUG='1'))
+    proc = run_tool(tool, args, data_root, tmp_path, **env)
+    _assert_one_error_line(proc, fragment)
+    assert 'Traceback (most recent call last)' in proc.stderr, describe(proc)
+
+
+def test_test_refuses_an_onnx_file_of_another_model(data_root, tmp_path):
+    """An ONNX file exported from another network: named before the Runner starts, not deep in the head."""
+    from torch import nn
+
+    from rexnet_backbones.deploy import export_onnx
+    export_onnx(nn.Conv2d(3, 8, 1), tmp_path / 'other.onnx', (1, 3, 32, 32))
+    proc = run_tool('test.py', [DET_CONFIG, tmp_path / 'other.onnx', '--backend', 'onnxruntime'], data_root, tmp_path)
+    _assert_one_error_line(proc, 'other.onnx does not match the model of')
+    assert 'export this one: python tools/export.py' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_export_refuses_a_checkpoint_of_another_model(data_root, checkpoints, tmp_path):
+    """Not torch's raw ``size mismatch``: the keys that differ, in one error."""
+    proc = run_tool('export.py', [DET_CONFIG, tmp_path / 'x.onnx', '--checkpoint', checkpoints['other']],
+                    data_root, tmp_path)
+    _assert_one_error_line(proc, 'other_retinanet.pth does not fit')
+    assert 'shape mismatches' in proc.stderr and 'Traceback' not in proc.stderr
+    assert 'size mismatch for' not in proc.stderr and not (tmp_path / 'x.onnx').exists()
+
+
+def test_test_runs_the_export_of_its_config_in_openvino(data_root, tmp_path):
+    """The counterpart: the check accepts this config's own export, and --backend openvino (which
+    docs/deploy.md offers) evaluates it with the config's metric."""
+    from rexnet_backbones.deploy import build_source_model, export_onnx
+    os.environ['SYNTHETIC_DATA_ROOT'] = str(data_root)
+    try:
+        model, size = build_source_model(DET_CONFIG)
+    finally:
+        del os.environ['SYNTHETIC_DATA_ROOT']
+    export_onnx(model, tmp_path / 'det.onnx', (1, 3, *size))
+    proc = run_tool('test.py', [DET_CONFIG, tmp_path / 'det.onnx', '--backend', 'openvino', '--threads', '1',
+                                '--work-dir', tmp_path / 'wd'], data_root, tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
+
+
+def test_threads_must_be_positive(data_root, tmp_path):
+    proc = run_tool('rank_analysis.py', ['rexnet_100', '--threads', '0', '--out-dir', 'r'], data_root, tmp_path)
+    assert proc.returncode == 2 and 'argument --threads: must be >= 1, got 0' in proc.stderr, describe(proc)
+
+
+# the docs name only flags the tools accept ------------------------------------------------------
+_TOOL_RE = re.compile(r'tools/(\w+)\.py')
+_FLAG_RE = re.compile(r'(?<![\w-])--[a-z][a-z0-9_-]*')
+
+
+def _flags_after_tools(text):
+    """``(tool, flag)`` for every ``--flag`` that follows a ``tools/X.py`` in ``text`` (the last one before it)."""
+    tokens = sorted([(m.start(), 'tool', m.group(1)) for m in _TOOL_RE.finditer(text)]
+                    + [(m.start(), 'flag', m.group(0)) for m in _FLAG_RE.finditer(text)])
+    tool = None
+    for _, kind, value in tokens:
+        if kind == 'tool':
+            tool = value
+        elif tool is not None:
+            yield tool, value
+
+
+def _documented_flags():
+    """{tool: {flag: place}} of the flags the docs give a tool: in a command of a code block (a line, or
+    one continued with a backslash), in an inline code span that names the tool, or in the tool's row of
+    a table."""
+    found = {}
+    for doc in ['README.md'] + sorted(f'docs/{n}' for n in os.listdir(_repo('docs')) if n.endswith('.md')):
+        with open(_repo(doc), encoding='utf-8') as f:
+            lines = f.read().replace('\\\n', ' ').splitlines()
+        fenced = False
+        for number, line in enumerate(lines, 1):
+            if line.lstrip().startswith('```'):
+                fenced = not fenced
+                continue
+            if fenced or re.match(r'\|\s*`tools/\w+\.py`', line):
+                pairs = _flags_after_tools(line)
+            else:
+                pairs = [p for span in re.findall(r'`([^`]*)`', line) for p in _flags_after_tools(span)]
+            for tool, flag in pairs:
+                found.setdefault(tool, {}).setdefault(flag, f'{doc}:~{number}')
+    return found
+
+
+def _help(tool, data_root, tmp_path):
+    subcommands = {'rank_study': ['single-layer', 'design-space']}.get(tool, [None])
+    text = ''
+    for sub in subcommands:
+        proc = run_tool(f'{tool}.py', [a for a in (sub, '--help') if a], data_root, tmp_path)
+        assert proc.returncode == 0, describe(proc)
+        text += proc.stdout
+    return text
+
+
+def _tools_table():
+    """{tool: the flags of its row in the README's Tools table}."""
+    with open(_repo('README.md'), encoding='utf-8') as f:
+        rows = [line for line in f if re.match(r'\|\s*`tools/\w+\.py`', line)]
+    return {_TOOL_RE.search(row).group(1): set(_FLAG_RE.findall(row)) for row in rows}
+
+
+def test_docs_and_tools_agree_on_every_flag(data_root, tmp_path):
+    """Every flag the docs give a tool is one it accepts; every flag it accepts is in its Tools-table row."""
+    documented, table = _documented_flags(), _tools_table()
+    tools = sorted(f[:-3] for f in os.listdir(TOOLS) if f.endswith('.py'))
+    assert set(tools) <= set(table), 'tools missing from the README Tools table'
+    wrong = []
+    for tool in tools:
+        text = _help(tool, data_root, tmp_path)
+        accepted = set(_FLAG_RE.findall(text))
+        options = set(re.findall(r'^\s+(--[a-z][a-z0-9_-]*)', text, re.M)) - {'--help', '--local_rank'}
+        wrong += [f'{where}: tools/{tool}.py {flag} is not accepted'
+                  for flag, where in documented.get(tool, {}).items() if flag not in accepted]
+        wrong += [f'README.md Tools table: tools/{tool}.py lacks {flag}' for flag in sorted(options - table[tool])]
+    assert not wrong, '\n'.join(wrong)
+
+
+def test_docs_write_to_work_dirs_not_over_tracked_files():
+    """Commands (code blocks, inline code naming a tool) never write into docs/; prose may say that the tracked
+    files there came from these commands."""
+    pattern = re.compile(r'(--out-dir|--out-json|--out-md|--work-dir|--out)\s+docs/')
+    for doc in ['README.md'] + [f'docs/{n}' for n in os.listdir(_repo('docs')) if n.endswith('.md')]:
+        with open(_repo(doc), encoding='utf-8') as f:
+            text = f.read().replace('\\\n', ' ')
+        commands = re.findall(r'```.*?```', text, re.S) + [s for s in re.findall(r'`([^`\n]*)`', text) if 'tools/' in s]
+        assert not [c for c in commands if pattern.search(c)], f'{doc} has a command writing into docs/'

@@ -8,7 +8,7 @@
                               [--deploy {off,on,both}] [--reference MODEL|auto|none]
                               [--precisions fp32 [bf16]] [--out-indices I ...]
                               [--checkpoints CKPT [CKPT ...]] [--work-dir DIR]
-                              [--out-json FILE] [--out-md FILE]
+                              [--out-json FILE] [--out-md FILE] [--debug]
 
 MODEL is a config file, ``package::relative/path.py`` inside an installed OpenMMLab package
 (e.g. ``mmdet::retinanet/retinanet_r18_fpn_1x_coco.py``) or a timm model name (``rexnet_100``,
@@ -17,13 +17,15 @@ What is measured and how: see ``rexnet_backbones.benchmark`` (module docstring).
 
 Output: a markdown table on stdout (headed by the machine and the settings; with ``--backends`` a
 second table compares the backends side by side), optionally written to ``--out-md``, and a JSON
-file (``--out-json``). Progress goes to stderr.
+file (``--out-json``). Progress goes to stderr. A bad request prints one ``error: ...`` line and
+exits 2 (``--debug``: with the traceback).
 """
 import argparse
 import os.path as osp
 import sys
 
 from rexnet_backbones.benchmark import BACKENDS, BenchmarkError, Settings, run_benchmark, write_outputs
+from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli
 
 
 def parse_args(argv=None):
@@ -47,8 +49,8 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3, help='untimed runs before (default: 3)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default=None,
                         help='where to time (default: cpu, and cuda too when available)')
-    parser.add_argument('--threads', type=int, default=None,
-                        help='CPU threads of torch, ONNX Runtime and OpenVINO (default: their own)')
+    add_threads_arg(parser, help='CPU threads of torch, ONNX Runtime and OpenVINO (default: their own, what '
+                    'the machine has)')
     parser.add_argument('--backbone-only', action='store_true',
                         help='measure model.backbone only (params, GFLOPs, latency)')
     parser.add_argument('--backends', nargs='+', choices=BACKENDS, default=[], metavar='BACKEND',
@@ -76,11 +78,11 @@ def parse_args(argv=None):
                         help='work directory of the evaluations (default: work_dirs/benchmark)')
     parser.add_argument('--out-json', default=None, help='write all raw numbers to this JSON file')
     parser.add_argument('--out-md', default=None, help='also write the markdown table(s) to this file')
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def benchmark(args, argv) -> int:
     settings = Settings(
         models=args.models, baselines=args.baselines, input_size=tuple(args.input_size),
         batch_sizes=tuple(args.batch_sizes), runs=args.runs, warmup=args.warmup, device=args.device,
@@ -89,15 +91,17 @@ def main(argv=None) -> int:
         deploy=args.deploy if args.backends else 'off', reference=args.reference,
         out_indices=tuple(args.out_indices), precisions=tuple(args.precisions),
         channel_multiple=args.channel_multiple, tolerance=args.tolerance)
-    try:
-        report, status = run_benchmark(settings, argv=sys.argv[1:] if argv is None else argv)
-    except BenchmarkError as e:
-        print(f'error: {e}', file=sys.stderr, flush=True)
-        return 2
+    report, status = run_benchmark(settings, argv=argv)
     table = write_outputs(report, args.out_json, args.out_md)
     sys.stdout.write(table)
     sys.stdout.flush()
     return status
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    return run_cli(lambda _: benchmark(args, argv), debug=args.debug, errors=(BenchmarkError,))
 
 
 if __name__ == '__main__':

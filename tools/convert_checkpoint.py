@@ -8,15 +8,16 @@
 The architecture is detected from the tensors unless ``--arch`` is given; the input may be a raw
 state_dict or one wrapped under ``state_dict``/``model``, with or without ``module.``. The output is
 written atomically, ``.safetensors`` by extension. The job is
-:func:`rexnet_backbones.convert.convert_checkpoint_file`.
+:func:`rexnet_backbones.convert.convert_checkpoint_file`. A known error (missing or unreadable SRC, a
+checkpoint of another model) prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 
-from rexnet_backbones.convert import CheckpointMismatchError, convert_checkpoint_file
+from rexnet_backbones.cli import add_debug_arg, run_cli
+from rexnet_backbones.convert import convert_checkpoint_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,24 +28,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--trust-checkpoint', action='store_true',
                    help='allow full unpickling of SRC (executes pickled code: trusted files only)')
     p.add_argument('--no-verify', action='store_true', help='skip loading the result into the timm model')
-    p.add_argument('--debug', action='store_true', help='show the traceback of errors')
+    add_debug_arg(p)
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        info = convert_checkpoint_file(args.src, args.dst, arch=args.arch,
-                                       trusted=True if args.trust_checkpoint else None, verify=not args.no_verify)
-    except (CheckpointMismatchError, RuntimeError, OSError) as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f'error: cannot convert {args.src}:\n{e}', file=sys.stderr)
-        return 2
+def convert(args) -> int:
+    info = convert_checkpoint_file(args.src, args.dst, arch=args.arch,
+                                   trusted=True if args.trust_checkpoint else None, verify=not args.no_verify)
     print(f'{args.src} ({info["layout"]}) -> {info["dst"]}: {info["arch"]}, {info["tensors"]} tensors, '
           f'{info["parameters"]:,} parameters')
     print(f"use: timm.create_model('{info['arch']}', pretrained=True, pretrained_cfg_overlay=dict(file='{info['dst']}'))")
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda _: convert(args), debug=args.debug)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The main job (`make demo`): train RetinaNet-ReXNet-1.0x on the embedded synthetic COCO data on CPU.
 
-    python tools/demo.py [--data-root DIR] [--work-dir DIR] [--epochs N] [--retrain] [--threads N]
+    python tools/demo.py [--data-root DIR] [--work-dir DIR] [--epochs N] [--retrain] [--threads N] [--debug]
 
 Generates the data once, evaluates the untrained model with the COCO metric, trains (a few
 minutes), evaluates again and draws predictions; see :mod:`rexnet_backbones.demo`.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli
 from rexnet_backbones.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, run_demo
-from rexnet_backbones.engine import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,15 +24,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--epochs', type=int, default=None, help='override the number of epochs (default: config, 12)')
     p.add_argument('--num-train', type=int, default=256)
     p.add_argument('--num-val', type=int, default=48)
-    p.add_argument('--threads', type=int, default=2, help='torch CPU threads (fixed for reproducible numbers)')
+    add_threads_arg(p, default=2, help='torch CPU threads (default: 2, fixed for reproducible numbers)')
     p.add_argument('--retrain', action='store_true', help='train again even if a finished checkpoint exists')
+    add_debug_arg(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     return run_cli(lambda _: run_demo(args.data_root, args.work_dir, args.epochs, args.num_train, args.num_val,
-                                      args.retrain, args.threads))
+                                      args.retrain, args.threads), debug=args.debug)
 
 
 if __name__ == '__main__':

@@ -6,12 +6,15 @@
 
 Writes ``<out>/coco`` (COCO layout, read by mmdet's ``CocoDataset``) and/or ``<out>/seg``
 (``img_dir``/``ann_dir`` layout, read by mmseg's ``BaseSegDataset``). A set that is already
-complete with the same parameters is kept (pass ``--force`` to rewrite it).
+complete with the same parameters is kept (pass ``--force`` to rewrite it). A bad value or an
+output folder holding other files prints one ``error: ...`` line and exits 2 (``--debug``: with the
+traceback).
 """
 import argparse
 import os.path as osp
 import sys
 
+from rexnet_backbones.cli import add_debug_arg, run_cli
 from rexnet_backbones.data.synthetic import (DEFAULT_DATA_ROOT, DET_SUBDIR, SEG_SUBDIR, make_coco_detection,
                                              make_segmentation)
 
@@ -32,6 +35,7 @@ def parse_args(argv=None):
                         help='which set to write (default: all)')
     parser.add_argument('--force', action='store_true',
                         help='regenerate even if an identical complete set exists')
+    add_debug_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -48,19 +52,19 @@ def _report(result: dict) -> None:
                   f"label maps in {info['ann_dir']}")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def make(args) -> int:
     common = dict(num_train=args.num_train, num_val=args.num_val, img_size=tuple(args.img_size),
                   num_classes=args.num_classes, seed=args.seed, force=args.force)
-    try:
-        if args.kind in ('det', 'all'):
-            _report(make_coco_detection(osp.join(args.out, DET_SUBDIR), **common))
-        if args.kind in ('seg', 'all'):
-            _report(make_segmentation(osp.join(args.out, SEG_SUBDIR), **common))
-    except (ValueError, FileExistsError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    if args.kind in ('det', 'all'):
+        _report(make_coco_detection(osp.join(args.out, DET_SUBDIR), **common))
+    if args.kind in ('seg', 'all'):
+        _report(make_segmentation(osp.join(args.out, SEG_SUBDIR), **common))
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda _: make(args), debug=args.debug)
 
 
 if __name__ == '__main__':

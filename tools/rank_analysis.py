@@ -2,23 +2,28 @@
 """Rank along a network: every block's output (and expand layers), per model.
 
     python tools/rank_analysis.py MODEL [MODEL ...] [--checkpoint FILE ...] [--images DIR | --synthetic]
-                                  [--num-images N] [--input-size H W] [--estimator E ...] --out-dir DIR
+                                  [--num-images N] [--input-size H W] [--estimator E ...] [--threads N]
+                                  [--debug] --out-dir DIR
 
 MODEL is a timm name (e.g. rexnet_100, regnetx_008, resnet18) or an mmdet/mmseg config (file or
 ``mmdet::path.py``) whose backbone is analysed. Writes DIR/rank.json, rank.png and rank.md; the
-library is ``rexnet_backbones.analysis`` (see its docstrings for what is measured).
+library is ``rexnet_backbones.analysis`` (see its docstrings for what is measured). A bad model
+name, a missing config, checkpoint or image folder prints one ``error: ...`` line before any
+computation and exits 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 
 from rexnet_backbones.analysis import DEFAULT_RTOL, ESTIMATORS, analyse_models
 from rexnet_backbones.analysis.network import plot_profiles, profile_markdown
+from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli, set_threads
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('models', nargs='+', metavar='MODEL', help='timm model name or mmdet/mmseg config')
     p.add_argument('--checkpoint', nargs='+', default=None, metavar='FILE',
@@ -40,11 +45,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument('--threshold', type=float, default=0.5, help='rank ratio below which a layer is a bottleneck')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out-dir', required=True)
-    return p.parse_args()
+    add_threads_arg(p)
+    add_debug_arg(p)
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def analyse(args) -> int:
+    set_threads(args.threads)
     results = analyse_models(
         args.models, args.checkpoint, args.images, args.num_images, tuple(args.input_size), args.estimator,
         args.center, args.rtol, args.max_rows, not args.no_expand, args.seed, args.checkpoint_prefix, progress=True,
@@ -58,7 +65,13 @@ def main() -> None:
         f.write(md)
     print(md)
     print(f'wrote {args.out_dir}/rank.json, rank.png, rank.md')
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda _: analyse(args), debug=args.debug)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

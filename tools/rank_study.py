@@ -2,26 +2,31 @@
 """The ReXNet paper's rank studies: random single layers, and design spaces (ReXNet vs RegNet).
 
     python tools/rank_study.py single-layer [--num-networks N] [--d-out D] [--n N] [--dim-ratios R ...]
-                               [--nonlinearities F ...] [--estimator E ...] [--center] --out-dir DIR
+                               [--nonlinearities F ...] [--estimator E ...] [--center] [--threads N]
+                               [--debug] --out-dir DIR
     python tools/rank_study.py design-space [--spaces S ...] [--num-models N] [--flops F] [--flops-tol T]
-                               [--input-size H W] [--num-images N] [--seed S] --out-dir DIR
+                               [--input-size H W] [--num-images N] [--seed S] [--threads N] [--debug]
+                               --out-dir DIR
 
 single-layer writes DIR/study.json (one record per nonlinearity, d_in/d_out and estimator),
 study.md and study.png; design-space writes DIR/design_space.json, design_space.md and
-design_space.png (EDFs). The library is ``rexnet_backbones.analysis``.
+design_space.png (EDFs). The library is ``rexnet_backbones.analysis``. A value no study can use
+prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 
 from rexnet_backbones.analysis import DEFAULT_RTOL, ESTIMATORS, NONLINEARITIES, SPACES
 from rexnet_backbones.analysis import design_space as ds
 from rexnet_backbones.analysis import single_layer as sl
+from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli, set_threads
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = p.add_subparsers(dest='study', required=True)
     for name in ('single-layer', 'design-space'):
@@ -31,6 +36,8 @@ def parse_args() -> argparse.Namespace:
         s.add_argument('--center', action='store_true', help='centre each channel before the SVD')
         s.add_argument('--seed', type=int, default=0)
         s.add_argument('--out-dir', required=True)
+        add_threads_arg(s)
+        add_debug_arg(s)
         if name == 'single-layer':
             s.add_argument('--num-networks', type=int, default=150, help='random layers per point (paper: 10,000)')
             s.add_argument('--d-out', type=int, default=64)
@@ -47,11 +54,11 @@ def parse_args() -> argparse.Namespace:
             s.add_argument('--num-images', type=int, default=32)
             s.add_argument('--max-rows', type=int, default=2048)
             s.add_argument('--expand-layers', action='store_true', help='also expand layers, not only blocks')
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def study(args) -> int:
+    set_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
     out = args.out_dir
     if args.study == 'single-layer':
@@ -79,7 +86,13 @@ def main() -> None:
         f.write(md)
     print(md)
     print('wrote ' + ', '.join(os.path.join(out, n) for n in names))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda _: study(args), debug=args.debug)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

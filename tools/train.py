@@ -3,7 +3,7 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
                           [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
-                          [--trust-checkpoint] [--allow-partial] [--debug]
+                          [--trust-checkpoint] [--allow-partial] [--threads N] [--debug]
 
 The flags of mmdet 3.3.0's ``tools/train.py``, for mmdet and mmseg configs alike (the package is
 the config's ``default_scope``); the job is :func:`rexnet_backbones.engine.train`:
@@ -15,13 +15,18 @@ the config's ``default_scope``); the job is :func:`rexnet_backbones.engine.train
 * ``--trust-checkpoint`` loads checkpoints with full unpickling, which EXECUTES CODE stored in the
   file; without it they load with torch's ``weights_only=True`` and our allowlist.
 * Multi-process runs: ``tools/dist_train.sh`` (gloo on CPU-only machines).
+* ``--threads N``: torch CPU threads per process (default: what the machine has).
+
+A known error (missing weights or data, a checkpoint of another model, ...) stops it before the
+config dump with one ``error: ...`` line and exit code 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from rexnet_backbones.engine import run_cli, train
+from rexnet_backbones.cli import run_cli
+from rexnet_backbones.engine import train
 from rexnet_backbones.engine.cli import parse_runner_args
 
 
@@ -46,7 +51,7 @@ def main(argv=None) -> int:
         train(
             args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
             auto_scale_lr=args.auto_scale_lr, cfg_options=args.cfg_options, launcher=args.launcher,
-            trust_checkpoint=args.trust_checkpoint, allow_partial=args.allow_partial)
+            trust_checkpoint=args.trust_checkpoint, allow_partial=args.allow_partial, threads=args.threads)
 
     return run_cli(job, debug=args.debug)
 

@@ -37,6 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from ..cli import ToolError
 from .estimators import DEFAULT_RTOL, ESTIMATORS
 from .network import count_macs, rank_profile, synthetic_images
 
@@ -138,7 +139,7 @@ def sample_networks(space: str, num: int, flops: float, tol: float = 0.1, input_
     tries = 0
     while len(out) < num:
         if tries >= max_tries:
-            raise RuntimeError(f'{space}: only {len(out)} of {num} networks within {flops / 1e6:.1f} MFLOPs '
+            raise ToolError(f'{space}: only {len(out)} of {num} networks within {flops / 1e6:.1f} MFLOPs '
                                f'+-{tol:.0%} at {input_size} after {max_tries} samples; widen --flops-tol or '
                                'move the budget closer to 400 MFLOPs at 224x224')
         tries += 1

@@ -33,9 +33,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from ..cli import InputNotFoundError, InvalidInputError
 from .estimators import DEFAULT_RTOL, ESTIMATORS, estimates_from_singular_values, feature_matrix, singular_values
 
-__all__ = ['batch_norm_stats', 'build_model', 'find_layers', 'load_images', 'synthetic_images', 'rank_profile', 'stage_summary',
+__all__ = ['batch_norm_stats', 'build_model', 'check_sources', 'find_layers', 'load_images', 'synthetic_images', 'rank_profile', 'stage_summary',
            'count_flops', 'count_macs', 'profile_markdown', 'plot_profiles']
 
 _NORM_ACT_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.SiLU,
@@ -150,7 +151,9 @@ def load_images(folder: str, num: int, size: Tuple[int, int], mean: Sequence[flo
     exts = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
     files = sorted(os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs if f.lower().endswith(exts))
     if not files:
-        raise FileNotFoundError(f'no images ({", ".join(exts)}) under {folder}')
+        what = 'no images' if os.path.isdir(folder) else 'no such folder, so no images'
+        raise InputNotFoundError(f'{what} ({", ".join(exts)}) under {folder}: give a folder of images, or leave '
+                                 'out --images for synthetic ones')
     h, w = size
     out = []
     for f in files[:num]:
@@ -362,6 +365,28 @@ def plot_profiles(results: Sequence[Dict[str, Any]], estimators: Sequence[str], 
     plt.close(fig)
 
 
+def check_sources(specs: Sequence[str], checkpoints: Sequence[Optional[str]]) -> None:
+    """Fail before any computation on a model name, config or checkpoint that does not exist."""
+    import timm
+
+    import rexnet_backbones  # noqa: F401  (registers our timm models)
+    from ..config_files import is_config_spec, resolve_config
+    from ..weights import check_weights_readable
+    if len(checkpoints) != len(specs):
+        raise InvalidInputError(f'{len(checkpoints)} checkpoints for {len(specs)} models (one per model; '
+                                '"none" keeps one at random init)')
+    for spec, ckpt in zip(specs, checkpoints):
+        if is_config_spec(spec):
+            resolve_config(spec)  # ConfigNotFoundError names what is there
+        elif not timm.is_model(spec):
+            import difflib
+            close = difflib.get_close_matches(spec, timm.list_models(), n=3)
+            raise InvalidInputError(f'unknown model {spec!r}: not a timm model name nor a config (.py or '
+                                    f'package::path.py)' + (f'; did you mean {", ".join(close)}?' if close else ''))
+        if ckpt not in (None, 'none', ''):
+            check_weights_readable(ckpt)
+
+
 def analyse_models(specs: Sequence[str], checkpoints: Optional[Sequence[Optional[str]]] = None,
                    images: Optional[str] = None, num_images: int = 64, input_size: Tuple[int, int] = (224, 224),
                    estimators: Sequence[str] = ESTIMATORS, center: bool = False, rtol: float = DEFAULT_RTOL,
@@ -376,8 +401,7 @@ def analyse_models(specs: Sequence[str], checkpoints: Optional[Sequence[Optional
     ``'running'`` or ``'batch'`` force one.
     """
     checkpoints = list(checkpoints or [None] * len(specs))
-    if len(checkpoints) != len(specs):
-        raise ValueError(f'{len(checkpoints)} checkpoints for {len(specs)} models (use "none" to skip one)')
+    check_sources(specs, checkpoints)
     x = load_images(images, num_images, input_size) if images else synthetic_images(num_images, input_size, seed)
     results = []
     for k, (spec, ckpt) in enumerate(zip(specs, checkpoints)):

@@ -16,6 +16,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..cli import InvalidInputError
 from .estimators import DEFAULT_RTOL, ESTIMATORS, estimates_from_singular_values
 
 __all__ = ['NONLINEARITIES', 'DEFAULT_DIM_RATIOS', 'single_layer_study', 'paper_claims', 'plot_study',
@@ -53,7 +54,8 @@ def single_layer_study(nonlinearities: Sequence[str] = tuple(NONLINEARITIES),
     (drawn from ``seed``) are used for every nonlinearity, so their curves are paired.
     """
     if n < d_out:
-        raise ValueError(f'n ({n}) must be >= d_out ({d_out})')
+        raise InvalidInputError(f'--n ({n}) must be >= --d-out ({d_out}): a layer of d_out channels needs at '
+                                'least that many samples for its rank')
     unknown = [f for f in nonlinearities if f not in NONLINEARITIES]
     if unknown:
         raise KeyError(f'unknown nonlinearities {unknown}; choose from {list(NONLINEARITIES)}')

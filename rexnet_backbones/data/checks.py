@@ -15,10 +15,11 @@ import ast
 import os
 import os.path as osp
 import re
-from typing import Iterable, Iterator, List, NamedTuple, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 __all__ = [
-    'DatasetNotFoundError', 'AnnotationFileError', 'check_annotation_files', 'MissingPath', 'find_missing_dataset_paths', 'check_dataset_paths',
+    'DatasetNotFoundError', 'AnnotationFileError', 'DatasetMismatchError', 'check_annotation_files',
+    'check_coco_contents', 'MissingPath', 'find_missing_dataset_paths', 'check_dataset_paths',
     'format_missing_dataset_message', 'splits_for_training'
 ]
 
@@ -29,6 +30,11 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class AnnotationFileError(ValueError):
     """An annotation file exists but cannot be read (corrupt or truncated JSON, ...)."""
+
+
+class DatasetMismatchError(ValueError):
+    """The dataset's files exist but hold something else than the config reads (e.g. ``COCO_ROOT``
+    pointing at another dataset): no image, none of the config's classes, images elsewhere."""
 
 
 class MissingPath(NamedTuple):
@@ -285,49 +291,91 @@ def splits_for_training(cfg) -> List[str]:
 FULL_PARSE_LIMIT = 64 * 1024 * 1024
 
 
-def _annotation_files(cfg, splits: Sequence[str]) -> List[Tuple[str, str]]:
-    files: List[Tuple[str, str]] = []
+def _annotation_files(cfg, splits: Sequence[str]) -> List[Tuple[str, str, Optional[dict]]]:
+    """``(config key, path, dataset config or None for an evaluator)`` of every local annotation file."""
+    files: List[Tuple[str, str, Optional[dict]]] = []
     for split in splits:
         loader = _get(cfg, f'{split}_dataloader')
         if isinstance(loader, dict) and isinstance(loader.get('dataset'), dict):
             for key, ds in _iter_leaf_datasets(loader['dataset'], f'{split}_dataloader.dataset'):
                 if ds.get('ann_file') and not _is_remote(ds['ann_file'], ds.get('backend_args')):
-                    files.append((f'{key}.ann_file', _join(ds.get('data_root') or '', ds['ann_file'])))
+                    files.append((f'{key}.ann_file', _join(ds.get('data_root') or '', ds['ann_file']), ds))
         evaluator = _get(cfg, f'{split}_evaluator') if split != 'train' else None
         for metric in evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]:
             if isinstance(metric, dict) and metric.get('ann_file') and \
                     not _is_remote(metric['ann_file'], metric.get('backend_args')):
-                files.append((f'{split}_evaluator.ann_file', metric['ann_file']))
+                files.append((f'{split}_evaluator.ann_file', metric['ann_file'], None))
     return files
 
 
-def check_annotation_files(cfg, splits: Sequence[str] = _SPLITS) -> None:
+def _names(items: Sequence[str], shown: int = 5) -> str:
+    items = list(items)
+    return ', '.join(items[:shown]) + (f', ... ({len(items)} in all)' if len(items) > shown else '')
+
+
+def check_coco_contents(key: str, path: str, data: Any, ds: dict,
+                        classes: Optional[Sequence[str]] = None) -> None:
+    """Raise :class:`DatasetMismatchError` when a parsed COCO-format annotation file cannot feed the
+    dataset ``ds``: it lists no image, none of its categories is one of ``classes`` (the dataset would
+    be empty), or its first image is not under the dataset's image folder."""
+    if not (isinstance(data, dict) and 'images' in data and 'categories' in data):
+        return
+    root = ds.get('data_root') or ''
+    where = f'annotation file {path} ({key}, data_root {root!r})' if root else f'annotation file {path} ({key})'
+    fix = ('Point data_root (e.g. COCO_ROOT=/path/to/coco/) at the dataset this config is for, or use a config '
+           'written for this data (for the synthetic shapes: tests/configs/retinanet_tiny_synthetic.py).')
+    if not data['images']:
+        raise DatasetMismatchError(f'{where} lists no image. {fix}')
+    names = [str(c.get('name')) for c in data['categories'] if isinstance(c, dict)]
+    if classes and not set(names) & set(classes):
+        raise DatasetMismatchError(
+            f'{where}: none of its categories ({_names(names)}) is a class of the config\'s '
+            f'{ds.get("type", "dataset")} ({_names(classes)}), so the dataset would be empty. {fix} '
+            'Or set the dataset\'s metainfo=dict(classes=(...)) to these categories.')
+    prefix = ds.get('data_prefix') or {}
+    img_dir = _join(root, prefix.get('img', '')) if isinstance(prefix, dict) else root
+    first = data['images'][0].get('file_name') if isinstance(data['images'][0], dict) else None
+    if first and not _is_remote(img_dir, ds.get('backend_args')) and not osp.exists(osp.join(img_dir, first)):
+        raise DatasetMismatchError(f'{where}: its first image {first} is not in {img_dir or "."}: the images '
+                                   f'are elsewhere or missing. {fix}')
+
+
+def check_annotation_files(cfg, splits: Sequence[str] = _SPLITS,
+                           classes_of: Optional[Callable[[dict], Optional[Sequence[str]]]] = None) -> None:
     """Raise :class:`AnnotationFileError` naming a JSON annotation file that does not parse.
 
-    Files up to :data:`FULL_PARSE_LIMIT` are parsed; larger ones are checked for a JSON object's
-    first and last characters (a truncated download fails that). Missing files are left to
-    :func:`check_dataset_paths`.
+    Files up to :data:`FULL_PARSE_LIMIT` are parsed, and a COCO-format one must fit its dataset
+    (:func:`check_coco_contents`; ``classes_of(dataset_cfg)`` gives the dataset's classes, when known);
+    larger ones are checked for a JSON object's first and last characters (a truncated download fails
+    that). Missing files are left to :func:`check_dataset_paths`.
     """
-    import json
-    seen = set()
-    for key, path in _annotation_files(cfg, splits):
-        if path in seen or not path.endswith('.json') or not osp.isfile(path):
+    parsed: dict = {}
+    for key, path, ds in _annotation_files(cfg, splits):
+        if not path.endswith('.json') or not osp.isfile(path):
             continue
-        seen.add(path)
-        size = osp.getsize(path)
-        try:
-            if size <= FULL_PARSE_LIMIT:
-                with open(path, 'rb') as f:
-                    json.loads(f.read())
-                continue
+        if path not in parsed:
+            parsed[path] = _read_json(path, key)
+        if ds is not None and parsed[path] is not None:
+            check_coco_contents(key, path, parsed[path], ds, classes_of(ds) if classes_of else None)
+
+
+def _read_json(path: str, key: str) -> Any:
+    """The parsed file (None for one over :data:`FULL_PARSE_LIMIT`, only checked at both ends)."""
+    import json
+    size = osp.getsize(path)
+    try:
+        if size <= FULL_PARSE_LIMIT:
             with open(path, 'rb') as f:
-                head = f.read(64).lstrip()
-                f.seek(max(size - 64, 0))
-                tail = f.read().rstrip()
-            if head[:1] not in (b'{', b'[') or tail[-1:] not in (b'}', b']'):
-                raise ValueError('the file does not start and end like a JSON document (truncated?)')
-        except (ValueError, UnicodeDecodeError) as e:
-            raise AnnotationFileError(
-                f"annotation file {path} ({key}) is not valid JSON: {e}.\n"
-                'It is corrupt or truncated: download or convert it again (for the synthetic data, '
-                'delete its folder and run `python tools/make_synthetic_data.py`).') from None
+                return json.loads(f.read())
+        with open(path, 'rb') as f:
+            head = f.read(64).lstrip()
+            f.seek(max(size - 64, 0))
+            tail = f.read().rstrip()
+        if head[:1] not in (b'{', b'[') or tail[-1:] not in (b'}', b']'):
+            raise ValueError('the file does not start and end like a JSON document (truncated?)')
+        return None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise AnnotationFileError(
+            f"annotation file {path} ({key}) is not valid JSON: {e}.\n"
+            'It is corrupt or truncated: download or convert it again (for the synthetic data, '
+            'delete its folder and run `python tools/make_synthetic_data.py`).') from None

@@ -276,7 +276,8 @@ def _generate_once(root: str, kind: str, params: dict, writer, force: bool) -> d
         marker = _read_marker(root)
         return dict(marker['summary'], root=root, skipped=True)
     if osp.isdir(root) and os.listdir(root) and _read_marker(root) is None:
-        raise FileExistsError(
+        from ..cli import OutputExistsError
+        raise OutputExistsError(
             f'{root} exists, is not empty and has no {MARKER} marker of a synthetic {kind} set; '
             'refusing to overwrite it. Remove it or choose another output folder.')
     _remove_stale_partials(root)
@@ -310,13 +311,14 @@ def _generate_once(root: str, kind: str, params: dict, writer, force: bool) -> d
 
 
 def _check_args(num_train: int, num_val: int, img_size, num_classes: int):
+    from ..cli import InvalidInputError  # a ValueError
     if num_train < 1 or num_val < 1:
-        raise ValueError(f'need at least one image per split, got {num_train=} {num_val=}')
+        raise InvalidInputError(f'need at least one image per split, got {num_train=} {num_val=}')
     h, w = (int(v) for v in img_size)
     if h < 16 or w < 16:
-        raise ValueError(f'img_size must be at least 16x16, got {img_size}')
+        raise InvalidInputError(f'img_size must be at least 16x16, got {img_size}')
     if not 1 <= num_classes <= len(SHAPES):
-        raise ValueError(f'num_classes must be in 1..{len(SHAPES)}, got {num_classes}')
+        raise InvalidInputError(f'num_classes must be in 1..{len(SHAPES)}, got {num_classes}')
     return h, w
 
 

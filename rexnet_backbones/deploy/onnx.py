@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from ..cli import InvalidInputError
 from ..sources import build_source, default_input_size  # noqa: F401  (default_input_size: moved there)
 from .runtime import (DeployDependencyError, PathLike, Structure, flatten_outputs, make_session,
                       max_abs_diff, require, unflatten_outputs)
@@ -65,6 +66,9 @@ def build_source_model(source: str, checkpoint: Optional[str] = None, features_o
     """
     src = build_source(source, checkpoint, checkpoint_prefix=checkpoint_prefix, features_only=features_only,
                        out_indices=(0, 1, 2, 3, 4), trusted=trusted)
+    if src.kind == 'config':  # a two-stage detector: one error naming what can be exported
+        from ..mm.checks import check_exportable
+        check_exportable(src.cfg.model, source)
     model = TensorMode(src.model).eval() if src.kind == 'config' else src.model
     if fuse_bn:
         from .fuse import fuse_bn as _fuse_bn
@@ -123,7 +127,8 @@ def _example_input(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
 def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int] = (1, 3, 224, 224), *,
                 opset: int = DEFAULT_OPSET, dynamic_batch: bool = True, dynamic_spatial: Optional[bool] = None,
                 dynamo: bool = False, verify: bool = False, atol: float = 1e-4,
-                backend: str = 'onnxruntime', reference: Optional[nn.Module] = None) -> ExportResult:
+                backend: str = 'onnxruntime', reference: Optional[nn.Module] = None,
+                num_threads: Optional[int] = None) -> ExportResult:
     """Export ``model`` (a module taking one ``N x C x H x W`` tensor) to ``out_file``.
 
     Args:
@@ -141,16 +146,17 @@ def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int]
         atol / backend: tolerance and runtime (``'onnxruntime'`` or ``'openvino'``) of the checks.
         reference: the module ``verify`` compares with (default ``model``), e.g. the model before
             ``deploy_model``, so that the check covers the deploy transform too.
+        num_threads: CPU threads of that runtime (default: its own, what the machine has).
     """
     if opset < 17:
-        raise ValueError(f'opset must be >= 17, got {opset}')
+        raise InvalidInputError(f'opset must be >= 17, got {opset}')
     require('onnx')
     if dynamo:
         require('onnxscript')
     model = model.eval()
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) != 4:
-        raise ValueError(f'input_shape must be (N, C, H, W), got {input_shape}')
+        raise InvalidInputError(f'input_shape must be (N, C, H, W), got {input_shape}')
     out_file = str(out_file)
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
 
@@ -159,7 +165,7 @@ def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int]
     if dynamic_spatial is None:
         probe = (input_shape[0], input_shape[1], input_shape[2] + 32, input_shape[3] + 64)
         try:
-            verify_onnx(model, out_file, [probe], atol=atol, backend=backend, check=False)
+            verify_onnx(model, out_file, [probe], atol=atol, backend=backend, check=False, num_threads=num_threads)
         except OnnxVerificationError as e:
             warnings.warn(f'{type(_unwrap(model)).__name__} does not allow dynamic spatial axes ({e}); '
                           f'exported with a fixed input size {input_shape[2]} x {input_shape[3]}')
@@ -178,7 +184,7 @@ def export_onnx(model: nn.Module, out_file: PathLike, input_shape: Sequence[int]
         if tuple(second) != input_shape:
             shapes.append(tuple(second))
         result.max_abs_diff = verify_onnx(model if reference is None else reference, out_file, shapes,
-                                          atol=atol, backend=backend)
+                                          atol=atol, backend=backend, num_threads=num_threads)
     return result
 
 
@@ -237,7 +243,8 @@ def _write_metadata(path: str, structure: Structure) -> None:
 # ---------------------------------------------------------------------------------------------- verification
 def verify_onnx(model: nn.Module, onnx_file: PathLike,
                 input_shapes: Sequence[Sequence[int]] = ((1, 3, 224, 224),), *, atol: float = 1e-4,
-                backend: str = 'onnxruntime', check: bool = True) -> Dict[Tuple[int, ...], float]:
+                backend: str = 'onnxruntime', check: bool = True,
+                num_threads: Optional[int] = None) -> Dict[Tuple[int, ...], float]:
     """Check ``onnx_file`` with ``onnx.checker`` (``check=True``) and compare every output of ``backend`` with
     PyTorch eager on seeded random inputs of each shape.
 
@@ -246,7 +253,7 @@ def verify_onnx(model: nn.Module, onnx_file: PathLike,
     """
     if check:
         require('onnx').checker.check_model(str(onnx_file), full_check=True)
-    session = make_session(onnx_file, backend)
+    session = make_session(onnx_file, backend, num_threads)
     model = model.eval()
     diffs: Dict[Tuple[int, ...], float] = {}
     for i, shape in enumerate(input_shapes):

@@ -194,9 +194,28 @@ def check_checkpoint_file(path: Optional[str], what: str) -> None:
 
 
 def check_datasets(cfg, splits) -> None:
-    """Missing dataset paths and unreadable annotation files, before anything is built."""
+    """Missing dataset paths, unreadable annotation files and ones of another dataset (none of the
+    config's classes, images elsewhere), before anything is built."""
     check_dataset_paths(cfg, splits)
-    check_annotation_files(cfg, splits)
+    check_annotation_files(cfg, splits, classes_of=_classes_finder(cfg.get('default_scope', None)))
+
+
+def _classes_finder(scope: Optional[str]):
+    """``dataset cfg -> classes``: its ``metainfo.classes``, else its type's default (mmdet's 80 COCO names)."""
+    def classes_of(ds) -> Optional[tuple]:
+        classes = (ds.get('metainfo') or {}).get('classes')
+        if classes:
+            return tuple(classes)
+        dtype = ds.get('type')
+        if not scope or not isinstance(dtype, str):
+            return None
+        try:
+            module = importlib.import_module(f'{scope}.datasets')
+        except ImportError:
+            return None
+        meta = getattr(getattr(module, dtype.split('.')[-1], None), 'METAINFO', None) or {}
+        return tuple(meta.get('classes') or ()) or None
+    return classes_of
 
 
 def use_atomic_checkpoints(cfg) -> None:

@@ -4,8 +4,9 @@
     train('configs/det/retinanet_rexnet.py', work_dir='work_dirs/r', cfg_options={'train_cfg.max_epochs': 1})
     metrics = test('configs/det/retinanet_rexnet.py', 'work_dirs/r/epoch_1.pth')
 
-Before anything is built, both check the inputs a user can get wrong (config, dataset paths and
-annotation files, checkpoint files, neck channels) and raise errors that say what to do; while
+Before anything is built (and before the Runner dumps the config), both check the inputs a user can
+get wrong (config, checkpoint files, pretrained weights and ONNX files (:mod:`.checks`), dataset
+paths and annotation files, neck channels) and raise errors that say what to do; while
 running, every checkpoint the Runner loads must fit the model (``CheckpointCheckHook``) unless
 ``allow_partial=True``. torch.distributed is shut down at the end, also on error.
 """
@@ -19,12 +20,14 @@ from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 from mmengine.logging import print_log
 
+from ..cli import set_threads
 from ..data.checks import splits_for_training
 from . import config as C
+from .checks import check_onnx_model, check_pretrained_weights
 from .distributed import distributed_run
-from .errors import ToolError
+from .errors import InputNotFoundError, ToolError
 
-__all__ = ['train', 'test', 'prepare_train_config', 'prepare_test_config', 'build_runner']
+__all__ = ['train', 'test', 'prepare_train_config', 'prepare_test_config', 'build_runner', 'ONNX_BACKENDS']
 
 
 class DumpPredictions(DumpResults):
@@ -34,6 +37,20 @@ class DumpPredictions(DumpResults):
         # shallow copies: the other metrics of the evaluator get the same sample dicts
         super().process(data_batch, [{k: v for k, v in s.items() if k != 'seg_logits'}
                                      if isinstance(s, dict) else s for s in data_samples])
+
+
+#: runtimes ``test(backend=...)`` runs an exported ONNX network in
+ONNX_BACKENDS = ('onnxruntime', 'openvino')
+
+
+def _check_onnx(cfg, onnx_file: str, config: str, backend: str) -> None:
+    """The runtime is installed and ``onnx_file`` fits the config's model (before the Runner starts)."""
+    from ..deploy.onnx import DeployDependencyError, require
+    try:
+        require(backend)
+        check_onnx_model(cfg, onnx_file, config)
+    except DeployDependencyError as e:
+        raise ToolError(str(e)) from None
 
 
 def build_runner(cfg):
@@ -74,7 +91,7 @@ def prepare_train_config(config: str, *, work_dir: Optional[str] = None, resume:
 
 def train(config: str, *, work_dir: Optional[str] = None, resume: Optional[str] = None, amp: bool = False,
           auto_scale_lr: bool = False, cfg_options: Optional[Dict[str, Any]] = None, launcher: str = 'none',
-          trust_checkpoint: bool = False, allow_partial: bool = False):
+          trust_checkpoint: bool = False, allow_partial: bool = False, threads: Optional[int] = None):
     """Train from a config, as mmdet's ``tools/train.py``; returns the trained model.
 
     Args:
@@ -82,12 +99,15 @@ def train(config: str, *, work_dir: Optional[str] = None, resume: Optional[str] 
         trust_checkpoint: load checkpoints with full unpickling (executes code in the file).
         allow_partial: load a ``load_from``/``resume`` checkpoint that does not fit the model,
             logging what did and did not load (by default such a checkpoint is refused).
+        threads: torch CPU threads (default: torch's own choice, what the machine has).
     """
+    set_threads(threads)
     C.set_up_trust(trust_checkpoint)
     cfg = prepare_train_config(config, work_dir=work_dir, resume=resume, amp=amp,
                                auto_scale_lr=auto_scale_lr, cfg_options=cfg_options, launcher=launcher)
     what = '--resume' if cfg.get('resume') else 'load_from'
     C.check_checkpoint_file(cfg.get('load_from'), what)
+    check_pretrained_weights(cfg.model)
     C.check_datasets(cfg, splits_for_training(cfg))
     C.use_atomic_checkpoints(cfg)
     C.register_scope_modules(cfg)
@@ -120,37 +140,43 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
          show: bool = False, show_dir: Optional[str] = None, wait_time: float = 2, tta: bool = False,
          cfg_options: Optional[Dict[str, Any]] = None, launcher: str = 'none',
          trust_checkpoint: bool = False, allow_partial: bool = False,
-         backend: str = 'pytorch') -> Dict[str, Any]:
+         backend: str = 'pytorch', threads: Optional[int] = None) -> Dict[str, Any]:
     """Evaluate a checkpoint on the config's test set, as mmdet's ``tools/test.py``; returns the metrics.
 
     Args:
         out: ``*.pkl`` to dump predictions; for mmseg configs another value is the directory
             where ``IoUMetric`` writes the predicted label maps (mmseg's meaning).
-        backend: ``'pytorch'``, or ``'onnxruntime'`` to run the network of an exported ``.onnx``
-            model (``checkpoint``) in ONNX Runtime with the config's own post-processing.
+        backend: ``'pytorch'``, or ``'onnxruntime'`` / ``'openvino'`` to run the network of an exported
+            ``.onnx`` model (``checkpoint``) in that runtime with the config's own post-processing.
+        threads: CPU threads of torch and of the ONNX runtime (default: their own choice, what the
+            machine has).
     """
+    set_threads(threads)
     C.set_up_trust(trust_checkpoint)
     cfg = prepare_test_config(config, checkpoint, work_dir=work_dir, out=out, cfg_options=cfg_options,
                               launcher=launcher)
     if backend == 'pytorch':
         C.check_checkpoint_file(checkpoint, 'checkpoint')
-    elif backend == 'onnxruntime':
+    elif backend in ONNX_BACKENDS:
         if not osp.isfile(checkpoint):
-            raise ToolError(f'ONNX model not found: {checkpoint}')
+            raise InputNotFoundError(f'ONNX model not found: {checkpoint}. Export one with python tools/export.py '
+                                     f'{config} OUT.onnx --checkpoint CKPT.')
         if tta:
-            raise ToolError('--tta runs the PyTorch model; it cannot be combined with --backend onnxruntime')
+            raise ToolError(f'--tta runs the PyTorch model; it cannot be combined with --backend {backend}')
     else:
-        raise ToolError(f"--backend must be 'pytorch' or 'onnxruntime', got {backend!r}")
+        raise ToolError(f"--backend must be one of {('pytorch',) + ONNX_BACKENDS}, got {backend!r}")
     C.check_datasets(cfg, ['test'])
     scope = C.register_scope_modules(cfg)
+    if backend in ONNX_BACKENDS:
+        _check_onnx(cfg, checkpoint, config, backend)
     if show or show_dir:
         C.enable_visualization(cfg, scope, show=show, show_dir=show_dir, wait_time=wait_time)
     if tta:
         C.apply_tta(cfg, scope)
-    if backend == 'onnxruntime':
+    if backend in ONNX_BACKENDS:
         from ..deploy import DeployDependencyError, use_onnx_backend
         try:
-            cfg = use_onnx_backend(cfg, checkpoint, backend='onnxruntime')
+            cfg = use_onnx_backend(cfg, checkpoint, backend=backend, num_threads=threads)
         except (DeployDependencyError, ValueError) as e:
             raise ToolError(str(e)) from None
     else:

@@ -2,6 +2,8 @@
 
 A neck or head whose ``in_channels`` does not match the backbone otherwise fails inside the first
 forward pass with a bare shape error (``weight of size [256, 512, 1, 1] ... got 61 channels``).
+A two-stage detector given to ONNX export otherwise fails inside mmdet's dense head
+(``TypeError: 'NoneType' object is not iterable``): :func:`check_exportable` says so up front.
 """
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import torch
 
-__all__ = ['backbone_out_channels', 'check_in_channels']
+from ..cli import InvalidInputError
+
+__all__ = ['backbone_out_channels', 'check_in_channels', 'check_exportable', 'EXPORTABLE']
 
 
 def _is_rexnet(type_: Any) -> bool:
@@ -97,3 +101,25 @@ def check_in_channels(model_cfg: Mapping[str, Any]) -> Optional[List[int]]:
     if problems:
         raise ValueError('the config does not match its ReXNet backbone:\n  ' + '\n  '.join(problems))
     return out_channels
+
+
+#: what ``tools/export.py`` and ``tools/test.py --backend onnxruntime|openvino`` support
+EXPORTABLE = ('timm model names (a classifier, or the feature pyramid with --features-only), single-stage '
+              'detectors (RetinaNet, SSD/SSDLite, FCOS, ...: a bbox_head, no RPN/RoI head) and mmseg '
+              'EncoderDecoder segmentors')
+
+
+def check_exportable(model_cfg: Mapping[str, Any], source: str = 'the config') -> None:
+    """Raise ``InvalidInputError`` (a ``ValueError``) when ``model_cfg`` is a two-stage detector (an ``rpn_head`` or ``roi_head``):
+    its ``mode='tensor'`` forward needs proposals that only its Python post-processing makes, so it
+    cannot run as one ONNX network."""
+    if 'rpn_head' not in model_cfg and 'roi_head' not in model_cfg \
+            and isinstance(model_cfg.get('model'), Mapping):
+        model_cfg = model_cfg['model']
+    if model_cfg.get('rpn_head') is None and model_cfg.get('roi_head') is None:
+        return
+    raise InvalidInputError(
+        f'{source}: {model_cfg.get("type", "the model")} is a two-stage detector (RPN + RoI head), which cannot '
+        'be exported to ONNX nor tested with --backend onnxruntime/openvino (its RoI head needs the proposals '
+        f'of Python post-processing). Supported: {EXPORTABLE}. To export its backbone alone, give the timm '
+        "name of its backbone with --features-only (e.g. python tools/export.py rexnet_100 OUT.onnx --features-only)")
