@@ -86,7 +86,7 @@ def _train_and_test(cfg, config: str, data_root: str, work_dir: Path, checkpoint
 @pytest.fixture(scope='session')
 def trained_det(tmp_path_factory) -> Trained:
     """The tiny RetinaNet-ReXNet of tests/configs, trained from scratch for 80 iterations (10 epochs of its own
-    16 training images; 8 test images): well enough that COCO metrics compared between two paths are not zero."""
+    16 training images; tested on its 8 val images)."""
     pytest.importorskip('mmdet')
     from rexnet_backbones.data.synthetic import make_coco_detection
     work_dir = tmp_path_factory.mktemp('trained_det')
