@@ -391,16 +391,14 @@ def test_markdown_table(tiny_runs):
 
 
 @pytest.mark.slow
-def test_checkpoint_metrics(tmp_path):
+def test_checkpoint_metrics(data_root, tmp_path):
     """--checkpoints: COCO metrics through rexnet_backbones.engine.test on the tiny synthetic set."""
     pytest.importorskip('mmdet')
     pytest.importorskip('pycocotools')
     import torch
-    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-    from _helpers_tools import DET_CONFIG, describe, make_tool_data, run_tool
+    from _helpers_tools import DET_CONFIG, describe, run_tool
 
     pytest.importorskip('rexnet_backbones.engine', exc_type=ImportError)  # evaluates with engine.test
-    data_root = make_tool_data(str(tmp_path / 'data'))
     from rexnet_backbones.sources import build_source
     model = build_source(DET_CONFIG).model
     ckpt = tmp_path / 'tiny.pth'

@@ -342,17 +342,18 @@ def test_process_killed_mid_write_keeps_previous_checkpoint(tmp_path):
                     backend_args=ATOMIC)
     before = target.read_bytes()
     script = textwrap.dedent(f"""
-        import builtins, io, sys
+        import builtins, io
         import torch
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_checkpoint import _faulty_open_factory  # also imports rexnet_backbones (the backend)
         from mmengine.runner.checkpoint import save_checkpoint
         builtins.open = io.open = _faulty_open_factory(io.open, 1000, 'kill', 1)
         save_checkpoint({{'state_dict': {{'w': torch.zeros(4096)}}, 'meta': {{'epoch': 2}}}},
                         {str(target)!r}, backend_args=dict(backend='atomic_local'))
     """)
+    tests_dir = str(ROOT / 'tests')  # test_checkpoint is imported by the child process
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [tests_dir, os.environ.get('PYTHONPATH')])))
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120,
-                          cwd=str(ROOT))
+                          cwd=str(ROOT), env=env)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert target.read_bytes() == before
     assert rbc.safe_load(target)['meta']['epoch'] == 1

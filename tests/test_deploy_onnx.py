@@ -345,12 +345,6 @@ def test_use_onnx_backend_errors(tmp_path):
         use_onnx_backend(cfg, str(tmp_path / 'a.onnx'))
 
 
-def _without_validation(cfg):
-    cfg = copy.deepcopy(cfg)
-    cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
-    return cfg
-
-
 def _run_test(cfg, work_dir, name):
     from mmengine.runner import Runner
     cfg.work_dir = str(work_dir)
@@ -359,48 +353,23 @@ def _run_test(cfg, work_dir, name):
 
 
 @pytest.mark.slow
-def test_retinanet_same_map_through_onnxruntime(tmp_path):
-    """Train RetinaNet-ReXNet on the synthetic set (80 iterations), then test the same checkpoint
-    with PyTorch and with the network in ONNX Runtime: the COCO metrics are equal."""
-    pytest.importorskip('mmdet')
-    from mmengine.config import Config
-    from mmengine.runner import Runner
-    from rexnet_backbones.data.synthetic import make_coco_detection
+def test_retinanet_same_map_through_onnxruntime(trained_det, tmp_path):
+    """The tiny RetinaNet-ReXNet trained on the synthetic set (tests/conftest.py), tested with PyTorch and with
+    the network in ONNX Runtime: the COCO metrics are equal."""
     from rexnet_backbones.deploy import use_onnx_backend
-    make_coco_detection(str(tmp_path / 'data' / 'coco'), num_train=16, num_val=8, seed=0)
-    os.environ['SYNTHETIC_DATA_ROOT'] = str(tmp_path / 'data')
-    try:
-        cfg = Config.fromfile(DET_CONFIG)
-    finally:
-        del os.environ['SYNTHETIC_DATA_ROOT']
-    cfg.model.backbone.norm_eval = False  # from scratch: learn the BN statistics
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=10)
-    cfg.optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=2e-3, weight_decay=5e-5),
-                             clip_grad=dict(max_norm=10))
-    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10)
-    cfg.default_hooks.logger.interval = 20
-    cfg.work_dir = str(tmp_path / 'train')
-    cfg.experiment_name = 'deploy_det_train'
-    Runner.from_cfg(_without_validation(cfg)).train()
-    ckpt = tmp_path / 'train' / 'epoch_10.pth'
-
-    torch_cfg = copy.deepcopy(cfg)
-    torch_cfg.load_from = str(ckpt)
-    torch_metrics = _run_test(torch_cfg, tmp_path / 'test_torch', 'deploy_det_torch')
-
-    model, size = build_source_model(DET_CONFIG, str(ckpt))
+    torch_metrics = trained_det.metrics
+    model, size = build_source_model(DET_CONFIG, str(trained_det.checkpoint))
     res = export_onnx(model, tmp_path / 'retinanet.onnx', (1, 3, *size), verify=True)
     assert res.dynamic_spatial
-    ort_metrics = _run_test(use_onnx_backend(copy.deepcopy(cfg), str(tmp_path / 'retinanet.onnx'), num_threads=1),
-                            tmp_path / 'test_ort', 'deploy_det_ort')
+    ort_cfg = use_onnx_backend(copy.deepcopy(trained_det.cfg), str(tmp_path / 'retinanet.onnx'), num_threads=1)
+    ort_metrics = _run_test(ort_cfg, tmp_path / 'test_ort', 'deploy_det_ort')
 
     assert torch_metrics['coco/bbox_mAP'] > 0.03, torch_metrics  # a trained model: equality means something
     for k in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
         assert ort_metrics[k] == pytest.approx(torch_metrics[k], abs=1e-3), (k, torch_metrics, ort_metrics)
 
     # the same through the command line: tools/test.py CONFIG MODEL.onnx --backend onnxruntime
-    env = dict(os.environ, SYNTHETIC_DATA_ROOT=str(tmp_path / 'data'), OMP_NUM_THREADS='1',
+    env = dict(os.environ, SYNTHETIC_DATA_ROOT=trained_det.data_root, OMP_NUM_THREADS='1',
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
     proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), DET_CONFIG, str(tmp_path / 'retinanet.onnx'),
                            '--backend', 'onnxruntime', '--work-dir', str(tmp_path / 'cli')],
@@ -411,44 +380,20 @@ def test_retinanet_same_map_through_onnxruntime(tmp_path):
 
 
 @pytest.mark.slow
-def test_segmentor_same_miou_through_onnxruntime(tmp_path):
-    """The same for the Semantic-FPN segmentor (100 iterations) and mmseg's IoUMetric."""
-    pytest.importorskip('mmseg')
-    from mmengine.config import Config
-    from mmengine.runner import Runner
-    from rexnet_backbones.data.synthetic import make_segmentation
+def test_segmentor_same_miou_through_onnxruntime(trained_seg, tmp_path):
+    """The same for the tiny Semantic-FPN segmentor (tests/conftest.py) and mmseg's IoUMetric."""
     from rexnet_backbones.deploy import use_onnx_backend
-    make_segmentation(str(tmp_path / 'data' / 'seg'), num_train=8, num_val=4, seed=0)
-    os.environ['SYNTHETIC_DATA_ROOT'] = str(tmp_path / 'data')
-    try:
-        cfg = Config.fromfile(SEG_CONFIG)
-    finally:
-        del os.environ['SYNTHETIC_DATA_ROOT']
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=100)
-    cfg.optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-2, weight_decay=5e-5))
-    cfg.param_scheduler = []
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=100, by_epoch=False)
-    cfg.default_hooks.logger.interval = 20
-    cfg.work_dir = str(tmp_path / 'train')
-    cfg.experiment_name = 'deploy_seg_train'
-    Runner.from_cfg(_without_validation(cfg)).train()
-    ckpt = tmp_path / 'train' / 'iter_100.pth'
-
-    torch_cfg = copy.deepcopy(cfg)
-    torch_cfg.load_from = str(ckpt)
-    torch_metrics = _run_test(torch_cfg, tmp_path / 'test_torch', 'deploy_seg_torch')
-
-    model, size = build_source_model(SEG_CONFIG, str(ckpt))
+    torch_metrics = trained_seg.metrics
+    model, size = build_source_model(SEG_CONFIG, str(trained_seg.checkpoint))
     with pytest.warns(UserWarning, match='does not allow dynamic spatial axes'):
         export_onnx(model, tmp_path / 'fpn.onnx', (1, 3, *size), verify=True)
-    ort_metrics = _run_test(use_onnx_backend(copy.deepcopy(cfg), str(tmp_path / 'fpn.onnx'), num_threads=1),
-                            tmp_path / 'test_ort', 'deploy_seg_ort')
+    ort_cfg = use_onnx_backend(copy.deepcopy(trained_seg.cfg), str(tmp_path / 'fpn.onnx'), num_threads=1)
+    ort_metrics = _run_test(ort_cfg, tmp_path / 'test_ort', 'deploy_seg_ort')
 
     # more than the all-background score (21.97 here): the shapes are found
     assert torch_metrics['mIoU'] > 25 and torch_metrics['mAcc'] > 30, torch_metrics
     for k in ('aAcc', 'mIoU', 'mAcc'):
-        assert float(ort_metrics[k]) == pytest.approx(float(torch_metrics[k]), abs=0.1), (k, torch_metrics,
-                                                                                          ort_metrics)
+        assert float(ort_metrics[k]) == pytest.approx(torch_metrics[k], abs=0.1), (k, torch_metrics, ort_metrics)
 
 
 def test_export_tool_checkpoint_of_another_arch(tmp_path, capsys):

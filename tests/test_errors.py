@@ -7,17 +7,13 @@ error comes before the config dump. The docs name only flags the tools accept.
 
 The tools run as subprocesses on the tiny synthetic RetinaNet config (tests/configs).
 """
-import json
 import os
 import re
 import shutil
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _helpers_tools
-
-from _helpers_tools import DET_CONFIG, REPO_ROOT, TOOLS, describe, make_tool_data, run, run_tool  # noqa: E402
+from _helpers_tools import DET_CONFIG, REPO_ROOT, TOOLS, describe, run_tool
 
 pytest.importorskip('mmdet')
 torch = pytest.importorskip('torch')
@@ -25,18 +21,12 @@ torch = pytest.importorskip('torch')
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return make_tool_data(str(tmp_path_factory.mktemp('synthetic_errors')))
-
-
-def _build_tiny(data_root, **cfg_options):
+def _build_tiny(**cfg_options):
     """The tiny RetinaNet of DET_CONFIG (optionally changed), as the Runner builds it."""
     from mmengine.config import Config
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     import rexnet_backbones  # noqa: F401
-    os.environ['SYNTHETIC_DATA_ROOT'] = str(data_root)
     cfg = Config.fromfile(DET_CONFIG)
     cfg.merge_from_dict(cfg_options)
     register_all_modules()
@@ -45,15 +35,15 @@ def _build_tiny(data_root, **cfg_options):
 
 
 @pytest.fixture(scope='module')
-def checkpoints(data_root, tmp_path_factory):
+def checkpoints(tmp_path_factory):
     """A fitting checkpoint, one of another RetinaNet (other neck width) and a ResNet-18 state_dict."""
     import torchvision
     root = tmp_path_factory.mktemp('ckpts')
     good = root / 'good.pth'
-    torch.save({'state_dict': _build_tiny(data_root).state_dict(), 'meta': {}}, good)
+    torch.save({'state_dict': _build_tiny().state_dict(), 'meta': {}}, good)
     other = root / 'other_retinanet.pth'
-    torch.save({'state_dict': _build_tiny(data_root, **{'model.neck.out_channels': 16,
-                                                        'model.bbox_head.in_channels': 16}).state_dict(),
+    torch.save({'state_dict': _build_tiny(**{'model.neck.out_channels': 16,
+                                             'model.bbox_head.in_channels': 16}).state_dict(),
                 'meta': {}}, other)
     r18 = root / 'resnet18.pth'
     torch.save(torchvision.models.resnet18().state_dict(), r18)

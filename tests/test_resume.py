@@ -20,9 +20,7 @@ import time
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _helpers_tools
-
-from _helpers_tools import DET_CONFIG, TOOLS, make_tool_data, tool_env  # noqa: E402
+from _helpers_tools import DET_CONFIG, TOOLS, tool_env
 
 pytest.importorskip('mmdet')
 torch = pytest.importorskip('torch')
@@ -37,23 +35,12 @@ KILL_TIMEOUT = 240  # s until a first checkpoint must exist
 RESUME_TIMEOUT = 300
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return make_tool_data(str(tmp_path_factory.mktemp('synthetic_resume')))
-
-
 def _iters_per_epoch(data_root: str) -> int:
     """Iterations per epoch implied by the config and the data (no hardcoded 4)."""
     from mmengine.config import Config
-    old = os.environ.get('SYNTHETIC_DATA_ROOT')
-    os.environ['SYNTHETIC_DATA_ROOT'] = data_root  # read by the config
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('SYNTHETIC_DATA_ROOT', data_root)  # read by the config
         cfg = Config.fromfile(DET_CONFIG)
-    finally:
-        if old is None:
-            os.environ.pop('SYNTHETIC_DATA_ROOT')
-        else:
-            os.environ['SYNTHETIC_DATA_ROOT'] = old
     loader = cfg.train_dataloader
     ds = loader.dataset
     with open(osp.join(ds.data_root, ds.ann_file)) as f:

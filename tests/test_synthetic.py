@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _helpers_tools
-
-from _helpers_tools import REPO_ROOT, TOOLS  # noqa: E402
-from rexnet_backbones.data import synthetic  # noqa: E402
-from rexnet_backbones.data.synthetic import (  # noqa: E402
+from _helpers_tools import REPO_ROOT, TOOLS
+from rexnet_backbones.data import synthetic
+from rexnet_backbones.data.synthetic import (
     DEFAULT_DATA_ROOT, DET_CLASSES, MARKER, SEG_CLASSES, SEG_IGNORE_INDEX, SEG_IMG_SUFFIX,
     SEG_MAP_SUFFIX, make_coco_detection, make_segmentation)
 

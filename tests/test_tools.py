@@ -5,7 +5,6 @@ tests/configs (a 1/4-width ResNet-18 RetinaNet and Semantic-FPN at 128x128 on 8 
 synthetic images) and are marked slow; the in-process tests of the argument handling and of the
 dataset check are quick.
 """
-import os
 import os.path as osp
 import pickle
 import shutil
@@ -13,20 +12,13 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _helpers_tools
-
-from _helpers_tools import (  # noqa: E402
+from _helpers_tools import (
     DET_CONFIG, DET_DIST_CONFIG, NUM_VAL, SEG_CONFIG, TOOLS, describe, free_port,
-    logged_metric, make_tool_data, run, run_tool)
+    logged_metric, run, run_tool)
 
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
 torch = pytest.importorskip('torch')
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return make_tool_data(str(tmp_path_factory.mktemp('synthetic')))
 
 
 @pytest.fixture(scope='module')

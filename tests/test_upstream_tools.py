@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from _helpers_tools import DET_CONFIG, SEG_CONFIG, make_tool_data, run
+from _helpers_tools import DET_CONFIG, SEG_CONFIG, logged_metric, run
 
 
 def _upstream_train(package: str) -> str:
@@ -17,11 +17,6 @@ def _upstream_train(package: str) -> str:
     if not osp.isfile(path):
         pytest.skip(f'{package} was installed without its .mim tools')
     return path
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return make_tool_data(str(tmp_path_factory.mktemp('synthetic_upstream')))
 
 
 @pytest.mark.slow
@@ -33,6 +28,14 @@ def test_upstream_train_tool(package, config, data_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert 'ReXNet' in log  # the model summary / config printed by the Runner
-    assert glob.glob(str(work_dir / '*.pth')), 'no checkpoint written'
+    (ckpt,) = glob.glob(str(work_dir / '*.pth'))  # the tiny configs save once, at their end
+    # the backbone that trained is our ReXNet, whole: its parameters and buffers, no more, no less
+    import torch
+    from mmengine.config import Config
+    from rexnet_backbones.mm import ReXNet
+    backbone = Config.fromfile(config).model.backbone
+    expected = ReXNet(arch=backbone.arch, out_indices=backbone.out_indices).state_dict()
+    state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']  # written by this test
+    assert {k[len('backbone.'):] for k in state if k.startswith('backbone.')} == set(expected)
     metric = 'coco/bbox_mAP' if package == 'mmdet' else 'mIoU'
-    assert metric in log
+    logged_metric(log, metric)  # raises AssertionError unless the validation at the end of training logged it
