@@ -4,8 +4,9 @@
     train('configs/det/retinanet_rexnet.py', work_dir='work_dirs/r', cfg_options={'train_cfg.max_epochs': 1})
     metrics = test('configs/det/retinanet_rexnet.py', 'work_dirs/r/epoch_1.pth')
 
-Before anything is built, both check the inputs a user can get wrong (config, dataset paths and
-annotation files, checkpoint files, neck channels) and raise errors that say what to do; while
+Before anything is built, both check the installed mmcv (:func:`~.env.check_mmcv`) and the inputs a
+user can get wrong (config, dataset paths and annotation files, checkpoint files, neck channels) and
+raise errors that say what to do; while
 running, every checkpoint the Runner loads must fit the model (``CheckpointCheckHook``) unless
 ``allow_partial=True``. torch.distributed is shut down at the end, also on error.
 """
@@ -22,6 +23,7 @@ from mmengine.logging import print_log
 from ..data.checks import splits_for_training
 from . import config as C
 from .distributed import distributed_run
+from .env import check_mmcv
 from .errors import ToolError
 
 __all__ = ['train', 'test', 'prepare_train_config', 'prepare_test_config', 'build_runner']
@@ -85,6 +87,7 @@ def train(config: str, *, work_dir: Optional[str] = None, resume: Optional[str] 
         allow_partial: load a ``load_from``/``resume`` checkpoint that does not fit the model,
             logging what did and did not load (by default such a checkpoint is refused).
     """
+    check_mmcv()  # before mmdet/mmseg are imported: version range, CUDA kernels when a GPU is visible
     C.set_up_trust(trust_checkpoint)
     cfg = prepare_train_config(config, work_dir=work_dir, resume=resume, amp=amp,
                                auto_scale_lr=auto_scale_lr, cfg_options=cfg_options, launcher=launcher)
@@ -131,6 +134,7 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
         backend: ``'pytorch'``, or ``'onnxruntime'`` to run the network of an exported ``.onnx``
             model (``checkpoint``) in ONNX Runtime with the config's own post-processing.
     """
+    check_mmcv()
     C.set_up_trust(trust_checkpoint)
     cfg = prepare_test_config(config, checkpoint, work_dir=work_dir, out=out, cfg_options=cfg_options,
                               launcher=launcher)
