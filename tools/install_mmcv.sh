@@ -61,14 +61,64 @@ NVCC_HOME=''
 [ -n "$TORCH_CUDA" ] && NVCC_HOME=$(find_cuda_home || true)
 NVCC=${NVCC_HOME:+$NVCC_HOME/bin/nvcc}
 
-# the pip command that gives this torch a matching nvcc (and CCCL headers: thrust, cub)
+# the pip command that gives this torch a matching nvcc with its own cicc (nvidia-nvvm), crt headers and CCCL
+# (thrust, cub, nv/target). The parts must be one CUDA release: `pip install nvidia-cuda-nvcc==13.0.*` alone
+# pulls the newest nvidia-nvvm, whose PTX the 13.0 ptxas rejects ("Unsupported .version 9.5").
 nvcc_hint() {
-  local major=${TORCH_CUDA%%.*}
-  if [ "$major" -ge 13 ]; then
-    echo "$PY -m pip install 'nvidia-cuda-nvcc==$TORCH_CUDA.*' 'nvidia-cuda-cccl==$TORCH_CUDA.*'"
+  local major=${TORCH_CUDA%%.*} tk
+  # CUDA 13 torch wheels require cuda-toolkit[...]==X.Y.Z: its nvcc,cccl extras pin the same release
+  tk=$("$PY" -c "import importlib.metadata as m, re
+r = [x for x in (m.requires('torch') or []) if x.startswith('cuda-toolkit')]
+v = re.search(r'==\s*([0-9.]+)', r[0]) if r else None
+print(v.group(1) if v else '')" 2>/dev/null || true)
+  if [ -n "$tk" ]; then
+    echo "$PY -m pip install 'cuda-toolkit[nvcc,cccl]==$tk'"
+  elif [ "$major" -ge 13 ]; then
+    echo "$PY -m pip install 'nvidia-cuda-nvcc==$TORCH_CUDA.*' 'nvidia-nvvm==$TORCH_CUDA.*' 'nvidia-cuda-crt==$TORCH_CUDA.*' 'nvidia-cuda-cccl==$TORCH_CUDA.*'"
   else
     echo "$PY -m pip install 'nvidia-cuda-nvcc-cu$major==$TORCH_CUDA.*' 'nvidia-cuda-cccl-cu$major==$TORCH_CUDA.*'"
   fi
+}
+
+# the pip package that provides a CUDA header torch's extension headers include
+header_package() {
+  case "$1" in
+    nv/*|thrust/*|cub/*|cuda/std/*|cuda/*) echo nvidia-cuda-cccl ;;
+    cublas*) echo nvidia-cublas ;;
+    cusparse*) echo nvidia-cusparse ;;
+    cusolver*) echo nvidia-cusolver ;;
+    curand*) echo nvidia-curand ;;
+    cufft*) echo nvidia-cufft ;;
+    crt/*) echo nvidia-cuda-crt ;;
+    *) echo nvidia-cuda-runtime ;;
+  esac
+}
+
+# compile one small kernel with the headers torch's CUDA headers include, for every arch, in seconds,
+# before the long build: a missing header or mismatched compiler parts show here
+preflight() {  # preflight DIR ENV...
+  local dir=$1 arch out missing; shift
+  cat > "$dir/preflight.cu" <<'CU'
+#include <cuda_runtime.h>
+#include <cuda_fp16.h>
+#include <cublas_v2.h>
+#include <cusparse.h>
+#include <cusolverDn.h>
+#include <curand_kernel.h>
+#include <thrust/device_vector.h>
+__global__ void add_one(float *x) { x[threadIdx.x] += 1.f; }
+CU
+  for arch in ${ARCHS//;/ }; do
+    arch=${arch%+PTX}; arch=${arch//./}
+    if ! out=$(env "$@" "$NVCC" -std=c++20 -c "$dir/preflight.cu" -o "$dir/preflight.o" \
+               -gencode "arch=compute_$arch,code=sm_$arch" 2>&1); then
+      missing=$(echo "$out" | sed -n 's/.*fatal error: \([^:]*\): No such file.*/\1/p' | head -1)
+      [ -n "$missing" ] && die "the CUDA header <$missing> that torch's headers include is missing: install" \
+        "$(header_package "$missing") for CUDA $TORCH_CUDA ($(nvcc_hint) gives nvcc with CCCL), then run this again"
+      die "nvcc ($NVCC) cannot compile a kernel for sm_$arch: $(echo "$out" | tail -2 | tr '\n' ' ')." \
+        "Its parts must be one CUDA release: $(nvcc_hint)"
+    fi
+  done
 }
 
 WANT=cpu
@@ -161,6 +211,7 @@ if [ "$WANT" = cuda ]; then
   build_env+=(FORCE_CUDA=1 "CUDA_HOME=$cuda_home" "TORCH_CUDA_ARCH_LIST=$ARCHS" "PATH=$cuda_home/bin:$PATH"
               "LIBRARY_PATH=$work/lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
               "CPATH=${incs}${CPATH:+:$CPATH}")
+  preflight "$work" "${build_env[@]}"
   say "building mmcv $MMCV_VERSION from source with CUDA ops: nvcc $NVCC ($("$NVCC" --version | tail -2 | head -1)), TORCH_CUDA_ARCH_LIST=$ARCHS (about an hour on 2 cores; once per machine, cached in $CACHE)"
 else
   build_env+=(FORCE_CUDA=0)
