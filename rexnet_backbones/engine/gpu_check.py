@@ -142,16 +142,19 @@ def _tool_output(cmd: Sequence[str], env: Dict[str, str], timeout: float) -> sub
 
 
 def check_training(configs: Dict[str, str], tools_dir: str, work_dir: str, data_root: str,
-                   timeout: float = 900) -> List[Check]:
+                   timeout: float = 900, amp: bool = True) -> List[Check]:
     """For each ``name: config``: one ``--amp`` training step with a SyncBN backbone through
-    ``tools/dist_train.sh CONFIG 1`` (torchrun), then ``tools/test.py`` on its checkpoint."""
+    ``tools/dist_train.sh CONFIG 1`` (torchrun), then ``tools/test.py`` on its checkpoint.
+
+    ``amp=False`` runs the same steps without ``--amp`` (which needs a GPU), e.g. on a CPU."""
     env = dict(os.environ, SYNTHETIC_DATA_ROOT=data_root, PYTHON=sys.executable,
                PYTHONWARNINGS='ignore')
     checks = []
     for port, (name, config) in enumerate(configs.items(), start=29610):
         wd = osp.join(work_dir, name)
+        amp_flag = ['--amp'] if amp else []
         train = _tool_output(
-            ['bash', osp.join(tools_dir, 'dist_train.sh'), config, '1', '--amp', '--work-dir', wd,
+            ['bash', osp.join(tools_dir, 'dist_train.sh'), config, '1', *amp_flag, '--work-dir', wd,
              '--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
              'train_dataloader.batch_size=2', 'model.backbone.norm_cfg.type=SyncBN',
              'default_hooks.checkpoint.interval=1'],
@@ -159,7 +162,7 @@ def check_training(configs: Dict[str, str], tools_dir: str, work_dir: str, data_
         ckpt = osp.join(wd, 'epoch_1.pth')
         ok = train.returncode == 0 and osp.isfile(ckpt)
         detail = 'epoch_1.pth written' if ok else _tail(train.stdout)
-        checks.append(Check(f'{name}: 1 step, --amp, SyncBN, torchrun', ok, detail))
+        checks.append(Check(f'{name}: 1 step,{" --amp," if amp else ""} SyncBN, torchrun', ok, detail))
         if not ok:
             checks.append(Check(f'{name}: tools/test.py', False, 'skipped: no checkpoint'))
             continue
