@@ -99,8 +99,10 @@ def test_gpu_check_faster_rcnn_config_is_the_synthetic_set(tmp_path):
     from rexnet_backbones.engine.gpu_check import synthetic_config
     det = osp.join(REPO_ROOT, 'configs', 'det')
     out = synthetic_config(osp.join(det, 'faster-rcnn_rexnet.py'), osp.join(det, 'retinanet_rexnet_synthetic.py'),
-                           str(tmp_path / 'faster.py'))
+                           str(tmp_path / 'faster.py'), data_root=str(tmp_path / 'data'))
     cfg = Config.fromfile(out)
+    assert cfg.train_dataloader.dataset.data_root == f'{tmp_path}/data/coco/'
+    assert cfg.val_evaluator.ann_file == f'{tmp_path}/data/coco/annotations/instances_val2017.json'
     assert cfg.model.type == 'FasterRCNN' and cfg.model.roi_head.bbox_head.num_classes == 3
     assert cfg.model.backbone.type == 'ReXNet' and cfg.model.backbone.init_cfg is None
     assert cfg.train_dataloader.dataset.ann_file == 'annotations/instances_train2017.json'
