@@ -24,6 +24,7 @@ import os.path as osp
 import sys
 
 from rexnet_backbones.benchmark import BACKENDS, BenchmarkError, Settings, run_benchmark, write_outputs
+from rexnet_backbones.quiet import quiet_known_warnings
 
 
 def parse_args(argv=None):
@@ -81,6 +82,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    quiet_known_warnings()
     settings = Settings(
         models=args.models, baselines=args.baselines, input_size=tuple(args.input_size),
         batch_sizes=tuple(args.batch_sizes), runs=args.runs, warmup=args.warmup, device=args.device,

@@ -16,6 +16,8 @@ failing when one differs by more than ``--atol`` (1e-4). Needs ``pip install -e 
 import argparse
 import sys
 
+from rexnet_backbones.quiet import quiet_known_warnings
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Export a ReXNet model (timm name or mmdet/mmseg config) to ONNX')
@@ -43,6 +45,7 @@ def fail(message: str, code: int = 1):
 
 def main(argv=None):
     args = parse_args(argv)
+    quiet_known_warnings()
     from rexnet_backbones.deploy import (DeployDependencyError, OnnxVerificationError, build_source_model,
                                          export_onnx)
     from rexnet_backbones.deploy.onnx import require

@@ -13,7 +13,7 @@ import argparse
 import os.path as osp
 import sys
 
-from rexnet_backbones.engine.errors import quiet_known_warnings
+from rexnet_backbones.quiet import quiet_known_warnings
 from rexnet_backbones.engine.gpu_check import run_gpu_check
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

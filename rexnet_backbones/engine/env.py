@@ -94,7 +94,7 @@ def environment_summary() -> Dict[str, str]:
 
 def main() -> int:
     """The set-up check: mmcv fits, mmdet and mmseg import; prints the versions."""
-    from .errors import quiet_known_warnings
+    from ..quiet import quiet_known_warnings
     quiet_known_warnings()
     problem = mmcv_problem()
     if problem is None:
