@@ -56,6 +56,7 @@ def _sample_checkpoint() -> dict:
 # ----------------------------------------------------------------------------- allowlist / safe_load
 
 def test_allowlist_is_registered_and_idempotent():
+    pytest.importorskip('mmengine')
     names = rbc.register_mmengine_safe_globals()
     for expected in ('mmengine.logging.history_buffer.HistoryBuffer', 'numpy.ndarray', 'numpy.dtype',
                      'numpy._core.multiarray._reconstruct', 'numpy._core.multiarray.scalar',
@@ -123,7 +124,7 @@ def test_pickled_code_is_not_executed(tmp_path):
 
 
 def test_getattr_stand_in_only_allows_history_buffer_statistics(tmp_path):
-    from mmengine.logging import HistoryBuffer
+    HistoryBuffer = pytest.importorskip('mmengine.logging').HistoryBuffer
 
     class _Sneaky:
         def __reduce__(self):
@@ -164,7 +165,7 @@ def test_missing_file(tmp_path):
 
 
 def test_enable_trusted_loading_reaches_mmengine(tmp_path, monkeypatch):
-    from mmengine.runner.checkpoint import _load_checkpoint
+    _load_checkpoint = pytest.importorskip('mmengine.runner.checkpoint')._load_checkpoint
 
     path = tmp_path / 'custom.pth'
     torch.save({'state_dict': {}, 'obj': _Custom(5)}, path)
@@ -214,6 +215,7 @@ ATOMIC = dict(backend='atomic_local')
 
 def test_import_replaces_no_mmengine_function():
     """``import rexnet_backbones`` registers; mmengine's functions stay its own."""
+    pytest.importorskip('mmengine')
     import mmengine.runner as runner_pkg
     import mmengine.runner.checkpoint as ckpt_mod
     import mmengine.runner.runner as runner_mod

@@ -204,24 +204,33 @@ def format_table(checks: Sequence[Check]) -> str:
     return '\n'.join(rows)
 
 
-def run_gpu_check(configs_dir: str, tools_dir: str, work_dir: str) -> int:
-    """The whole check; prints the table and returns the exit code (0: all passed, or no GPU)."""
+def run_gpu_check(configs_dir: str, tools_dir: str, work_dir: str, cpu: bool = False) -> int:
+    """The whole check; prints the table and returns the exit code (0: all passed, or no GPU).
+
+    ``cpu=True`` on a machine without a GPU runs only the training and test steps, without ``--amp``
+    (a dry run of the harness: it checks nothing about CUDA)."""
     import torch
-    if not gpu_available():
+    if not gpu_available() and not cpu:
         print(f'no GPU visible (torch {torch.__version__}, CUDA {torch.version.cuda or "none"}): nothing was '
               'checked. Run `make gpu-check` on a machine with a GPU.')
         return 0
     from ..data.synthetic import make_coco_detection
-    print(f'GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__} (CUDA {torch.version.cuda})',
-          flush=True)
-    checks = check_ops()
+    if gpu_available():
+        print(f'GPU: {torch.cuda.get_device_name(0)}; torch {torch.__version__} (CUDA {torch.version.cuda})',
+              flush=True)
+        checks = check_ops()
+    else:
+        print('no GPU visible: --cpu runs the training and test steps on CPU without --amp; CUDA is not checked',
+              flush=True)
+        checks = []
     data_root = osp.join(work_dir, 'data')
     make_coco_detection(osp.join(data_root, 'coco'), num_train=2, num_val=2, seed=0)
     det = osp.join(configs_dir, 'det')
     retinanet = osp.join(det, 'retinanet_rexnet_synthetic.py')
     faster = synthetic_config(osp.join(det, 'faster-rcnn_rexnet.py'), retinanet,
                               osp.join(work_dir, 'faster-rcnn_rexnet_synthetic.py'), data_root)
-    checks += check_training({'RetinaNet': retinanet, 'Faster R-CNN': faster}, tools_dir, work_dir, data_root)
+    checks += check_training({'RetinaNet': retinanet, 'Faster R-CNN': faster}, tools_dir, work_dir, data_root,
+                             amp=gpu_available())
     print(format_table(checks))
     failed = sum(not c.ok for c in checks)
     print(f'{len(checks) - failed} of {len(checks)} checks passed')
