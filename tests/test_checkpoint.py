@@ -315,7 +315,7 @@ def _assert_simulated_failure(excinfo) -> None:
 
 
 def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    from mmengine.runner.checkpoint import save_checkpoint
+    save_checkpoint = pytest.importorskip('mmengine.runner.checkpoint').save_checkpoint
 
     target = tmp_path / 'ckpt' / 'latest.pth'
     save_checkpoint({'state_dict': {'w': torch.ones(4096)}, 'meta': {'iter': 1}}, str(target),
@@ -336,7 +336,7 @@ def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
 def test_process_killed_mid_write_keeps_previous_checkpoint(tmp_path):
-    from mmengine.runner.checkpoint import save_checkpoint
+    save_checkpoint = pytest.importorskip('mmengine.runner.checkpoint').save_checkpoint
 
     target = tmp_path / 'epoch_1.pth'
     save_checkpoint({'state_dict': {'w': torch.ones(4096)}, 'meta': {'epoch': 1}}, str(target),
@@ -483,6 +483,7 @@ def torch_load_spy(monkeypatch):
 
 
 def test_iter_runner_crash_while_saving_then_resume(tmp_path, monkeypatch, torch_load_spy):
+    pytest.importorskip('mmengine')
     work = tmp_path / 'work'
     # run A: saves iter_2, then the disk fills up half-way through writing iter_4
     runner_a = _make_runner(work, f'{tmp_path.name}_a', by_epoch=False, max_len=4, interval=2,
@@ -517,6 +518,7 @@ def test_iter_runner_crash_while_saving_then_resume(tmp_path, monkeypatch, torch
 
 
 def test_epoch_runner_with_val_resume_via_load_from(tmp_path, torch_load_spy):
+    pytest.importorskip('mmengine')
     work = tmp_path / 'work'
     runner_a = _make_runner(work, f'{tmp_path.name}_a', by_epoch=True, max_len=2, interval=1,
                             with_val=True)
