@@ -212,7 +212,7 @@ if [ "$WANT" = cuda ]; then
               "LIBRARY_PATH=$work/lib${LIBRARY_PATH:+:$LIBRARY_PATH}"
               "CPATH=${incs}${CPATH:+:$CPATH}")
   preflight "$work" "${build_env[@]}"
-  say "building mmcv $MMCV_VERSION from source with CUDA ops: nvcc $NVCC ($("$NVCC" --version | tail -2 | head -1)), TORCH_CUDA_ARCH_LIST=$ARCHS (the CPU build's 23 CPU-minutes plus 59 CUDA files, minutes each on few cores; once per machine, cached in $CACHE)"
+  say "building mmcv $MMCV_VERSION from source with CUDA ops: nvcc $NVCC ($("$NVCC" --version | tail -2 | head -1)), TORCH_CUDA_ARCH_LIST=$ARCHS (the CPU build's 23 CPU-minutes plus 58 CUDA files, minutes each on few cores; once per machine, cached in $CACHE)"
 else
   build_env+=(FORCE_CUDA=0)
   say "building mmcv $MMCV_VERSION from source with CPU-only ops (about 23 CPU-minutes, ~12 min on 2 idle cores; once per machine, cached in $CACHE)"
