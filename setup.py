@@ -17,20 +17,36 @@ class BuildPyWithConfigs(build_py):
                              'core.symlinks=true), or a copy of configs/')
         super().run()
 
-# Exact pins shown to work together on Python 3.11 (see README, "Set-up").
-TORCH = ['torch==2.14.1', 'torchvision==0.29.1']
-CORE = TORCH + ['timm>=1.0.20,<1.1', 'numpy>=1.26,<3', 'safetensors']
-# mmcv 2.1.0 is an sdist that needs --no-build-isolation and a C++20 patch: tools/install_mmcv.sh.
+# Supported ranges, as a library declares them: `pip install` into an existing OpenMMLab environment keeps
+# its torch (and the mmcv compiled for it). The exact tested set is requirements/constraints.txt, which
+# `make setup` passes to every pip install (-c). Each bound comes from what the code uses:
+# - torch >= 2.6: checkpoint safety rests on torch.load(weights_only=True) being the default (2.6) with our
+#   add_safe_globals allowlist; ONNX export uses torch.export.Dim.AUTO (2.6). < 3: a new major.
+# - torchvision >= 0.21: the release paired with torch 2.6 (each torchvision needs its own torch).
+# - timm >= 1.0.29: rexnet_lite uses timm.layers.get_device_dtype (first in 1.0.29; absent in 1.0.28);
+#   < 1.1: we subclass timm.models.rexnet and use timm.models._features (private), which a minor may move.
+# - numpy >= 1.26, < 3: both major lines; the tested set has numpy 2.
+TORCH = ['torch>=2.6,<3', 'torchvision>=0.21,<1']
+CORE = TORCH + ['timm>=1.0.29,<1.1', 'numpy>=1.26,<3', 'safetensors>=0.4']
+# mmcv has no wheels for torch >= 2.6 on PyPI (2.1.0 is an sdist that needs --no-build-isolation and a C++20
+# patch): tools/install_mmcv.sh builds it, with CUDA kernels when torch has CUDA and nvcc is found.
 MM = [
-    'mmengine==0.10.7',
-    'mmcv==2.1.0',
-    'mmdet==3.3.0',
-    'mmsegmentation==1.2.2',
+    # < 0.11: we use mmengine internals (evaluator.metric._to_cpu; the types its checkpoints pickle, which we
+    # allowlist for weights_only loading); 0.10 is the series mmdet 3.3 / mmseg 1.2 were released against.
+    'mmengine>=0.10,<0.11',
+    # the range mmdet 3.3 and mmsegmentation 1.2 assert on import (>=2.0.0rc4,<2.2.0)
+    'mmcv>=2.0.0,<2.2.0',
+    # mmdet 3.2/3.3 and mmseg 1.2 are the releases that accept mmcv 2.1 (mmdet 3.1.0 and mmseg 1.1.0 assert
+    # mmcv<2.1.0, checked in their wheels); the next minor may move the mmcv range again.
+    'mmdet>=3.2,<3.4',
+    'mmsegmentation>=1.2,<1.3',
     'pycocotools',
     # undeclared runtime imports of mmseg.models
     'ftfy',
     'regex',
-    # mmengine 0.10.7 imports pkg_resources (removed in setuptools 82); torch 2.14 needs >= 77.0.3
+    # mmengine 0.10.7 imports pkg_resources (removed in setuptools 82); torch 2.14 requires >= 77.0.3.
+    # setuptools 80.9 to 81 warn about pkg_resources: our tools filter that one warning,
+    # and the constraints pin 80.8.0, which does not warn.
     'setuptools>=77.0.3,<82',
 ]
 DEV = ['pytest>=8', 'matplotlib', 'psutil']

@@ -23,6 +23,7 @@ from .checkpoint import CheckpointLoadError
 from .config_files import ConfigNotFoundError
 from .convert import CheckpointMismatchError
 from .data.checks import AnnotationFileError, DatasetMismatchError, DatasetNotFoundError
+from .quiet import quiet_known_warnings
 from .weights import WeightsNotFoundError
 
 __all__ = ['ToolError', 'InputNotFoundError', 'InvalidInputError', 'OutputExistsError', 'USER_ERRORS', 'EXIT_USER_ERROR',
@@ -68,8 +69,12 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Se
         errors: further exception types of this tool's library call that carry a user message
             (e.g. the benchmark's ``BenchmarkError``), on top of :data:`USER_ERRORS`.
 
+    Known warnings of other libraries that the user cannot act on are hidden first
+    (:func:`~rexnet_backbones.quiet.quiet_known_warnings`).
+
     Returns ``main``'s int result, or 0.
     """
+    quiet_known_warnings()
     try:
         result = main(argv)
     except USER_ERRORS + tuple(errors) as e:

@@ -57,6 +57,7 @@ def _sample_checkpoint() -> dict:
 # ----------------------------------------------------------------------------- allowlist / safe_load
 
 def test_allowlist_is_registered_and_idempotent():
+    pytest.importorskip('mmengine')
     names = rbc.register_mmengine_safe_globals()
     for expected in ('mmengine.logging.history_buffer.HistoryBuffer', 'numpy.ndarray', 'numpy.dtype',
                      'numpy._core.multiarray._reconstruct', 'numpy._core.multiarray.scalar',
@@ -124,7 +125,7 @@ def test_pickled_code_is_not_executed(tmp_path):
 
 
 def test_getattr_stand_in_only_allows_history_buffer_statistics(tmp_path):
-    from mmengine.logging import HistoryBuffer
+    HistoryBuffer = pytest.importorskip('mmengine.logging').HistoryBuffer
 
     class _Sneaky:
         def __reduce__(self):
@@ -165,7 +166,7 @@ def test_missing_file(tmp_path):
 
 
 def test_enable_trusted_loading_reaches_mmengine(tmp_path, monkeypatch):
-    from mmengine.runner.checkpoint import _load_checkpoint
+    _load_checkpoint = pytest.importorskip('mmengine.runner.checkpoint')._load_checkpoint
 
     path = tmp_path / 'custom.pth'
     torch.save({'state_dict': {}, 'obj': _Custom(5)}, path)
@@ -215,6 +216,7 @@ ATOMIC = dict(backend='atomic_local')
 
 def test_import_replaces_no_mmengine_function():
     """``import rexnet_backbones`` registers; mmengine's functions stay its own."""
+    pytest.importorskip('mmengine')
     import mmengine.runner as runner_pkg
     import mmengine.runner.checkpoint as ckpt_mod
     import mmengine.runner.runner as runner_mod
@@ -314,7 +316,7 @@ def _assert_simulated_failure(excinfo) -> None:
 
 
 def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    from mmengine.runner.checkpoint import save_checkpoint
+    save_checkpoint = pytest.importorskip('mmengine.runner.checkpoint').save_checkpoint
 
     target = tmp_path / 'ckpt' / 'latest.pth'
     save_checkpoint({'state_dict': {'w': torch.ones(4096)}, 'meta': {'iter': 1}}, str(target),
@@ -335,7 +337,7 @@ def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
 def test_process_killed_mid_write_keeps_previous_checkpoint(tmp_path):
-    from mmengine.runner.checkpoint import save_checkpoint
+    save_checkpoint = pytest.importorskip('mmengine.runner.checkpoint').save_checkpoint
 
     target = tmp_path / 'epoch_1.pth'
     save_checkpoint({'state_dict': {'w': torch.ones(4096)}, 'meta': {'epoch': 1}}, str(target),
@@ -485,6 +487,7 @@ def torch_load_spy(monkeypatch):
 
 
 def test_iter_runner_crash_while_saving_then_resume(tmp_path, monkeypatch, torch_load_spy):
+    pytest.importorskip('mmengine')
     work = tmp_path / 'work'
     # run A: saves iter_2, then the disk fills up half-way through writing iter_4
     runner_a = _make_runner(work, f'{tmp_path.name}_a', by_epoch=False, max_len=4, interval=2,
@@ -519,6 +522,7 @@ def test_iter_runner_crash_while_saving_then_resume(tmp_path, monkeypatch, torch
 
 
 def test_epoch_runner_with_val_resume_via_load_from(tmp_path, torch_load_spy):
+    pytest.importorskip('mmengine')
     work = tmp_path / 'work'
     runner_a = _make_runner(work, f'{tmp_path.name}_a', by_epoch=True, max_len=2, interval=1,
                             with_val=True)

@@ -4,6 +4,7 @@ COCO mAP / mIoU as PyTorch through mmengine's Runner."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 import os
 import os.path as osp
@@ -121,9 +122,12 @@ def test_dynamo_exporter_matches_eager(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ OpenMMLab
-mm = pytest.importorskip('mmengine')
+# a marker, not a module-level importorskip: the timm tests above and below run without the [mm] extra
+needs_mmengine = pytest.mark.skipif(importlib.util.find_spec('mmengine') is None,
+                                    reason='needs mmengine (the [mm] extra)')
 
 
+@needs_mmengine
 def test_mm_backbone_export_matches_eager(tmp_path):
     from rexnet_backbones.mm import ReXNet
     torch.manual_seed(0)
@@ -175,6 +179,7 @@ def test_segmentor_export_falls_back_to_fixed_size(tmp_path):
         session.run(torch.zeros(1, 3, 96, 160))
 
 
+@needs_mmengine
 def test_fused_export_matches_unfused_model(tmp_path):
     from rexnet_backbones.mm import ReXNet
     torch.manual_seed(0)
@@ -281,6 +286,7 @@ def test_export_tool_names_the_deploy_extra_when_onnxruntime_is_missing(tmp_path
     assert not (tmp_path / 'x.onnx').exists()
 
 
+@needs_mmengine
 def test_structure_is_stored_in_the_file(tmp_path):
     from rexnet_backbones.mm import ReXNet
     export_onnx(ReXNet(arch='rexnet_lite_100', out_indices=(3, 5)), tmp_path / 'b.onnx', (1, 3, 64, 64))
@@ -331,6 +337,7 @@ def test_ort_detector_predicts_as_pytorch(backend, tmp_path):
         torch.testing.assert_close(g.bboxes, e.bboxes, rtol=0, atol=1e-3)
 
 
+@needs_mmengine
 def test_use_onnx_backend_errors(tmp_path):
     from mmengine.config import Config
     from rexnet_backbones.deploy import use_onnx_backend

@@ -142,6 +142,7 @@ def _run(args, tmp_path):
 
 
 def test_rank_analysis_cli_timm_and_config(tmp_path):
+    pytest.importorskip('mmengine')  # a config, and FLOPs by mmengine.analysis
     cfg = str(ROOT / 'configs' / 'det' / 'retinanet_rexnet.py')
     res = _run([str(ROOT / 'tools' / 'rank_analysis.py'), 'resnet18', cfg, '--num-images', '2',
                 '--input-size', '64', '64', '--estimator', 'nuclear', 'numerical', '--out-dir', 'out'], tmp_path)

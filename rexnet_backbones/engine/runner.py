@@ -4,9 +4,10 @@
     train('configs/det/retinanet_rexnet.py', work_dir='work_dirs/r', cfg_options={'train_cfg.max_epochs': 1})
     metrics = test('configs/det/retinanet_rexnet.py', 'work_dirs/r/epoch_1.pth')
 
-Before anything is built (and before the Runner dumps the config), both check the inputs a user can
-get wrong (config, checkpoint files, pretrained weights and ONNX files (:mod:`.checks`), dataset
-paths and annotation files, neck channels) and raise errors that say what to do; while
+Before anything is built (and before the Runner dumps the config), both check the installed mmcv
+(:func:`~.env.check_mmcv`) and the inputs a user can get wrong (config, checkpoint files, pretrained
+weights and ONNX files (:mod:`.checks`), dataset paths and annotation files, neck channels) and raise
+errors that say what to do; while
 running, every checkpoint the Runner loads must fit the model (``CheckpointCheckHook``) unless
 ``allow_partial=True``. torch.distributed is shut down at the end, also on error.
 """
@@ -25,6 +26,7 @@ from ..data.checks import splits_for_training
 from . import config as C
 from .checks import check_onnx_model, check_pretrained_weights
 from .distributed import distributed_run
+from .env import check_mmcv
 from .errors import InputNotFoundError, ToolError
 
 __all__ = ['train', 'test', 'prepare_train_config', 'prepare_test_config', 'build_runner', 'ONNX_BACKENDS']
@@ -102,6 +104,7 @@ def train(config: str, *, work_dir: Optional[str] = None, resume: Optional[str] 
         threads: torch CPU threads (default: torch's own choice, what the machine has).
     """
     set_threads(threads)
+    check_mmcv()  # before mmdet/mmseg are imported: version range, CUDA kernels when a GPU is visible
     C.set_up_trust(trust_checkpoint)
     cfg = prepare_train_config(config, work_dir=work_dir, resume=resume, amp=amp,
                                auto_scale_lr=auto_scale_lr, cfg_options=cfg_options, launcher=launcher)
@@ -152,6 +155,7 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
             machine has).
     """
     set_threads(threads)
+    check_mmcv()
     C.set_up_trust(trust_checkpoint)
     cfg = prepare_test_config(config, checkpoint, work_dir=work_dir, out=out, cfg_options=cfg_options,
                               launcher=launcher)
