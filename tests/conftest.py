@@ -85,22 +85,35 @@ def _train_and_test(cfg, config: str, data_root: str, work_dir: Path, checkpoint
 
 @pytest.fixture(scope='session')
 def trained_det(tmp_path_factory) -> Trained:
-    """The tiny RetinaNet-ReXNet of tests/configs, trained from scratch for 80 iterations (10 epochs of its own
-    16 training images; tested on its 8 val images)."""
+    """The tiny RetinaNet-ReXNet of tests/configs, trained from scratch for 160 iterations (20 epochs of its own
+    32 training images, batch 4, AdamW with warm-up and cosine decay; tested on its 8 val images).
+
+    Trained on one intra-op thread: the result then does not depend on the core count (the old 80-iteration
+    recipe reached bbox mAP 0.083 on 1 thread and 0.003 on 2), and it is also the fastest on a busy machine.
+    Measured: bbox mAP 0.260 / 0.257 (seeds 0 / 1), about 33 CPU-seconds."""
     pytest.importorskip('mmdet')
+    import torch
     from rexnet_backbones.data.synthetic import make_coco_detection
     work_dir = tmp_path_factory.mktemp('trained_det')
     root = str(work_dir / 'data')
-    make_coco_detection(os.path.join(root, 'coco'), num_train=16, num_val=8, seed=0)
+    make_coco_detection(os.path.join(root, 'coco'), num_train=32, num_val=8, seed=0)
     cfg = _load_config(DET_CONFIG, root)
     cfg.model.backbone.norm_eval = False  # from scratch: learn the BN statistics
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=10)
+    cfg.train_dataloader.batch_size = 4
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=20)
     cfg.optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=2e-3, weight_decay=5e-5),
                              clip_grad=dict(max_norm=10))
-    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10)]
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10)
-    cfg.default_hooks.logger.interval = 20
-    return _train_and_test(cfg, DET_CONFIG, root, work_dir, 'epoch_10.pth')
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+        dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=20, T_max=20, eta_min=1e-4)]
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=20)
+    cfg.default_hooks.logger.interval = 40
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_and_test(cfg, DET_CONFIG, root, work_dir, 'epoch_20.pth')
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')

@@ -371,7 +371,7 @@ def test_retinanet_same_map_through_onnxruntime(trained_det, tmp_path):
     ort_cfg = use_onnx_backend(copy.deepcopy(trained_det.cfg), str(tmp_path / 'retinanet.onnx'), num_threads=1)
     ort_metrics = _run_test(ort_cfg, tmp_path / 'test_ort', 'deploy_det_ort')
 
-    assert torch_metrics['coco/bbox_mAP'] > 0.03, torch_metrics  # a trained model: equality means something
+    assert torch_metrics['coco/bbox_mAP'] > 0.1, torch_metrics  # a trained model (0.26 here): equality means something
     for k in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
         assert ort_metrics[k] == pytest.approx(torch_metrics[k], abs=1e-3), (k, torch_metrics, ort_metrics)
 
