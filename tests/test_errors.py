@@ -174,7 +174,7 @@ BAD_INPUTS = [
     ('export-unknown-model', 'export.py', ['rexnet_nope', 'x.onnx'], {}, "unknown model 'rexnet_nope'"),
     ('benchmark-unknown-model', 'benchmark.py', ['rexnet_nope', '--runs', '0'], {}, "unknown model 'rexnet_nope'"),
     ('convert-missing-file', 'convert_checkpoint.py', ['nope.pth', 'out.pth'], {},
-     "checkpoint file 'nope.pth' does not exist"),
+     'checkpoint not found: nope.pth'),
     ('rank-unknown-model', 'rank_analysis.py', ['rexnet_nope', '--out-dir', 'r'], {}, "unknown model 'rexnet_nope'"),
     ('rank-missing-images', 'rank_analysis.py', ['rexnet_100', '--images', 'nofolder', '--out-dir', 'r'], {},
      'no such folder, so no images'),
@@ -232,7 +232,7 @@ def test_export_refuses_a_checkpoint_of_another_model(data_root, checkpoints, tm
     """Not torch's raw ``size mismatch``: the keys that differ, in one error."""
     proc = run_tool('export.py', [DET_CONFIG, tmp_path / 'x.onnx', '--checkpoint', checkpoints['other']],
                     data_root, tmp_path)
-    _assert_one_error_line(proc, 'other_retinanet.pth does not fit')
+    _assert_one_error_line(proc, 'checkpoint does not match RetinaNet')
     assert 'shape mismatches' in proc.stderr and 'Traceback' not in proc.stderr
     assert 'size mismatch for' not in proc.stderr and not (tmp_path / 'x.onnx').exists()
 

@@ -59,12 +59,12 @@ def test_config_sources_local_and_mmdet():
 
 
 def test_unknown_sources_and_options_say_what_to_do():
-    with pytest.raises(ValueError, match="unknown model 'rexnet_999': not a timm model name nor a config.*"
+    with pytest.raises(ValueError, match="unknown model 'rexnet_999': not a config .* nor a timm model name.*"
                                          "ReXNet models: .*rexnet_lite_100"):
         build_source('rexnet_999')
     with pytest.raises(FileNotFoundError, match='config file not found: mmdet::retinanet/nope.py'):
         build_source('mmdet::retinanet/nope.py')
-    with pytest.raises(ValueError, match='--features-only applies to timm model names'):
+    with pytest.raises(ValueError, match='features_only applies to timm model names, not to configs'):
         build_source(LOCAL_CONFIG, features_only=True)
     with pytest.raises(WeightsNotFoundError, match="checkpoint not found: no/such.pth .the file 'no/such.pth' "
                                                    'does not exist'):

@@ -6,6 +6,7 @@ The full proof (a venv with the wheel, the demo's training from outside the chec
 import json
 import os
 import shutil
+import site as site_module
 import subprocess
 import sys
 import zipfile
@@ -14,8 +15,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_OUTPUTS = ('.git', 'build', 'dist', '*.egg-info', 'work_dirs', 'data', 'checkpoints', 'outputs', '.venv',
-                 '__pycache__', '.pytest_cache')
+# top-level folders of a checkout that are not part of the source (``data`` only at the top: the package has its own)
+BUILD_OUTPUTS = ('.git', 'build', 'dist', 'work_dirs', 'data', 'checkpoints', 'outputs', '.venv', '.pytest_cache')
+ANYWHERE = shutil.ignore_patterns('*.egg-info', '__pycache__')
+
+
+def _ignore(folder: str, names):
+    skip = set(ANYWHERE(folder, names))
+    if Path(folder) == ROOT:
+        skip |= {n for n in names if n in BUILD_OUTPUTS or n.startswith('.venv')}
+    return skip
 
 PROBE = """
 import json
@@ -23,8 +32,11 @@ import rexnet_backbones
 from mmengine.config import Config
 from rexnet_backbones import config_file, resolve_config
 cfg = Config.fromfile(resolve_config('rexnet_backbones::det/retinanet_rexnet-lite-1.0x_fpn_1x_coco.py'))
+import sys
+modules = sorted(m.__file__ for n, m in list(sys.modules.items())
+                 if n.split('.')[0] == 'rexnet_backbones' and getattr(m, '__file__', None))
 print(json.dumps(dict(package=rexnet_backbones.__file__, config=config_file('det/retinanet_rexnet.py'),
-                      arch=cfg.model.backbone.arch, hook=cfg.default_hooks.checkpoint.type)))
+                      arch=cfg.model.backbone.arch, hook=cfg.default_hooks.checkpoint.type, modules=modules)))
 """
 
 
@@ -33,7 +45,7 @@ def wheel(tmp_path_factory) -> Path:
     """A wheel built from a copy of the checkout (the build leaves nothing in the checkout)."""
     tmp = tmp_path_factory.mktemp('wheel')
     src = tmp / 'src'
-    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(*BUILD_OUTPUTS))
+    shutil.copytree(ROOT, src, symlinks=True, ignore=_ignore)
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q',
                     '-w', str(tmp / 'dist'), str(src)], check=True, timeout=300, capture_output=True)
     (found,) = (tmp / 'dist').glob('rexnet_backbones-*.whl')
@@ -58,12 +70,15 @@ def test_installed_wheel_finds_its_configs_outside_the_checkout(wheel, tmp_path)
     site = tmp_path / 'site-packages'
     subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target', str(site), str(wheel)],
                    check=True, timeout=300, capture_output=True)
-    env = dict(os.environ, PYTHONPATH=str(site))  # the installed copy, not the checkout (nor PYTHONPATH=$PWD)
-    proc = subprocess.run([sys.executable, '-c', PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
+    # the installed copy, not the checkout: ``-S`` skips site-packages' .pth files, so an editable install of
+    # a checkout in this environment cannot serve any module; the dependencies come from site-packages itself
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site)] + site_module.getsitepackages()))
+    proc = subprocess.run([sys.executable, '-S', '-c', PROBE], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert found['package'] == str(site / 'rexnet_backbones' / '__init__.py')
+    assert len(found['modules']) > 5 and all(f.startswith(str(site)) for f in found['modules']), found['modules']
     assert found['config'] == str(site / 'rexnet_backbones' / '.mim' / 'configs' / 'det' / 'retinanet_rexnet.py')
     assert not os.path.islink(site / 'rexnet_backbones' / '.mim' / 'configs')  # a copy, not the checkout's link
     # _base_ references (./_base_/..., mmdet::...) resolved inside the installed copy
