@@ -30,7 +30,7 @@ from .config_files import is_config_spec, resolve_config
 from .weights import (LoadedWeights, check_weights_readable, load_weights, read_checkpoint, select_prefix,
                       to_model_layout)
 
-__all__ = ['Source', 'build_source', 'strip_pretrained', 'is_config_spec', 'resolve_config',
+__all__ = ['Source', 'build_source', 'pretrained_entries', 'strip_pretrained', 'is_config_spec', 'resolve_config',
            'default_input_size', 'quiet_init_logs']
 
 
@@ -58,6 +58,22 @@ class Source:
 # ------------------------------------------------------------------------------------------ configs
 def _is_pretrained(init_cfg: Any) -> bool:
     return isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'
+
+
+def pretrained_entries(node: Any, key: str = 'model') -> Iterator[Tuple[str, str]]:
+    """``(dotted config key, checkpoint)`` of every ``Pretrained`` init_cfg in a model config."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        items = list(init) if isinstance(init, (list, tuple)) else [init]
+        for i, item in enumerate(items):
+            if _is_pretrained(item) and item.get('checkpoint'):
+                yield f'{key}.init_cfg' + (f'.{i}' if isinstance(init, (list, tuple)) else ''), str(item['checkpoint'])
+        for k, v in node.items():
+            if k != 'init_cfg':
+                yield from pretrained_entries(v, f'{key}.{k}')
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from pretrained_entries(v, f'{key}.{i}')
 
 
 def strip_pretrained(node: Any, path: str = 'model') -> List[str]:

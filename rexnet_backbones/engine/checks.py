@@ -13,27 +13,12 @@ from __future__ import annotations
 
 import copy
 import os.path as osp
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ..cli import InputNotFoundError, InvalidInputError
+from ..sources import pretrained_entries
 
-__all__ = ['pretrained_entries', 'check_pretrained_weights', 'hub_reachable', 'check_onnx_model']
-
-
-def pretrained_entries(node: Any, key: str = 'model') -> Iterator[Tuple[str, str]]:
-    """``(dotted config key, checkpoint)`` of every ``Pretrained`` init_cfg in a model config."""
-    if isinstance(node, dict):
-        init = node.get('init_cfg')
-        items = list(init) if isinstance(init, (list, tuple)) else [init]
-        for i, item in enumerate(items):
-            if isinstance(item, dict) and item.get('type') == 'Pretrained' and item.get('checkpoint'):
-                yield f'{key}.init_cfg' + (f'.{i}' if isinstance(init, (list, tuple)) else ''), str(item['checkpoint'])
-        for k, v in node.items():
-            if k != 'init_cfg':
-                yield from pretrained_entries(v, f'{key}.{k}')
-    elif isinstance(node, (list, tuple)):
-        for i, v in enumerate(node):
-            yield from pretrained_entries(v, f'{key}.{i}')
+__all__ = ['check_pretrained_weights', 'hub_reachable', 'check_onnx_model']
 
 
 def hub_reachable(timeout: float = 5.0) -> bool:
