@@ -242,27 +242,39 @@ def edf_band(values: Sequence[float], grid: Sequence[float], n_boot: int = 1000,
 
 # ---------------------------------------------------------------------------------------------- Spearman
 def rankdata(values: Sequence[float]) -> np.ndarray:
-    """Ranks 1..n, ties sharing the average of their ranks."""
-    arr = _as_array(values)
-    order = np.argsort(arr, kind='mergesort')
-    sorted_vals = arr[order]
-    starts = np.r_[True, sorted_vals[1:] != sorted_vals[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    last = np.r_[first[1:], arr.size] - 1
-    ranks = np.empty(arr.size)
-    ranks[order] = (first[group] + last[group]) / 2 + 1
-    return ranks
+    """Ranks 1..n along the last axis, ties sharing the average of their ranks (1-D or 2-D input)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0 or arr.ndim not in (1, 2):
+        raise ValueError(f'rankdata needs a non-empty 1-D or 2-D array, got shape {arr.shape}')
+    rows = np.atleast_2d(arr)
+    n = rows.shape[1]
+    order = np.argsort(rows, axis=1, kind='mergesort')
+    srt = np.take_along_axis(rows, order, axis=1)
+    pos = np.broadcast_to(np.arange(n), rows.shape)
+    change = srt[:, 1:] != srt[:, :-1]
+    starts = np.concatenate([np.ones((rows.shape[0], 1), bool), change], axis=1)
+    ends = np.concatenate([change, np.ones((rows.shape[0], 1), bool)], axis=1)
+    first = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, pos, n)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty_like(rows)
+    np.put_along_axis(ranks, order, (first + last) / 2 + 1, axis=1)
+    return ranks.reshape(arr.shape)
+
+
+def _pearson_rows(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    dx, dy = rx - rx.mean(axis=-1, keepdims=True), ry - ry.mean(axis=-1, keepdims=True)
+    denom = np.sqrt((dx * dx).sum(axis=-1) * (dy * dy).sum(axis=-1))
+    num = (dx * dy).sum(axis=-1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(denom > 0, num / np.where(denom > 0, denom, 1.0), np.nan)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rank correlation (Pearson's of the average ranks); ``nan`` if either is constant."""
-    rx, ry = rankdata(x), rankdata(y)
-    if rx.size != ry.size:
-        raise ValueError(f'x and y differ in length: {rx.size} and {ry.size}')
-    dx, dy = rx - rx.mean(), ry - ry.mean()
-    denom = math.sqrt(float(dx @ dx) * float(dy @ dy))
-    return float(dx @ dy) / denom if denom > 0 else math.nan
+    xa, ya = _as_array(x, 'x'), _as_array(y, 'y')
+    if xa.size != ya.size:
+        raise ValueError(f'x and y differ in length: {xa.size} and {ya.size}')
+    return float(_pearson_rows(rankdata(xa), rankdata(ya)))
 
 
 def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 10000, level: float = 0.95,
@@ -273,4 +285,4 @@ def spearman_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 10000, lev
     if xa.size != ya.size:
         raise ValueError(f'x and y differ in length: {xa.size} and {ya.size}')
     idx = _resample_indices(xa.size, n_boot, seed)
-    return _percentiles(np.array([spearman(xa[i], ya[i]) for i in idx]), level)
+    return _percentiles(_pearson_rows(rankdata(xa[idx]), rankdata(ya[idx])), level)

@@ -133,6 +133,8 @@ def test_edf_band_contains_the_edf_and_is_monotone():
 
 def test_rankdata_average_ties():
     assert stats.rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
+    rows = stats.rankdata([[10, 20, 20, 5], [1, 1, 1, 0]])
+    assert rows.tolist() == [[2.0, 3.5, 3.5, 1.0], [3.0, 3.0, 3.0, 1.0]]
 
 
 def test_spearman_monotone_reversed_and_ties():
@@ -140,9 +142,9 @@ def test_spearman_monotone_reversed_and_ties():
     assert stats.spearman(x, [v ** 3 for v in x]) == pytest.approx(1.0)
     assert stats.spearman(x, [-math.exp(v) for v in x]) == pytest.approx(-1.0)
     x_t, y_t = [1, 2, 2, 3, 4, 4, 5], [2, 1, 3, 3, 5, 6, 4]
-    # Pearson of the average ranks, worked by hand: ranks x = 1, 2.5, 2.5, 4, 5.5, 5.5, 7
-    # ranks y = 2, 1, 3.5, 3.5, 6, 7, 5 -> 0.7911...
-    expected = 0.79113 if sps is None else sps.spearmanr(x_t, y_t).correlation
+    # Pearson of the average ranks x = 1, 2.5, 2.5, 4, 5.5, 5.5, 7 and y = 2, 1, 3.5, 3.5, 6, 7, 5:
+    # sum dx*dy = 21.75, sum dx^2 = 27, sum dy^2 = 27.5 -> 0.79820
+    expected = 21.75 / math.sqrt(27 * 27.5) if sps is None else sps.spearmanr(x_t, y_t).correlation
     assert stats.spearman(x_t, y_t) == pytest.approx(expected, abs=1e-5)
     assert math.isnan(stats.spearman([1, 1, 1], [1, 2, 3]))
 
