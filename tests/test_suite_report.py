@@ -207,3 +207,34 @@ def test_recipe_differences_are_flagged(tmp_path):
     md = open(report.files['md']).read()
     assert '**Recipe keys that differ between models** (allowed by the suite)' in md
     assert '- `optim_wrapper.optimizer.lr`: rexnet=0.01, regx400=0.01, regx800=0.01, resnet18=0.01, mbv2=0.02' in md
+
+
+def test_done_without_primary_metric_counts_as_failed_and_short_metrics_show_n(tmp_path):
+    work = full_dir(str(tmp_path / 'w'))
+    path = os.path.join(work, 'jobs', 'regx400', 'seed1', 'result.json')
+    result = json.load(open(path))
+    result['metrics'] = {PRIMARY: float('nan'), 'coco/bbox_mAP_50': 0.6}  # json writes NaN
+    json.dump(result, open(path, 'w'))
+    path = os.path.join(work, 'jobs', 'rexnet', 'seed2', 'result.json')
+    result = json.load(open(path))
+    del result['metrics']['coco/bbox_mAP_50']
+    json.dump(result, open(path, 'w'))
+    report = write_report(work, x_axis='activations')
+    assert report.model('regx400').problems == {1: 'failed: done, but no finite coco/bbox_mAP in its metrics'}
+    assert report.model('regx400').seeds_done == [0, 2]
+    assert report.model('rexnet').metrics['coco/bbox_mAP_50'].n == 2
+    md = open(report.files['md']).read()
+    assert '| ReXNet-1.0 | ReXNet | 3/3 | 0.620 ± 0.020 | 0.810 ± 0.014 (n=2) |' in md
+    assert '| RegNetX-400MF | RegNet | 2/3 ⚠ | 0.405 ± 0.007 |' in md
+    # MobileNetV2 on seeds 0 and 2 only: differences -0.10, -0.12; the bootstrap [min, max] excludes 0, the t
+    # interval with 1 degree of freedom does not, so no verdict
+    assert '-0.110 [-0.120, -0.100] vs RegNetX-400MF (2 seeds): no difference at this budget' in md
+    assert 't interval [-0.237, +0.017]' in md
+    with pytest.raises(InvalidInputError, match='x_axis must be one of flops, activations'):
+        write_report(work, x_axis='params')
+
+
+def test_unknown_suite_reference_is_an_error(tmp_path):
+    work = full_dir(str(tmp_path / 'w'), reference='regx1600')
+    with pytest.raises(InvalidInputError, match=r"names reference 'regx1600', which is none of its models"):
+        build_report(work)

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import stats
+from ..cli import InvalidInputError
 from .report_gather import JobRecord, SuiteInfo, read_jobs, read_suite
 
 __all__ = ['MetricStats', 'ModelSummary', 'RecipeDifference', 'Report', 'write_report', 'build_report',
@@ -27,6 +28,8 @@ __all__ = ['MetricStats', 'ModelSummary', 'RecipeDifference', 'Report', 'write_r
 
 #: the family a model is compared with when the suite names no reference
 REFERENCE_FAMILY = 'RegNet'
+#: what the plot's x axis can show
+X_AXES = ('flops', 'activations')
 LEVEL = 0.95
 N_BOOT = 10000
 #: (label, flattened config key) of the recipe shown once in the report, when present
@@ -171,7 +174,6 @@ def choose_references(suite: SuiteInfo, models: List[ModelSummary]) -> Dict[str,
     """model key -> (reference key, why) for every model compared with another one."""
     if suite.reference:
         if suite.reference not in suite.models:
-            from ..cli import InvalidInputError
             raise InvalidInputError(f'suite.json names reference {suite.reference!r}, which is none of its '
                                     f'models ({", ".join(suite.models)}); rerun `tools/suite.py run`')
         return {m.key: (suite.reference, 'the suite\'s reference') for m in models if m.key != suite.reference}
@@ -244,19 +246,21 @@ def build_report(work_dir: str) -> Report:
                   hosts)
 
 
-def write_report(work_dir: str, out_dir: Optional[str] = None) -> Report:
+def write_report(work_dir: str, out_dir: Optional[str] = None, x_axis: str = 'flops') -> Report:
     """Gather ``work_dir`` into ``results.json``, ``results.md`` and ``results.png`` in ``out_dir``
-    (default ``work_dir``) and return the report.
+    (default ``work_dir``) and return the report. The plot's x axis is ``'flops'`` or ``'activations'``.
 
     Raises ``InputNotFoundError`` for a work dir without ``suite.json`` and ``InvalidInputError`` for
     results of another suite definition; a broken result.json is marked in the report.
     """
     from .report_render import markdown, plot
+    if x_axis not in X_AXES:
+        raise InvalidInputError(f'x_axis must be one of {", ".join(X_AXES)}, got {x_axis!r}')
     report = build_report(work_dir)
     out_dir = out_dir or work_dir
     os.makedirs(out_dir, exist_ok=True)
     report.files = {name: osp.join(out_dir, f'results.{name}') for name in ('json', 'md', 'png')}
-    plot(report, report.files['png'])
+    plot(report, report.files['png'], x_axis=x_axis)
     _write_text(report.files['md'], markdown(report))
     _write_text(report.files['json'], json.dumps(report.to_json(), indent=2) + '\n')
     return report

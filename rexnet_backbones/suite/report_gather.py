@@ -186,7 +186,12 @@ def read_jobs(work_dir: str, suite: SuiteInfo) -> List[JobRecord]:
                 records.append(JobRecord(model, seed, 'unreadable' if error else 'incomplete', error))
                 continue
             try:
-                records.append(_record(raw, model, seed))
+                record = _record(raw, model, seed)
             except (KeyError, TypeError, ValueError) as e:
                 records.append(JobRecord(model, seed, 'unreadable', f'result.json {str(e).strip(chr(39))}'))
+                continue
+            value = record.metrics.get(suite.primary_metric)
+            if record.status == 'done' and (value is None or not math.isfinite(value)):
+                record.status, record.error = 'failed', f'done, but no finite {suite.primary_metric} in its metrics'
+            records.append(record)
     return records

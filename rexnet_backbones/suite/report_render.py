@@ -27,11 +27,13 @@ def fmt_value(v: Optional[float], decimals: int, sign: bool = False) -> str:
     return f'{v:+.{decimals}f}' if sign else f'{v:.{decimals}f}'
 
 
-def _mean_std(s: Optional['MetricStats'], decimals: int, scale: float = 1.0) -> str:
+def _mean_std(s: Optional['MetricStats'], decimals: int, scale: float = 1.0, n_done: Optional[int] = None) -> str:
+    """``mean ± std``; ``(n=k)`` after it when fewer values than done seeds went in."""
     if s is None or s.n == 0:
-        return '-'
+        return '-' if not n_done else '- (n=0)'
     mean = fmt_value(s.mean / scale, decimals)
-    return mean if s.n < 2 else f'{mean} ± {fmt_value(s.std / scale, decimals)}'
+    text = mean if s.n < 2 else f'{mean} ± {fmt_value(s.std / scale, decimals)}'
+    return text + (f' (n={s.n})' if n_done is not None and s.n < n_done else '')
 
 
 def _count(n: Optional[float], unit: float, decimals: int = 2) -> str:
@@ -49,8 +51,9 @@ def _vs_cell(report: 'Report', m: 'ModelSummary', decimals: int) -> str:
     c = m.comparison
     if c.n_pairs == 0:
         return f'vs {report.model(m.reference).label}: no paired seed'
+    n = '' if c.n_pairs == len(m.seeds_asked) else f' ({c.n_pairs} seed{"s" if c.n_pairs > 1 else ""})'
     return (f'{fmt_value(c.mean_diff, decimals, True)} {_interval(c.ci, decimals)} vs '
-            f'{report.model(m.reference).label}: {c.verdict}')
+            f'{report.model(m.reference).label}{n}: {c.verdict}')
 
 
 def verdict_line(report: 'Report', m: 'ModelSummary') -> str:
@@ -80,7 +83,8 @@ def _table(report: 'Report') -> List[str]:
     rows = []
     for m in report.models:
         seeds = f'{len(m.seeds_done)}/{len(m.seeds_asked)}' + ('' if m.complete else ' ⚠')
-        row = [m.label, m.family, seeds] + [_mean_std(m.metrics[k], decimals[k]) for k in metrics]
+        row = [m.label, m.family, seeds] + [_mean_std(m.metrics[k], decimals[k], n_done=len(m.seeds_done))
+                                            for k in metrics]
         row += [_count(m.params, 1e6), _count(m.flops, 1e9), _count(m.activations, 1e6),
                 '-' if m.latency_ms is None else f'{m.latency_ms:.1f}', _mean_std(m.peak_memory_mb, 0),
                 _mean_std(m.train_time_s, 1, scale=60.0), _vs_cell(report, m, decimals[suite.primary_metric]),
@@ -142,14 +146,17 @@ def _colours(report: 'Report') -> Dict[str, str]:
 
 
 def plot(report: 'Report', path: str, x_axis: str = 'flops') -> None:
-    """The primary metric per model against GFLOPs (or activations): each seed a dot, the mean with its
-    95% bootstrap interval as a bar, coloured by family."""
+    """The primary metric per model against GFLOPs (``x_axis='flops'``) or activations
+    (``'activations'``): each seed a dot, the mean with its 95% bootstrap interval as a bar, coloured
+    by family."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.transforms import offset_copy
     metric = report.suite.primary_metric
     fig = Figure(figsize=(7.5, 4.8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    left_of_mean = offset_copy(ax.transData, fig=fig, x=-7, y=0, units='points')  # seed dots beside the bar
     colours, seen = _colours(report), set()
     unit, xlabel = (1e9, 'GFLOPs') if x_axis == 'flops' else (1e6, 'activations (M)')
     for m in report.models:
@@ -159,7 +166,8 @@ def plot(report: 'Report', path: str, x_axis: str = 'flops') -> None:
             continue
         x = x / unit
         colour = colours[m.family]
-        ax.scatter([x] * s.n, list(s.values.values()), s=14, color=colour, alpha=0.45, linewidths=0)
+        ax.scatter([x] * s.n, list(s.values.values()), s=14, color=colour, alpha=0.5, linewidths=0,
+                   transform=left_of_mean)
         yerr = [[s.mean - s.ci[0]], [s.ci[1] - s.mean]] if s.n > 1 else None
         ax.errorbar([x], [s.mean], yerr=yerr, fmt='o', color=colour, capsize=4, markersize=6,
                     label=m.family if m.family not in seen else None)
@@ -169,8 +177,9 @@ def plot(report: 'Report', path: str, x_axis: str = 'flops') -> None:
     if not seen:
         ax.text(0.5, 0.5, 'no finished job yet', ha='center', va='center', transform=ax.transAxes)
     ax.set_xlabel(f'{xlabel} (whole model, one image)')
-    ax.set_ylabel(f'{metric} (dots: seeds; mean, 95% bootstrap CI)')
-    ax.set_title(f'{report.suite.name}: {metric} against cost', fontsize=10)
+    ax.set_ylabel(metric)
+    ax.set_title(f'{report.suite.name}: {metric} against cost\n(small dots: seeds; large dot and bar: mean and '
+                 f'95% bootstrap CI)', fontsize=9)
     ax.grid(True, alpha=0.3)
     if seen:
         ax.legend(title='family', fontsize=8, title_fontsize=8, loc='best')
