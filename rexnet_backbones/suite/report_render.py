@@ -124,10 +124,10 @@ def markdown(report: 'Report') -> str:
     lines = [f'Suite `{s.name}` ({s.file}), {len(s.models)} models x {len(s.seeds)} seeds '
              f'({", ".join(map(str, s.seeds))}); task {s.task}, primary metric {s.primary_metric}.', '']
     lines += _table(report)
-    lines += ['', f'Means ± sample std over the seeds done; a difference is the mean of the paired per-seed '
-                  f'differences with its 95% percentile bootstrap interval. A verdict says better/worse only when '
-                  f'the bootstrap and the t interval both exclude zero; with 3 seeds the bootstrap interval is '
-                  f'the [min, max] of the differences.', '']
+    lines += ['', 'Means ± sample std over the seeds done; a difference is the mean of the paired per-seed '
+                  'differences with its 95% percentile bootstrap interval. A verdict says better/worse only when '
+                  'the bootstrap and the t interval both exclude zero; with 3 seeds the bootstrap interval is '
+                  'the [min, max] of the differences.', '']
     lines += [f'- {v}' for v in report.verdicts] or ['- no pair compared (no reference model with results)']
     lines += [''] + _recipe_lines(report) + _problem_lines(report)
     if report.hosts:
