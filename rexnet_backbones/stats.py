@@ -56,13 +56,19 @@ def _resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
-def _percentiles(samples: np.ndarray, level: float) -> Interval:
+def _tails(level: float) -> Tuple[float, float]:
+    """The percentiles (0-100) that bound a central interval of ``level``."""
     if not 0.0 < level < 1.0:
         raise ValueError(f'level must be in (0, 1), got {level}')
+    return 50 * (1 - level), 50 * (1 + level)
+
+
+def _percentiles(samples: np.ndarray, level: float) -> Interval:
+    tails = _tails(level)
     finite = samples[np.isfinite(samples)]
     if finite.size == 0:
         return math.nan, math.nan
-    lo, hi = np.percentile(finite, [50 * (1 - level), 50 * (1 + level)])
+    lo, hi = np.percentile(finite, tails)
     return float(lo), float(hi)
 
 
@@ -235,8 +241,7 @@ def edf_band(values: Sequence[float], grid: Sequence[float], n_boot: int = 1000,
     arr, g = _as_array(values), np.asarray(grid, dtype=np.float64)
     rows = np.sort(arr[_resample_indices(arr.size, n_boot, seed)], axis=1)
     curves = np.stack([np.searchsorted(row, g, side='right') for row in rows]) / arr.size
-    _percentiles(np.zeros(1), level)  # validates level
-    lo, hi = np.percentile(curves, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    lo, hi = np.percentile(curves, _tails(level), axis=0)
     return EdfBand(g, edf_at(arr, g), lo, hi)
 
 

@@ -165,3 +165,12 @@ def test_spearman_ci():
     assert stats.spearman_ci(x, x, n_boot=200) == (pytest.approx(1.0), pytest.approx(1.0))
     with pytest.raises(ValueError, match='differ in length'):
         stats.spearman_ci([1, 2], [1, 2, 3])
+
+
+def test_bad_level_and_n_boot():
+    with pytest.raises(ValueError, match=r'level must be in \(0, 1\)'):
+        stats.bootstrap_ci([1.0, 2.0], level=95)
+    with pytest.raises(ValueError, match=r'level must be in \(0, 1\)'):
+        stats.edf_band([1.0, 2.0], [1.0], level=1.0)
+    with pytest.raises(ValueError, match='n_boot must be >= 1'):
+        stats.median_ci([1.0, 2.0], n_boot=0)
