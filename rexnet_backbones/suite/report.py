@@ -75,6 +75,7 @@ class MetricStats:
 
 @dataclass
 class ModelSummary:
+    """One model over the seeds it finished; its costs; its comparison with its reference."""
     key: str
     label: str
     family: str
@@ -113,6 +114,7 @@ class RecipeDifference:
 
 @dataclass
 class Report:
+    """What a suite's work dir holds, summarised: one row per model of the suite, in suite order."""
     suite: SuiteInfo
     work_dir: str
     models: List[ModelSummary]
