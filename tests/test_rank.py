@@ -182,7 +182,7 @@ def test_rank_study_single_layer_cli_records(tmp_path):
                   'tanh', 'hardswish') for d in (4, 16, 32) for e in ESTIMATORS for c in ('centred', 'uncentred')}
     assert len(study['claims']) == 2 * 2 * len(ESTIMATORS) * 2
     assert {c['status'] for c in study['claims']} <= {'holds', 'reverses', 'flat', 'mixed'}
-    assert (tmp_path / 'out' / 'study.png').is_file() and (tmp_path / 'out' / 'study.md').is_file()
+    assert all((tmp_path / 'out' / n).is_file() for n in ('study.png', 'study_focus.png', 'study.md'))
 
 
 @pytest.mark.slow

@@ -9,7 +9,8 @@
                                --out-dir DIR
 
 single-layer writes DIR/study.json (settings, the claims table, and one record per weight scale,
-nonlinearity, d_in/d_out, centring and estimator), study.md and study.png; design-space writes DIR/design_space.json, design_space.md and
+nonlinearity, d_in/d_out, centring and estimator), study.md, study.png (every nonlinearity and
+estimator) and study_focus.png (the paper's nonlinearities, nuclear/effective/stable); design-space writes DIR/design_space.json, design_space.md and
 design_space.png (EDFs). The library is ``rexnet_backbones.analysis``. A value no study can use
 prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
 """
@@ -81,7 +82,8 @@ def study(args) -> int:
                            records=[{k: v for k, v in r.items() if k != 'values'} for r in records]), f, indent=1)
         md = slr.study_markdown(records, claims=claims)
         slr.plot_study(records, os.path.join(out, 'study.png'))
-        names = ('study.json', 'study.md', 'study.png')
+        slr.plot_study(records, os.path.join(out, 'study_focus.png'), *slr.FOCUS)
+        names = ('study.json', 'study.md', 'study.png', 'study_focus.png')
     else:
         records = ds.design_space_study(args.spaces, args.num_models, args.flops, args.flops_tol,
                                         tuple(args.input_size), args.num_images, args.estimator, args.center,
@@ -94,7 +96,7 @@ def study(args) -> int:
                                 f"features {'centred' if args.center else 'not centred'}.")
         ds.plot_edfs(records, os.path.join(out, 'design_space.png'))
         names = ('design_space.json', 'design_space.md', 'design_space.png')
-    with open(os.path.join(out, names[1]), 'w') as f:
+    with open(os.path.join(out, names[1]), 'w') as f:  # study.md / design_space.md
         f.write(md)
     print(md)
     print('wrote ' + ', '.join(os.path.join(out, n) for n in names))

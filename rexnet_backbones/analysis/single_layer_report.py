@@ -19,12 +19,12 @@ mean difference) with that comparison's bootstrap interval.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..stats import paired_difference
 from .estimators import CENTRINGS, ESTIMATORS
 
-__all__ = ['FINDINGS', 'paper_claims', 'claims_markdown', 'study_markdown', 'plot_study']
+__all__ = ['FINDINGS', 'FOCUS', 'paper_claims', 'claims_markdown', 'study_markdown', 'plot_study']
 
 #: the paper's findings, as the claims table names them
 FINDINGS = ('1: rank rises with d_in/d_out', '2: SiLU & ELU > ReLU & ReLU6 at d_in < d_out')
@@ -58,6 +58,7 @@ def paper_claims(records: Sequence[dict], n_boot: int = 2000, seed: int = 0) -> 
     """One row per finding x estimator x centring x weight scale: ``finding``, ``estimator``,
     ``centring``, ``weight_scale``, ``status`` (holds / reverses / flat / mixed), ``margin`` and ``ci``
     (the weakest comparison's mean difference and 95% bootstrap interval), ``weakest`` (its label),
+    ``best_margin``, ``best_ci``, ``best`` (the same for the strongest comparison),
     ``counts`` (comparisons that hold / reverse / are flat) and ``num_networks``."""
     idx = _index(records)
     scales = list(dict.fromkeys(r['weight_scale'] for r in records))
@@ -77,8 +78,10 @@ def paper_claims(records: Sequence[dict], n_boot: int = 2000, seed: int = 0) -> 
                     counts = {s: status.count(s) for s in ('holds', 'reverses', 'flat')}
                     overall = next((s for s, k in counts.items() if k == len(status)), 'mixed')
                     label, weakest = min(diffs, key=lambda t: t[1].mean_diff)
+                    best_label, best = max(diffs, key=lambda t: t[1].mean_diff)
                     rows.append(dict(finding=FINDINGS[finding - 1], estimator=e, centring=c, weight_scale=sc,
                                      status=overall, margin=weakest.mean_diff, ci=list(weakest.ci), weakest=label,
+                                     best_margin=best.mean_diff, best_ci=list(best.ci), best=best_label,
                                      counts=counts, num_networks=weakest.n_pairs))
     return rows
 
@@ -91,15 +94,19 @@ def _scale_text(sc: str) -> str:
     return f'{sc} (W ~ N(0, {sc}^2/d_in): pre-activation std {sc})'
 
 
+def _margin(value: float, ci: Sequence[float]) -> str:
+    return f'{value:+.3g}' + ('' if any(math.isnan(v) for v in ci) else f' [{ci[0]:+.3g}, {ci[1]:+.3g}]')
+
+
 def claims_markdown(claims: Sequence[dict]) -> str:
     """The claims table: finding x weight scale x estimator x centring."""
-    lines = ['| finding | weight scale | estimator | centring | status | margin [95% CI] | weakest comparison '
-             '| holds / reverses / flat |', '|---|---|---|---|---|---|---|---|']
+    lines = ['| finding | weight scale | estimator | centring | status | weakest: margin [95% CI] '
+             '| strongest: margin [95% CI] | holds / reverses / flat |', '|---|---|---|---|---|---|---|---|']
     for c in claims:
-        ci = '' if any(math.isnan(v) for v in c['ci']) else f" [{c['ci'][0]:+.3g}, {c['ci'][1]:+.3g}]"
         n = c['counts']
         lines.append(f"| {c['finding']} | {c['weight_scale']} | {c['estimator']} | {c['centring']} | "
-                     f"**{c['status']}** | {c['margin']:+.3g}{ci} | {c['weakest']} | "
+                     f"**{c['status']}** | {c['weakest']}: {_margin(c['margin'], c['ci'])} | "
+                     f"{c['best']}: {_margin(c['best_margin'], c['best_ci'])} | "
                      f"{n['holds']} / {n['reverses']} / {n['flat']} |")
     return '\n'.join(lines) + '\n'
 
@@ -109,7 +116,7 @@ def _nearest(values: Sequence[float], targets: Sequence[float]) -> List[float]:
 
 
 def study_markdown(records: Sequence[dict], ratios_shown: Sequence[float] = (0.25, 0.5, 1.0, 2.0),
-                   claims: Sequence[dict] = None) -> str:
+                   claims: Optional[Sequence[dict]] = None) -> str:
     """Per weight scale: the flat (clipped) fractions, then per estimator the mean rank ratio and its
     95% band over the networks, centred and uncentred side by side; then the claims table."""
     idx = _index(records)
@@ -151,22 +158,28 @@ def study_markdown(records: Sequence[dict], ratios_shown: Sequence[float] = (0.2
     return '\n'.join(lines)
 
 
-def plot_study(records: Sequence[dict], path: str) -> None:
+#: the nonlinearities and estimators of the focused figure (the paper's findings)
+FOCUS = (('identity', 'relu', 'relu6', 'elu', 'silu'), ('nuclear', 'effective', 'stable'))
+
+
+def plot_study(records: Sequence[dict], path: str, nonlinearities: Optional[Sequence[str]] = None,
+               estimators: Optional[Sequence[str]] = None) -> None:
     """One row per weight scale x centring, one column per estimator: mean rank ratio vs d_in/d_out per
-    nonlinearity, with its 95% band over the networks."""
+    nonlinearity, with its 95% band over the networks (only ``nonlinearities`` / ``estimators`` if given)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     idx = _index(records)
     scales = list(dict.fromkeys(r['weight_scale'] for r in records))
-    nonlins = list(dict.fromkeys(r['nonlinearity'] for r in records))
-    estimators = [e for e in ESTIMATORS if any(k[3] == e for k in idx)]
+    nonlins = [f for f in dict.fromkeys(r['nonlinearity'] for r in records)
+               if nonlinearities is None or f in nonlinearities]
+    estimators = [e for e in ESTIMATORS if any(k[3] == e for k in idx) and (estimators is None or e in estimators)]
     panels = [(sc, c) for sc in scales for c in CENTRINGS if any(k[0] == sc and k[2] == c for k in idx)]
     ratios = sorted({r['dim_ratio'] for r in records})
     fig, axes = plt.subplots(len(panels), len(estimators), figsize=(3.4 * len(estimators), 2.7 * len(panels)),
                              squeeze=False)
-    cmap = plt.get_cmap('tab20')
+    cmap = plt.get_cmap('tab20' if len(nonlins) > 10 else 'tab10')
     for row, (sc, c) in enumerate(panels):
         for col, e in enumerate(estimators):
             ax = axes[row][col]
@@ -187,6 +200,6 @@ def plot_study(records: Sequence[dict], path: str) -> None:
     r0 = records[0]
     fig.suptitle(f"random single layers f(WX): d_out={r0['d_out']}, n={r0['n']}, {r0['num_networks']} layers per "
                  'point; bands: 2.5th-97.5th percentile over the layers', fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     fig.savefig(path, dpi=100)
     plt.close(fig)
