@@ -250,28 +250,34 @@ def rank_profile(model: nn.Module, images: torch.Tensor, estimators: Sequence[st
     finally:
         for h in handles:
             h.remove()
-    results = []
     in_h = images.shape[-2]
-    primary = CENTRINGS[0] if center else CENTRINGS[1]
+    results = []
     for i, name in enumerate(order):
-        rec = store.pop(name)
-        a = torch.cat(rec['parts'])
-        rows, channels = a.shape
-        shape = rec['shape']
-        layer = dict(name=name, kind=rec['kind'], channels=channels,
-                     stride=int(round(in_h / shape[2])) if len(shape) == 4 else None,
-                     rows=rows, rows_available=rec['available'],
-                     row_capped=is_row_capped(rows, channels, rows_per_channel),
-                     depth=i / max(1, len(order) - 1), center=center)
-        for key in (CENTRINGS if both_centrings else (primary,)):
-            est = estimates_from_singular_values(singular_values(a, key == 'centred'), a.shape, estimators, rtol)
-            layer[key] = dict(rank=est, rank_ratio={k: v / min(rows, channels) for k, v in est.items()})
-        layer.update(layer[primary])
-        results.append(layer)
+        results.append(_measure_layer(store.pop(name), in_h, i / max(1, len(order) - 1), estimators, center, rtol,
+                                      rows_per_channel, both_centrings))
         if progress:
-            print(f'[{progress}] layer {i + 1}/{len(order)} {name} ({channels} ch, {rows} rows) '
+            r = results[-1]
+            print(f"[{progress}] layer {i + 1}/{len(order)} {name} ({r['channels']} ch, {r['rows']} rows) "
                   f'{time.time() - start:.1f}s', file=sys.stderr, flush=True)
     return results
+
+
+def _measure_layer(rec: Dict[str, Any], in_h: int, depth: float, estimators: Sequence[str], center: bool,
+                   rtol: float, rows_per_channel: int, both_centrings: bool) -> Dict[str, Any]:
+    """One layer's record of :func:`rank_profile` from the feature parts its hook collected."""
+    a = torch.cat(rec['parts'])
+    rows, channels = a.shape
+    shape = rec['shape']
+    layer = dict(name=rec['name'], kind=rec['kind'], channels=channels,
+                 stride=int(round(in_h / shape[2])) if len(shape) == 4 else None,
+                 rows=rows, rows_available=rec['available'],
+                 row_capped=is_row_capped(rows, channels, rows_per_channel), depth=depth, center=center)
+    primary = CENTRINGS[0] if center else CENTRINGS[1]
+    for key in (CENTRINGS if both_centrings else (primary,)):
+        est = estimates_from_singular_values(singular_values(a, key == 'centred'), a.shape, estimators, rtol)
+        layer[key] = dict(rank=est, rank_ratio={k: v / min(rows, channels) for k, v in est.items()})
+    layer.update(layer[primary])
+    return layer
 
 
 def count_flops(model: nn.Module, size: Tuple[int, int]) -> Tuple[int, Dict[str, int]]:
