@@ -176,3 +176,10 @@ def test_claims_table_on_a_tiny_study():
     md = study_markdown(recs, claims=claims)
     assert '| 1: rank rises with d_in/d_out | fan_in | nuclear | centred | **holds** |' in md
     assert 'pre-activation > 6' in md and '0.25 centred' in md
+
+
+def test_single_layer_bad_settings():
+    with pytest.raises(InvalidInputError, match='--num-networks'):
+        single_layer_study(['relu'], [0.5], d_out=8, n=16, num_networks=1)
+    with pytest.raises(InvalidInputError, match='--n'):
+        single_layer_study(['relu'], [0.5], d_out=8, n=4, num_networks=4)
