@@ -90,10 +90,12 @@ def test_feature_matrix_layout_and_subsampling():
 
 def test_identity_layer_has_rank_min_din_dout():
     records = single_layer_study(['identity', 'relu'], [0.25, 0.5, 1.0, 1.5], d_out=32, n=64, num_networks=5)
-    ident = [r for r in records if r['nonlinearity'] == 'identity' and r['estimator'] == 'numerical']
+    ident = [r for r in records if r['nonlinearity'] == 'identity' and r['estimator'] == 'numerical'
+             and r['centring'] == 'uncentred']
     assert [(r['d_in'], r['rank_ratio_mean'], r['rank_ratio_std']) for r in ident] == [
         (8, 8 / 32, 0.0), (16, 0.5, 0.0), (32, 1.0, 0.0), (48, 1.0, 0.0)]
-    relu = [r for r in records if r['nonlinearity'] == 'relu' and r['estimator'] == 'numerical']
+    relu = [r for r in records if r['nonlinearity'] == 'relu' and r['estimator'] == 'numerical'
+            and r['centring'] == 'uncentred']
     assert relu[0]['rank_ratio_mean'] == 1.0  # the nonlinearity restores full numerical rank
 
 
@@ -155,23 +157,32 @@ def test_rank_analysis_cli_timm_and_config(tmp_path):
     for layer in rex:
         assert set(layer['rank_ratio']) == {'nuclear', 'numerical'}
         assert 0 < layer['rank_ratio']['nuclear'] <= layer['rank_ratio']['numerical'] <= 1
+        assert layer['rank_ratio'] == layer['uncentred']['rank_ratio'] and 'centred' in layer
+        assert layer['row_capped'] == (layer['rows'] < 4 * layer['channels'])
+    assert rex[-1]['row_capped'] and rex[-1]['rows'] == rex[-1]['rows_available'] == 2 * 2 * 2  # stride 32
     assert results[0]['flops'] == pytest.approx(1.82e9 * (64 / 224) ** 2, rel=0.05)
     md = (tmp_path / 'out' / 'rank.md').read_text()
-    assert '| 3 | 32 | 2 |' in md and (tmp_path / 'out' / 'rank.png').stat().st_size > 10_000
+    assert '| 3 | 32 | 2 | 2 |' in md and 'mean centred | mean uncentred' in md and '†' in md and (tmp_path / 'out' / 'rank.png').stat().st_size > 10_000
 
 
 def test_rank_study_single_layer_cli_records(tmp_path):
     _run([str(ROOT / 'tools' / 'rank_study.py'), 'single-layer', '--num-networks', '3', '--d-out', '16', '--n', '32',
-          '--dim-ratios', '0.25', '1', '2', '--out-dir', 'out'], tmp_path)
-    records = json.loads((tmp_path / 'out' / 'study.json').read_text())
-    assert len(records) == 11 * 3 * len(ESTIMATORS)
-    keys = {'nonlinearity', 'dim_ratio', 'd_in', 'd_out', 'n', 'estimator', 'rank_ratio_mean', 'rank_ratio_std',
+          '--dim-ratios', '0.25', '1', '2', '--weight-scales', 'fan_in', '8', '--n-boot', '100', '--out-dir', 'out'],
+         tmp_path)
+    study = json.loads((tmp_path / 'out' / 'study.json').read_text())
+    records = study['records']
+    assert len(records) == 2 * 11 * 3 * len(ESTIMATORS) * 2
+    keys = {'weight_scale', 'nonlinearity', 'dim_ratio', 'd_in', 'd_out', 'n', 'estimator', 'centring',
+            'rank_ratio_mean', 'rank_ratio_std', 'band_lo', 'band_hi', 'flat_fraction', 'clip6_fraction',
             'num_networks'}
-    assert all(keys <= set(r) for r in records)
-    assert {(r['nonlinearity'], r['d_in'], r['estimator']) for r in records} == {
-        (f, d, e) for f in ('identity', 'relu', 'relu6', 'leaky_relu', 'elu', 'silu', 'gelu', 'softplus', 'sigmoid',
-                            'tanh', 'hardswish') for d in (4, 16, 32) for e in ESTIMATORS}
-    assert (tmp_path / 'out' / 'study.png').is_file() and (tmp_path / 'out' / 'study.md').is_file()
+    assert all(keys <= set(r) and 'values' not in r for r in records)
+    assert {(r['weight_scale'], r['nonlinearity'], r['d_in'], r['estimator'], r['centring']) for r in records} == {
+        (s, f, d, e, c) for s in ('fan_in', '8')
+        for f in ('identity', 'relu', 'relu6', 'leaky_relu', 'elu', 'silu', 'gelu', 'softplus', 'sigmoid',
+                  'tanh', 'hardswish') for d in (4, 16, 32) for e in ESTIMATORS for c in ('centred', 'uncentred')}
+    assert len(study['claims']) == 2 * 2 * len(ESTIMATORS) * 2
+    assert {c['status'] for c in study['claims']} <= {'holds', 'reverses', 'flat', 'mixed'}
+    assert all((tmp_path / 'out' / n).is_file() for n in ('study.png', 'study_focus.png', 'study.md'))
 
 
 @pytest.mark.slow

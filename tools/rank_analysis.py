@@ -7,7 +7,9 @@
 
 MODEL is a timm name (e.g. rexnet_100, regnetx_008, resnet18) or an mmdet/mmseg config (file or
 ``mmdet::path.py``) whose backbone is analysed. Writes DIR/rank.json, rank.png and rank.md; the
-library is ``rexnet_backbones.analysis`` (see its docstrings for what is measured). A bad model
+library is ``rexnet_backbones.analysis`` (see its docstrings for what is measured). Every layer is
+measured centred and uncentred, its ratios are to min(rows, channels), and a layer with fewer than
+--rows-per-channel rows per channel is flagged row-capped (rank.md marks it). A bad model
 name, a missing config, checkpoint or image folder prints one ``error: ...`` line before any
 computation and exits 2 (``--debug``: with the traceback).
 """
@@ -19,7 +21,7 @@ import os
 import sys
 
 from rexnet_backbones.analysis import DEFAULT_RTOL, ESTIMATORS, analyse_models
-from rexnet_backbones.analysis.network import plot_profiles, profile_markdown
+from rexnet_backbones.analysis.network_report import plot_profiles, profile_markdown
 from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli, set_threads
 
 
@@ -37,10 +39,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--estimator', nargs='+', default=list(ESTIMATORS), choices=ESTIMATORS,
                    help='estimators; the first one is used for rank.md')
     p.add_argument('--rtol', type=float, default=DEFAULT_RTOL, help='relative tolerance of numerical_rtol')
-    p.add_argument('--center', action='store_true', help='centre each channel before the SVD')
+    p.add_argument('--center', action='store_true',
+                   help="bottlenecks and rank.json's rank/rank_ratio from centred features (both are reported)")
     p.add_argument('--bn-stats', default='auto', choices=('auto', 'running', 'batch'),
                    help='BatchNorm statistics: batch ones at random init, stored ones with a checkpoint (auto)')
-    p.add_argument('--max-rows', type=int, default=4096, help='rows (positions) sampled per layer')
+    p.add_argument('--max-rows', type=int, default=4096,
+                   help='rows (positions) sampled per layer, raised to --rows-per-channel x channels for wide layers')
+    p.add_argument('--rows-per-channel', type=int, default=4,
+                   help='a layer with fewer rows per channel is flagged row-capped')
+    p.add_argument('--row-cap', type=int, default=16384, help='most rows per layer (SVD cost)')
     p.add_argument('--no-expand', action='store_true', help='block outputs only')
     p.add_argument('--threshold', type=float, default=0.5, help='rank ratio below which a layer is a bottleneck')
     p.add_argument('--seed', type=int, default=0)
@@ -55,7 +62,7 @@ def analyse(args) -> int:
     results = analyse_models(
         args.models, args.checkpoint, args.images, args.num_images, tuple(args.input_size), args.estimator,
         args.center, args.rtol, args.max_rows, not args.no_expand, args.seed, args.checkpoint_prefix, progress=True,
-        bn_stats=args.bn_stats)
+        bn_stats=args.bn_stats, rows_per_channel=args.rows_per_channel, row_cap=args.row_cap)
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, 'rank.json'), 'w') as f:
         json.dump(results, f, indent=1)

@@ -2,14 +2,15 @@
 """The ReXNet paper's rank studies: random single layers, and design spaces (ReXNet vs RegNet).
 
     python tools/rank_study.py single-layer [--num-networks N] [--d-out D] [--n N] [--dim-ratios R ...]
-                               [--nonlinearities F ...] [--estimator E ...] [--center] [--threads N]
-                               [--debug] --out-dir DIR
+                               [--nonlinearities F ...] [--estimator E ...] [--weight-scales S ...]
+                               [--centring both|centred|uncentred] [--threads N] [--debug] --out-dir DIR
     python tools/rank_study.py design-space [--spaces S ...] [--num-models N] [--flops F] [--flops-tol T]
                                [--input-size H W] [--num-images N] [--seed S] [--threads N] [--debug]
                                --out-dir DIR
 
-single-layer writes DIR/study.json (one record per nonlinearity, d_in/d_out and estimator),
-study.md and study.png; design-space writes DIR/design_space.json, design_space.md and
+single-layer writes DIR/study.json (settings, the claims table, and one record per weight scale,
+nonlinearity, d_in/d_out, centring and estimator), study.md, study.png (every nonlinearity and
+estimator) and study_focus.png (the paper's nonlinearities, nuclear/effective/stable); design-space writes DIR/design_space.json, design_space.md and
 design_space.png (EDFs). The library is ``rexnet_backbones.analysis``. A value no study can use
 prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
 """
@@ -23,6 +24,7 @@ import sys
 from rexnet_backbones.analysis import DEFAULT_RTOL, ESTIMATORS, NONLINEARITIES, SPACES
 from rexnet_backbones.analysis import design_space as ds
 from rexnet_backbones.analysis import single_layer as sl
+from rexnet_backbones.analysis import single_layer_report as slr
 from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli, set_threads
 
 
@@ -44,7 +46,14 @@ def parse_args(argv=None) -> argparse.Namespace:
             s.add_argument('--n', type=int, default=256, help='samples (columns of X); >= d_out')
             s.add_argument('--dim-ratios', type=float, nargs='+', default=list(sl.DEFAULT_DIM_RATIOS))
             s.add_argument('--nonlinearities', nargs='+', default=list(NONLINEARITIES), choices=list(NONLINEARITIES))
-            s.add_argument('--weight-std', default='fan_in', choices=('fan_in', 'unit'))
+            s.add_argument('--weight-std', default='fan_in', choices=('fan_in', 'unit'),
+                           help='one weight scale (see --weight-scales)')
+            s.add_argument('--weight-scales', nargs='+', default=None, metavar='SCALE',
+                           help="sweep: fan_in, unit or a pre-activation std, e.g. 'fan_in unit 8' (ReLU6 clips "
+                                '23%% of the pre-activations at 8)')
+            s.add_argument('--centring', default='both', choices=('both', 'centred', 'uncentred'),
+                           help='features centred, uncentred or both (the default); --center = centred')
+            s.add_argument('--n-boot', type=int, default=2000, help='bootstrap resamples of the claims table')
         else:
             s.add_argument('--spaces', nargs='+', default=list(SPACES), choices=SPACES)
             s.add_argument('--num-models', type=int, default=6, help='networks per space')
@@ -62,14 +71,19 @@ def study(args) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     out = args.out_dir
     if args.study == 'single-layer':
+        centring = 'centred' if args.center else args.centring
         records = sl.single_layer_study(args.nonlinearities, args.dim_ratios, args.d_out, args.n, args.num_networks,
-                                        args.estimator, args.center, args.rtol, args.weight_std, args.seed,
-                                        progress=True)
-        with open(os.path.join(out, 'study.json'), 'w') as f:
-            json.dump(records, f, indent=1)
-        md = sl.study_markdown(records)
-        sl.plot_study(records, os.path.join(out, 'study.png'))
-        names = ('study.json', 'study.md', 'study.png')
+                                        args.estimator, None if centring == 'both' else centring == 'centred',
+                                        args.rtol, args.weight_std, args.seed, progress=True,
+                                        weight_scales=args.weight_scales)
+        claims = slr.paper_claims(records, n_boot=args.n_boot, seed=args.seed)
+        with open(os.path.join(out, 'study.json'), 'w') as f:  # per-network values: regenerate from the seed
+            json.dump(dict(settings=vars(args), claims=claims,
+                           records=[{k: v for k, v in r.items() if k != 'values'} for r in records]), f, indent=1)
+        md = slr.study_markdown(records, claims=claims)
+        slr.plot_study(records, os.path.join(out, 'study.png'))
+        slr.plot_study(records, os.path.join(out, 'study_focus.png'), *slr.FOCUS)
+        names = ('study.json', 'study.md', 'study.png', 'study_focus.png')
     else:
         records = ds.design_space_study(args.spaces, args.num_models, args.flops, args.flops_tol,
                                         tuple(args.input_size), args.num_images, args.estimator, args.center,
@@ -82,7 +96,7 @@ def study(args) -> int:
                                 f"features {'centred' if args.center else 'not centred'}.")
         ds.plot_edfs(records, os.path.join(out, 'design_space.png'))
         names = ('design_space.json', 'design_space.md', 'design_space.png')
-    with open(os.path.join(out, names[1]), 'w') as f:
+    with open(os.path.join(out, names[1]), 'w') as f:  # study.md / design_space.md
         f.write(md)
     print(md)
     print('wrote ' + ', '.join(os.path.join(out, n) for n in names))

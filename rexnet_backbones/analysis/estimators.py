@@ -1,11 +1,12 @@
 """Rank estimators of feature matrices (rows: samples or positions, columns: channels).
 
-All estimators work on the singular values of the matrix, computed in float64 (float32 round-off
+All estimators work on the singular values ``s`` of the matrix, computed in float64 (float32 round-off
 alone makes a rank-deficient matrix look full rank at torch's default tolerance):
 
 * ``numerical``: number of singular values above ``rtol * s_max`` with torch's default
   ``rtol = max(rows, cols) * eps(float64)`` (what ``torch.linalg.matrix_rank`` does).
-* ``numerical_rtol``: the same with a user-set relative tolerance (default ``1e-3``).
+* ``numerical_rtol``: the same with a user-set relative tolerance (default ``1e-3``; ``0.0`` counts
+  every non-zero singular value).
 * ``nuclear``: normalized nuclear norm ``||A||_* / ||A||_2 = sum(s) / s_max``.
 * ``effective``: ``exp(H(p))`` with ``p = s / sum(s)`` (Roy & Vetterli, 2007).
 * ``stable``: ``||A||_F^2 / ||A||_2^2 = sum(s^2) / s_max^2``.
@@ -14,31 +15,43 @@ Features computed in float32 (a network's) carry float32 round-off (~1e-7 relati
 float64 default tolerance counts as rank: for them ``numerical`` is (nearly) always full and
 ``numerical_rtol`` with ``rtol`` well above 1e-6 is the meaningful numerical rank.
 
-All are between 0 and ``min(rows, cols)``; ``numerical`` >= ``nuclear`` >= ``effective``-ish >=
-``stable`` for typical spectra. A ratio divides by the channel count (``cols``), as the ReXNet paper
-does, so a layer with fewer rows than channels cannot reach 1. The zero matrix has rank 0 under every
-estimator.
+All are between 0 and ``min(rows, cols)``, and for every spectrum
+``(number of non-zero s) >= effective >= nuclear >= stable``: with ``p = s / sum(s)``,
+``exp(H(p)) >= exp(-log max(p)) = sum(s) / s_max`` (Shannon entropy >= min-entropy), and
+``sum(s) / s_max >= sum(s^2) / s_max^2`` since ``s / s_max <= 1``. ``numerical`` counts only the
+singular values above a tolerance, so it can fall below ``effective`` when many are tiny.
+A **ratio** divides by ``min(rows, cols)``, the largest rank the matrix can have: dividing by the
+channel count alone (the ReXNet paper's choice, where rows >> channels) makes a layer with fewer rows
+than channels look rank-deficient whatever its features. A matrix with ``rows < 4 * cols`` is
+**row-capped** (:func:`is_row_capped`): its estimates are limited by the sample count, not only by the
+features, and tools flag it. The zero matrix has rank 0 under every estimator.
 
-Centring: by default the features are NOT centred (the rank of the features themselves, as in the
-paper; a non-zero channel mean adds a large rank-one component, which lowers ``nuclear``,
-``effective`` and ``stable``). ``center=True`` subtracts each channel's mean over the rows first.
+Centring: ``center=False`` (the default here) is the rank of the features themselves, as in the paper;
+a non-zero channel mean then adds a large rank-one component, which lowers ``nuclear``, ``effective``
+and ``stable``. ``center=True`` subtracts each channel's mean over the rows first (the rank of the
+features' covariance). The studies report both (:func:`measure`); which one a claim rests on changes
+its answer.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, Iterable, Optional, Sequence
 
 import torch
 
 __all__ = [
-    'ESTIMATORS', 'DEFAULT_RTOL', 'feature_matrix', 'singular_values', 'estimates_from_singular_values',
-    'rank_estimates', 'rank_ratios', 'numerical_rank', 'nuclear_rank', 'effective_rank', 'stable_rank',
+    'ESTIMATORS', 'DEFAULT_RTOL', 'ROWS_PER_CHANNEL', 'CENTRINGS', 'feature_matrix', 'singular_values',
+    'estimates_from_singular_values', 'batched_estimates', 'rank_estimates', 'rank_ratios', 'is_row_capped',
+    'measure', 'numerical_rank', 'nuclear_rank', 'effective_rank', 'stable_rank',
 ]
 
 #: estimator names, in the order tools report them
 ESTIMATORS = ('nuclear', 'effective', 'stable', 'numerical', 'numerical_rtol')
 #: relative tolerance of ``numerical_rtol`` unless one is given
 DEFAULT_RTOL = 1e-3
+#: a matrix with fewer than this many rows per column is row-capped
+ROWS_PER_CHANNEL = 4
+#: the two centrings every study reports, keyed as in :func:`measure`
+CENTRINGS = ('centred', 'uncentred')
 
 
 def feature_matrix(x: torch.Tensor, max_rows: Optional[int] = 4096,
@@ -63,41 +76,48 @@ def feature_matrix(x: torch.Tensor, max_rows: Optional[int] = 4096,
 
 
 def singular_values(matrix: torch.Tensor, center: bool = False) -> torch.Tensor:
-    """Singular values (descending) of ``matrix`` in float64, optionally after centring each column."""
-    if matrix.dim() != 2:
+    """Singular values (descending) of ``matrix`` (or a batch ``(..., rows, cols)``) in float64,
+    optionally after centring each column over the rows."""
+    if matrix.dim() < 2:
         raise ValueError(f'expected a 2-D matrix, got shape {tuple(matrix.shape)}')
     a = matrix.to(torch.float64)
     if center:
-        a = a - a.mean(dim=0, keepdim=True)
+        a = a - a.mean(dim=-2, keepdim=True)
     return torch.linalg.svdvals(a)
+
+
+def batched_estimates(s: torch.Tensor, shape: Sequence[int], estimators: Iterable[str] = ESTIMATORS,
+                      rtol: float = DEFAULT_RTOL) -> Dict[str, torch.Tensor]:
+    """Every estimator from a batch of singular-value vectors ``s`` (``(b, k)``, each descending or
+    not) of matrices of ``shape`` (rows, cols); one ``(b,)`` tensor per estimator."""
+    s = s.to(torch.float64).clamp_min(0)
+    s_max = s.max(dim=-1).values
+    zero = s_max == 0
+    safe = torch.where(zero, torch.ones_like(s_max), s_max)
+    out: Dict[str, torch.Tensor] = {}
+    for name in estimators:
+        if name not in ESTIMATORS:
+            raise KeyError(f'unknown rank estimator {name!r}; choose from {ESTIMATORS}')
+        if name == 'numerical':
+            v = (s > (max(shape) * torch.finfo(torch.float64).eps * s_max)[:, None]).sum(-1).double()
+        elif name == 'numerical_rtol':
+            v = (s > (rtol * s_max)[:, None]).sum(-1).double()
+        elif name == 'nuclear':
+            v = s.sum(-1) / safe
+        elif name == 'effective':
+            p = s / torch.where(zero, torch.ones_like(s_max), s.sum(-1))[:, None]
+            v = torch.exp(-torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p)).sum(-1))
+        else:  # stable
+            v = (s * s).sum(-1) / safe ** 2
+        out[name] = torch.where(zero, torch.zeros_like(v), v)
+    return out
 
 
 def estimates_from_singular_values(s: torch.Tensor, shape: Sequence[int],
                                    estimators: Iterable[str] = ESTIMATORS,
                                    rtol: float = DEFAULT_RTOL) -> Dict[str, float]:
     """Every estimator in ``estimators`` from the singular values ``s`` of a matrix of ``shape``."""
-    s = s.to(torch.float64)
-    s_max = float(s.max()) if s.numel() else 0.0
-    out: Dict[str, float] = {}
-    for name in estimators:
-        if name not in ESTIMATORS:
-            raise KeyError(f'unknown rank estimator {name!r}; choose from {ESTIMATORS}')
-        if s_max == 0.0:
-            out[name] = 0.0
-        elif name == 'numerical':
-            tol = max(shape) * torch.finfo(torch.float64).eps * s_max
-            out[name] = float((s > tol).sum())
-        elif name == 'numerical_rtol':
-            out[name] = float((s > rtol * s_max).sum())
-        elif name == 'nuclear':
-            out[name] = float(s.sum()) / s_max
-        elif name == 'effective':
-            p = s / s.sum()
-            p = p[p > 0]
-            out[name] = math.exp(float(-(p * p.log()).sum()))
-        else:  # stable
-            out[name] = float((s * s).sum()) / s_max ** 2
-    return out
+    return {k: float(v[0]) for k, v in batched_estimates(s.reshape(1, -1), shape, estimators, rtol).items()}
 
 
 def rank_estimates(matrix: torch.Tensor, estimators: Iterable[str] = ESTIMATORS, center: bool = False,
@@ -108,15 +128,38 @@ def rank_estimates(matrix: torch.Tensor, estimators: Iterable[str] = ESTIMATORS,
 
 def rank_ratios(matrix: torch.Tensor, estimators: Iterable[str] = ESTIMATORS, center: bool = False,
                 rtol: float = DEFAULT_RTOL) -> Dict[str, float]:
-    """:func:`rank_estimates` divided by the channel count (the number of columns)."""
+    """:func:`rank_estimates` divided by ``min(rows, channels)``, the largest rank the matrix can have."""
     est = rank_estimates(matrix, estimators, center, rtol)
-    return {k: v / matrix.shape[1] for k, v in est.items()}
+    return {k: v / min(matrix.shape) for k, v in est.items()}
+
+
+def is_row_capped(rows: int, channels: int, rows_per_channel: int = ROWS_PER_CHANNEL) -> bool:
+    """True when ``rows < rows_per_channel * channels``: too few samples for the estimate to be a
+    property of the features rather than of the sample count."""
+    return rows < rows_per_channel * channels
+
+
+def measure(matrix: torch.Tensor, estimators: Iterable[str] = ESTIMATORS, rtol: float = DEFAULT_RTOL,
+            rows_per_channel: int = ROWS_PER_CHANNEL) -> Dict[str, object]:
+    """One layer's measurement, both centrings: ``rows``, ``channels``, ``row_capped``, and under
+    ``'centred'`` / ``'uncentred'`` the estimates (``rank``) and ratios to ``min(rows, channels)``
+    (``rank_ratio``)."""
+    estimators = tuple(estimators)
+    rows, channels = matrix.shape
+    out: Dict[str, object] = dict(rows=rows, channels=channels,
+                                  row_capped=is_row_capped(rows, channels, rows_per_channel))
+    for key in CENTRINGS:
+        est = rank_estimates(matrix, estimators, key == 'centred', rtol)
+        out[key] = dict(rank=est, rank_ratio={k: v / min(rows, channels) for k, v in est.items()})
+    return out
 
 
 def numerical_rank(matrix: torch.Tensor, rtol: Optional[float] = None, center: bool = False) -> int:
-    """Singular values above ``rtol * s_max``; ``rtol=None``: torch's default ``max(shape) * eps``."""
-    name = 'numerical' if rtol is None else 'numerical_rtol'
-    return int(rank_estimates(matrix, (name,), center, rtol or DEFAULT_RTOL)[name])
+    """Singular values above ``rtol * s_max``; ``rtol=None``: torch's default ``max(shape) * eps``;
+    ``rtol=0.0``: every non-zero singular value."""
+    if rtol is None:
+        return int(rank_estimates(matrix, ('numerical',), center)['numerical'])
+    return int(rank_estimates(matrix, ('numerical_rtol',), center, rtol)['numerical_rtol'])
 
 
 def nuclear_rank(matrix: torch.Tensor, center: bool = False) -> float:

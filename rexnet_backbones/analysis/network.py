@@ -17,8 +17,11 @@ Which layers are collected:
   block's input, taken after its normalisation and activation: the conv-norm-act module that wraps
   it, or the norm/activation modules that follow it in the block.
 
-Rows of a layer's feature matrix are its (image, position) pairs, at most ``max_rows`` of them drawn
-at random with a fixed seed; columns are its channels.
+Rows of a layer's feature matrix are its (image, position) pairs, drawn at random with a fixed seed
+(enough of them for ``rows_per_channel`` rows per channel where the images have that many positions);
+columns are its channels. Every layer is measured centred and uncentred, and a layer with fewer than
+``rows_per_channel`` rows per channel is flagged ``row_capped`` (:mod:`.estimators`). Tables and
+figures: :mod:`.network_report`.
 """
 from __future__ import annotations
 
@@ -34,10 +37,11 @@ import torch
 import torch.nn as nn
 
 from ..cli import InputNotFoundError, InvalidInputError
-from .estimators import DEFAULT_RTOL, ESTIMATORS, estimates_from_singular_values, feature_matrix, singular_values
+from .estimators import (CENTRINGS, DEFAULT_RTOL, ESTIMATORS, ROWS_PER_CHANNEL, estimates_from_singular_values,
+                         feature_matrix, is_row_capped, singular_values)
 
-__all__ = ['batch_norm_stats', 'build_model', 'check_sources', 'find_layers', 'load_images', 'synthetic_images', 'rank_profile', 'stage_summary',
-           'count_flops', 'count_macs', 'profile_markdown', 'plot_profiles']
+__all__ = ['batch_norm_stats', 'build_model', 'check_sources', 'find_layers', 'load_images', 'synthetic_images',
+           'rank_profile', 'count_flops', 'count_macs', 'analyse_models']
 
 _NORM_ACT_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.SiLU,
                    nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Identity)
@@ -196,20 +200,26 @@ def batch_norm_stats(model: nn.Module, enabled: bool = True) -> Iterator[None]:
 def rank_profile(model: nn.Module, images: torch.Tensor, estimators: Sequence[str] = ESTIMATORS,
                  center: bool = False, rtol: float = DEFAULT_RTOL, max_rows: int = 4096, batch_size: int = 16,
                  expand: bool = True, seed: int = 0, progress: Optional[str] = None,
-                 bn_stats: str = 'running') -> List[Dict[str, Any]]:
+                 bn_stats: str = 'running', rows_per_channel: int = ROWS_PER_CHANNEL, row_cap: int = 16384,
+                 both_centrings: bool = True) -> List[Dict[str, Any]]:
     """Rank of every collected layer of ``model`` on ``images``; one dict per layer, in forward order:
-    ``name``, ``kind``, ``channels``, ``stride``, ``rows``, ``depth`` (relative, 0..1), the
-    estimates under ``rank`` and the ratios to ``channels`` under ``rank_ratio``.
+    ``name``, ``kind``, ``channels``, ``stride``, ``rows`` (given to the SVD), ``rows_available``
+    (image positions), ``row_capped`` (``rows < rows_per_channel * channels``), ``depth`` (relative,
+    0..1), ``center``, the estimates under ``rank`` and their ratios to ``min(rows, channels)`` under
+    ``rank_ratio`` (both for ``center``), and ``centred`` / ``uncentred`` (``{rank, rank_ratio}``;
+    only the one of ``center`` when ``both_centrings=False``).
 
-    ``bn_stats='batch'`` normalises with each batch's statistics (see :func:`batch_norm_stats`);
-    ``'running'`` uses the stored ones (eval mode)."""
+    Rows per layer: all its positions, at most ``max(max_rows, rows_per_channel * channels)`` and
+    never more than ``row_cap`` (drawn at random, the same share from every batch); a layer stays
+    row-capped only when the images have too few positions (more or larger images fix it) or
+    ``row_cap`` is reached. ``bn_stats='batch'`` normalises with each batch's statistics (see
+    :func:`batch_norm_stats`); ``'running'`` uses the stored ones (eval mode)."""
     if bn_stats not in ('running', 'batch'):
         raise ValueError(f"bn_stats must be 'running' or 'batch', got {bn_stats!r}")
     layers = find_layers(model, expand)
     if not layers:
         raise RuntimeError(f'no blocks found in {type(model).__name__}')
     batches = list(images.split(batch_size))
-    per_batch = math.ceil(max_rows / len(batches))
     store: Dict[str, Dict[str, Any]] = {}
     order: List[str] = []
 
@@ -219,9 +229,13 @@ def rank_profile(model: nn.Module, images: torch.Tensor, estimators: Sequence[st
                 out = out[0]
             if name not in store:
                 order.append(name)
-                store[name] = dict(name=name, kind=kind, parts=[], shape=tuple(out.shape),
+                target = min(row_cap, max(max_rows, rows_per_channel * out.shape[-1 if out.dim() == 3 else 1]))
+                store[name] = dict(name=name, kind=kind, parts=[], shape=tuple(out.shape), available=0,
+                                   per_batch=math.ceil(target / len(batches)),
                                    gen=torch.Generator().manual_seed(seed + len(order)))
-            store[name]['parts'].append(feature_matrix(out, per_batch, store[name]['gen']))
+            rec = store[name]
+            rec['available'] += out.numel() // out.shape[-1 if out.dim() == 3 else 1]
+            rec['parts'].append(feature_matrix(out, rec['per_batch'], rec['gen']))
         return fn
 
     handles = [model.get_submodule(n).register_forward_hook(hook(n, k)) for n, k in layers]
@@ -236,24 +250,34 @@ def rank_profile(model: nn.Module, images: torch.Tensor, estimators: Sequence[st
     finally:
         for h in handles:
             h.remove()
-    results = []
     in_h = images.shape[-2]
+    results = []
     for i, name in enumerate(order):
-        rec = store[name]
-        a = torch.cat(rec['parts'])
-        channels = a.shape[1]
-        s = singular_values(a, center)
-        est = estimates_from_singular_values(s, a.shape, estimators, rtol)
-        shape = rec['shape']
-        results.append(dict(
-            name=name, kind=rec['kind'], channels=channels,
-            stride=int(round(in_h / shape[2])) if len(shape) == 4 else None,
-            rows=a.shape[0], depth=i / max(1, len(order) - 1),
-            rank=est, rank_ratio={k: v / channels for k, v in est.items()}))
+        results.append(_measure_layer(store.pop(name), in_h, i / max(1, len(order) - 1), estimators, center, rtol,
+                                      rows_per_channel, both_centrings))
         if progress:
-            print(f'[{progress}] layer {i + 1}/{len(order)} {name} ({channels} ch) '
+            r = results[-1]
+            print(f"[{progress}] layer {i + 1}/{len(order)} {name} ({r['channels']} ch, {r['rows']} rows) "
                   f'{time.time() - start:.1f}s', file=sys.stderr, flush=True)
     return results
+
+
+def _measure_layer(rec: Dict[str, Any], in_h: int, depth: float, estimators: Sequence[str], center: bool,
+                   rtol: float, rows_per_channel: int, both_centrings: bool) -> Dict[str, Any]:
+    """One layer's record of :func:`rank_profile` from the feature parts its hook collected."""
+    a = torch.cat(rec['parts'])
+    rows, channels = a.shape
+    shape = rec['shape']
+    layer = dict(name=rec['name'], kind=rec['kind'], channels=channels,
+                 stride=int(round(in_h / shape[2])) if len(shape) == 4 else None,
+                 rows=rows, rows_available=rec['available'],
+                 row_capped=is_row_capped(rows, channels, rows_per_channel), depth=depth, center=center)
+    primary = CENTRINGS[0] if center else CENTRINGS[1]
+    for key in (CENTRINGS if both_centrings else (primary,)):
+        est = estimates_from_singular_values(singular_values(a, key == 'centred'), a.shape, estimators, rtol)
+        layer[key] = dict(rank=est, rank_ratio={k: v / min(rows, channels) for k, v in est.items()})
+    layer.update(layer[primary])
+    return layer
 
 
 def count_flops(model: nn.Module, size: Tuple[int, int]) -> Tuple[int, Dict[str, int]]:
@@ -291,80 +315,6 @@ def count_macs(model: nn.Module, size: Tuple[int, int]) -> int:
     return total
 
 
-def stage_summary(layers: Sequence[Dict[str, Any]], estimator: str, threshold: float,
-                  flops_by_module: Optional[Dict[str, int]] = None) -> List[Dict[str, Any]]:
-    """Per stage (consecutive layers of one output stride): mean and minimum rank ratio of
-    ``estimator``, layers below ``threshold`` (bottlenecks), and FLOPs of the stage's blocks."""
-    stages: List[Dict[str, Any]] = []
-    for layer in layers:
-        if not stages or stages[-1]['stride'] != layer['stride']:
-            stages.append(dict(stride=layer['stride'], layers=[]))
-        stages[-1]['layers'].append(layer)
-    out = []
-    for i, st in enumerate(stages):
-        ratios = [x['rank_ratio'][estimator] for x in st['layers']]
-        blocks = [x['name'] for x in st['layers'] if x['kind'] == 'block']
-        out.append(dict(
-            stage=i, stride=st['stride'], num_layers=len(ratios), blocks=blocks,
-            mean=sum(ratios) / len(ratios), min=min(ratios),
-            bottlenecks=[x['name'] for x in st['layers'] if x['rank_ratio'][estimator] < threshold],
-            flops=sum(flops_by_module.get(b, 0) for b in blocks) if flops_by_module is not None else None))
-    return out
-
-
-def profile_markdown(results: Sequence[Dict[str, Any]], estimator: str, threshold: float) -> str:
-    """rank.md: per model, per stage mean/min rank ratio, bottleneck layers and FLOPs."""
-    lines = []
-    for r in results:
-        lines += [f"### {r['label']}", '',
-                  f"{len(r['layers'])} layers ({sum(x['kind'] == 'expand' for x in r['layers'])} expand layers), "
-                  f"{r['flops'] / 1e6:.1f} MFLOPs in total (mmengine FlopAnalyzer, one image "
-                  f"{r['input_size'][0]}x{r['input_size'][1]}); rank ratio = `{estimator}` / channels; "
-                  f'bottleneck: below {threshold}.', '',
-                  '| stage | stride | layers | mean rank ratio | min rank ratio | bottleneck layers | MFLOPs |',
-                  '|---:|---:|---:|---:|---:|---|---:|']
-        for s in stage_summary(r['layers'], estimator, threshold, r.get('flops_by_module')):
-            b = ', '.join(f'`{n}`' for n in s['bottlenecks']) or '-'
-            lines.append(f"| {s['stage']} | {s['stride']} | {s['num_layers']} | {s['mean']:.3f} | {s['min']:.3f} | "
-                         f"{b} | {s['flops'] / 1e6:.1f} |")
-        lines.append('')
-    return '\n'.join(lines)
-
-
-def plot_profiles(results: Sequence[Dict[str, Any]], estimators: Sequence[str], path: str) -> None:
-    """rank.png: rank ratio vs relative depth, one curve per model, one panel per estimator."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    cols = min(3, len(estimators))
-    rows = math.ceil(len(estimators) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
-    for ax, e in zip(axes.flat, estimators):
-        for k, r in enumerate(results):
-            color = plt.get_cmap('tab10')(k % 10)
-            xs = [x['depth'] for x in r['layers']]
-            ys = [x['rank_ratio'][e] for x in r['layers']]
-            ax.plot(xs, ys, lw=1.3, color=color, label=r['label'])
-            ex = [(x['depth'], x['rank_ratio'][e]) for x in r['layers'] if x['kind'] == 'expand']
-            if ex:
-                ax.plot(*zip(*ex), ls='none', marker='o', ms=3, mfc='none', color=color)
-        ax.set_title(e)
-        ax.set_xlabel('relative depth')
-        ax.set_ylabel('rank / channels')
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(estimators):]:
-        ax.axis('off')
-    axes.flat[0].legend(fontsize=7)
-    r0 = results[0]
-    fig.suptitle(f"rank ratio along the network ({r0['num_images']} {r0['images']} images, "
-                 f"{r0['input_size'][0]}x{r0['input_size'][1]}; open circles: expand layers)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def check_sources(specs: Sequence[str], checkpoints: Sequence[Optional[str]]) -> None:
     """Fail before any computation on a model name, config or checkpoint that does not exist."""
     import timm
@@ -391,8 +341,9 @@ def analyse_models(specs: Sequence[str], checkpoints: Optional[Sequence[Optional
                    images: Optional[str] = None, num_images: int = 64, input_size: Tuple[int, int] = (224, 224),
                    estimators: Sequence[str] = ESTIMATORS, center: bool = False, rtol: float = DEFAULT_RTOL,
                    max_rows: int = 4096, expand: bool = True, seed: int = 0, checkpoint_prefix: Optional[str] = None,
-                   progress: bool = False, bn_stats: str = 'auto') -> List[Dict[str, Any]]:
-    """:func:`rank_profile` and FLOPs of each model; one result dict per model (what rank.json holds).
+                   progress: bool = False, bn_stats: str = 'auto', rows_per_channel: int = ROWS_PER_CHANNEL,
+                   row_cap: int = 16384) -> List[Dict[str, Any]]:
+    """:func:`rank_profile` (both centrings) and FLOPs of each model; one result dict per model (what rank.json holds).
 
     ``images``: a folder of images (ImageNet normalisation), or None for ``num_images`` standard-normal
     images from ``seed``; every model sees the same images.
@@ -411,12 +362,13 @@ def analyse_models(specs: Sequence[str], checkpoints: Optional[Sequence[Optional
         tag = f'{k + 1}/{len(specs)} {label}' if progress else None
         bn = bn_stats if bn_stats != 'auto' else ('running' if ckpt else 'batch')
         layers = rank_profile(model, x, estimators, center, rtol, max_rows, expand=expand, seed=seed, progress=tag,
-                              bn_stats=bn)
+                              bn_stats=bn, rows_per_channel=rows_per_channel, row_cap=row_cap)
         total, by_module = count_flops(model, input_size)
         results.append(dict(
             model=spec, label=label, checkpoint=ckpt, init='checkpoint' if ckpt else 'random',
             images=images or 'synthetic', num_images=int(x.shape[0]), input_size=list(input_size),
-            center=center, bn_stats=bn, rtol=rtol, max_rows=max_rows, estimators=list(estimators), flops=total,
+            center=center, bn_stats=bn, rtol=rtol, max_rows=max_rows, rows_per_channel=rows_per_channel,
+            row_cap=row_cap, estimators=list(estimators), flops=total,
             flops_by_module={n: by_module.get(n, 0) for n, _ in find_layers(model, False)},
             seconds=round(time.time() - start, 2), layers=layers))
     return results
