@@ -1,0 +1,143 @@
+"""The roofline of a model on this machine: the machine's peak compute and memory bandwidth, measured
+by the benchmark itself in a few seconds, and the time a model (or one layer) would take at them.
+
+* Peak: the best rate of an fp32 ``torch.mm`` of two ``n x n`` matrices (n = 512: three 1 MiB
+  matrices, they fit in the caches) with the run's torch threads, in multiply-adds per second (the
+  FLOP convention of ``FlopAnalyzer``: one multiply-add = one FLOP).
+* Bandwidth: the best rate of ``dst.copy_(src)`` of a 64 MiB fp32 tensor (the two are larger than a
+  common last-level cache), counting the bytes read and written (2 x 64 MiB per copy).
+* Both run for about a second each, and the best call counts (a short call is the likeliest to run
+  undisturbed on a shared machine); the median rates are recorded too: far below the best, they say
+  that other jobs took the cores.
+* Roofline time, layer by layer: each module's own (self) FLOPs and bytes, ``max(flops / peak,
+  bytes / bandwidth)``, summed over the modules. BatchNorm FLOPs are left out (folded, as in the
+  traffic model of :mod:`.traffic`). The compute and memory bounds of the whole model are given too.
+* Achieved fraction of a path = roofline time x batch size / measured time (1 = at the roofline).
+"""
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+__all__ = ['MachinePeak', 'LayerCost', 'Roofline', 'probe_machine', 'machine_peak', 'roofline_of',
+           'achieved_fraction', 'PROBE_METHOD']
+
+PROBE_METHOD = ('peak: best rate of an fp32 torch.mm of two {n}x{n} matrices (multiply-adds/s, one '
+                'multiply-add = one FLOP as FlopAnalyzer counts); bandwidth: best rate of dst.copy_(src) of '
+                'a {mib} MiB fp32 tensor, bytes read + written; {threads} torch thread(s), {seconds:.1f} s '
+                'in all')
+
+
+@dataclass
+class MachinePeak:
+    """The machine's measured fp32 peak and memory bandwidth (the roofline's two slopes)."""
+    #: multiply-adds per second (FlopAnalyzer's FLOPs)
+    peak_flops_per_s: float
+    bandwidth_bytes_per_s: float
+    #: the median rates of the same calls (far below the best: the machine was busy)
+    median_flops_per_s: float
+    median_bandwidth_bytes_per_s: float
+    threads: int
+    matmul_size: int
+    copy_mib: int
+    seconds: float
+    method: str
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """``peak 97.0 GFLOP/s (multiply-adds), bandwidth 12.1 GB/s, 2 thread(s) (median rates ...)``."""
+        return (f'peak {self.peak_flops_per_s / 1e9:.1f} GFLOP/s (multiply-adds), bandwidth '
+                f'{self.bandwidth_bytes_per_s / 1e9:.1f} GB/s, {self.threads} thread(s) (median rates '
+                f'{self.median_flops_per_s / 1e9:.1f} GFLOP/s, {self.median_bandwidth_bytes_per_s / 1e9:.1f} GB/s)')
+
+
+@dataclass
+class LayerCost:
+    """One module's own costs for one image (its ops, not its children's)."""
+    name: str
+    kind: str
+    #: FlopAnalyzer FLOPs (multiply-adds), BatchNorm left out (folded)
+    flops: int
+    bytes: int
+    activations: int
+
+    def roofline_ms(self, machine: MachinePeak) -> float:
+        return 1000.0 * max(self.flops / machine.peak_flops_per_s, self.bytes / machine.bandwidth_bytes_per_s)
+
+
+@dataclass
+class Roofline:
+    """The time of one image at the machine's peak and bandwidth."""
+    #: sum over modules of max(compute, memory) time
+    roofline_ms: float
+    #: all FLOPs at the peak
+    compute_ms: float
+    #: all bytes at the bandwidth
+    memory_ms: float
+
+
+def _rates(work: float, call: Callable[[], Any], seconds: float, min_calls: int = 10) -> Tuple[float, float]:
+    """``work`` / the shortest and / the median time of ``call`` over about ``seconds`` (after one
+    untimed call)."""
+    call()
+    times: List[float] = []
+    while len(times) < min_calls or sum(times) < seconds:
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return work / min(times), work / statistics.median(times)
+
+
+def probe_machine(seconds: float = 1.0, matmul_size: int = 512, copy_mib: int = 64) -> MachinePeak:
+    """Measure the fp32 matmul peak and the copy bandwidth with the current torch threads (about
+    ``seconds`` each)."""
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(matmul_size, matmul_size, generator=gen)
+    b = torch.randn(matmul_size, matmul_size, generator=gen)
+    out = torch.empty(matmul_size, matmul_size)
+    peak, peak_median = _rates(float(matmul_size) ** 3, lambda: torch.mm(a, b, out=out), seconds)
+    del a, b, out
+    src = torch.ones(copy_mib * 2 ** 20 // 4)
+    dst = torch.empty_like(src)
+    bandwidth, bandwidth_median = _rates(2.0 * copy_mib * 2 ** 20, lambda: dst.copy_(src), seconds)
+    del src, dst
+    threads = torch.get_num_threads()
+    spent = time.perf_counter() - t0
+    return MachinePeak(peak_flops_per_s=peak, bandwidth_bytes_per_s=bandwidth, median_flops_per_s=peak_median,
+                       median_bandwidth_bytes_per_s=bandwidth_median, threads=threads,
+                       matmul_size=matmul_size, copy_mib=copy_mib, seconds=round(spent, 2),
+                       method=PROBE_METHOD.format(n=matmul_size, mib=copy_mib, threads=threads, seconds=spent))
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_peak(threads: int) -> MachinePeak:
+    return probe_machine()
+
+
+def machine_peak() -> MachinePeak:
+    """:func:`probe_machine` once per process and number of torch threads (a run's cache)."""
+    return _cached_peak(torch.get_num_threads())
+
+
+def roofline_of(layers: List[LayerCost], machine: MachinePeak) -> Roofline:
+    """The layer-by-layer roofline of one image, and the model's compute and memory bounds."""
+    flops = sum(layer.flops for layer in layers)
+    traffic = sum(layer.bytes for layer in layers)
+    return Roofline(roofline_ms=sum(layer.roofline_ms(machine) for layer in layers),
+                    compute_ms=1000.0 * flops / machine.peak_flops_per_s,
+                    memory_ms=1000.0 * traffic / machine.bandwidth_bytes_per_s)
+
+
+def achieved_fraction(roofline_ms: float, measured_ms: Optional[float], batch_size: int = 1) -> Optional[float]:
+    """Roofline time of the batch (``roofline_ms`` per image x ``batch_size``) / measured time."""
+    if measured_ms is None or not measured_ms > 0:
+        return None
+    return roofline_ms * batch_size / measured_ms
