@@ -121,7 +121,7 @@ def module_times(module: nn.Module, call: Callable[[], Any], runs: int, warmup: 
 
 
 def layer_report(costs: List[LayerCost], times: Dict[str, List[float]], machine: MachinePeak,
-                 model: str, path: str, input_shape: List[int], top: int) -> LayerReport:
+                 model: str, path: str, input_shape: List[int], top: int, warmup: int = 0) -> LayerReport:
     """The table of ``costs`` (per module, one image) against the median of ``times`` (per module)."""
     ms = {name: statistics.median(t) for name, t in times.items() if t}
     total = sum(ms.values())
@@ -146,7 +146,7 @@ def layer_report(costs: List[LayerCost], times: Dict[str, List[float]], machine:
                              roofline_ms=roof, fraction=achieved_fraction(roof, t) if t > 0 else None))
     kinds.sort(key=lambda k: -k.ms)
     runs = len(next(iter(times.values()), []))
-    return LayerReport(model=model, path=path, input_shape=list(input_shape), runs=runs, warmup=0,
+    return LayerReport(model=model, path=path, input_shape=list(input_shape), runs=runs, warmup=warmup,
                        total_ms=total, roofline_ms=sum(c.roofline_ms(machine) for c in costs), top=top,
                        kinds=kinds, rows=rows)
 
@@ -176,20 +176,19 @@ def profile_layers(spec: str, result: ModelResult, settings: Settings) -> LayerR
         costs = layer_costs(module, x)[0]
     log(f'{result.label}: timing each layer on {path} ({settings.warmup} warm-up + {settings.runs} runs)')
     times = module_times(module, lambda: module(x), settings.runs, settings.warmup)
-    report = layer_report(costs, times, machine_peak(), result.label, path, list(x.shape[-2:]),
-                          settings.layers or 0)
-    report.warmup = settings.warmup
-    return report
+    return layer_report(costs, times, machine_peak(), result.label, path, list(x.shape[-2:]), settings.layers or 0,
+                        settings.warmup)
 
 
-def _cells(ms: float, share: float, flops: int, traffic: int, roofline_ms: float, fraction: Optional[float]) -> List[str]:
+def _cells(ms: float, share: float, flops: int, traffic: int, roofline_ms: float,
+           fraction: Optional[float]) -> List[str]:
     return [f'{ms:.2f}', f'{100 * share:.1f}', f'{flops / 1e6:.1f}', f'{traffic / 1e6:.2f}', f'{roofline_ms:.2f}',
             '-' if fraction is None else f'{fraction:.2f}']
 
 
 def _md_table(headers: List[str], rows: List[List[str]], left: int) -> List[str]:
-    return (['| ' + ' | '.join(headers) + ' |', '|' + '|'.join('---' if i < left else '---:' for i in range(len(headers)))
-             + '|'] + ['| ' + ' | '.join(row) + ' |' for row in rows])
+    align = '|'.join('---' if i < left else '---:' for i in range(len(headers)))
+    return ['| ' + ' | '.join(headers) + ' |', f'|{align}|'] + ['| ' + ' | '.join(row) + ' |' for row in rows]
 
 
 def markdown_layers(report: LayerReport) -> str:

@@ -95,20 +95,25 @@ def _rates(work: float, call: Callable[[], Any], seconds: float, min_calls: int 
     return work / min(times), work / statistics.median(times)
 
 
+def _matmul_rates(n: int, seconds: float) -> Tuple[float, float]:
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
+    out = torch.empty(n, n)
+    return _rates(float(n) ** 3, lambda: torch.mm(a, b, out=out), seconds)
+
+
+def _copy_rates(mib: int, seconds: float) -> Tuple[float, float]:
+    src = torch.ones(mib * 2 ** 20 // 4)
+    dst = torch.empty_like(src)
+    return _rates(2.0 * mib * 2 ** 20, lambda: dst.copy_(src), seconds)
+
+
 def probe_machine(seconds: float = 1.0, matmul_size: int = 512, copy_mib: int = 64) -> MachinePeak:
     """Measure the fp32 matmul peak and the copy bandwidth with the current torch threads (about
     ``seconds`` each)."""
     t0 = time.perf_counter()
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(matmul_size, matmul_size, generator=gen)
-    b = torch.randn(matmul_size, matmul_size, generator=gen)
-    out = torch.empty(matmul_size, matmul_size)
-    peak, peak_median = _rates(float(matmul_size) ** 3, lambda: torch.mm(a, b, out=out), seconds)
-    del a, b, out
-    src = torch.ones(copy_mib * 2 ** 20 // 4)
-    dst = torch.empty_like(src)
-    bandwidth, bandwidth_median = _rates(2.0 * copy_mib * 2 ** 20, lambda: dst.copy_(src), seconds)
-    del src, dst
+    peak, peak_median = _matmul_rates(matmul_size, seconds)
+    bandwidth, bandwidth_median = _copy_rates(copy_mib, seconds)
     threads = torch.get_num_threads()
     spent = time.perf_counter() - t0
     return MachinePeak(peak_flops_per_s=peak, bandwidth_bytes_per_s=bandwidth, median_flops_per_s=peak_median,
