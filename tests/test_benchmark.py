@@ -219,9 +219,10 @@ def test_cost_table_of_a_fixed_report():
     from rexnet_backbones.benchmark.roofline import MachinePeak, Roofline
     report = _fixed_report(backends=('eager',))
     assert bm.markdown_costs(report) == ''
-    report.machine = MachinePeak(peak_flops_per_s=1e11, bandwidth_bytes_per_s=1e10, median_flops_per_s=5e10,
-                                 median_bandwidth_bytes_per_s=5e9, threads=2, matmul_size=512, copy_mib=64,
-                                 seconds=2.0, method='M')
+    report.machine = MachinePeak(peak_flops_per_s=1e11, bandwidth_bytes_per_s=1e10, one_thread_flops_per_s=5e10,
+                                 one_thread_bandwidth_bytes_per_s=8e9, median_flops_per_s=5e10,
+                                 median_bandwidth_bytes_per_s=5e9, threads=2, matmul_size=256, copy_mib=64,
+                                 chunk_mib=4, seconds=2.0, method='M')
     for m, ms in zip(report.models, (8.0, 16.0)):
         m.costs.activations, m.costs.bytes_moved = 5_150_000, 82_000_000
         m.costs.roofline = Roofline(roofline_ms=4.0, compute_ms=4.0, memory_ms=8.2)
@@ -233,7 +234,8 @@ def test_cost_table_of_a_fixed_report():
     assert [m.roofline_fractions for m in report.models] == [{'eager': 0.5}, {'eager': 0.25}]
     lines = bm.markdown_costs(report).splitlines()
     assert lines[0].startswith('Cost model, one image 224x224: machine peak 100.0 GFLOP/s (multiply-adds), '
-                               'bandwidth 10.0 GB/s, 2 thread(s) (median rates 50.0 GFLOP/s, 5.0 GB/s) (M).')
+                               'bandwidth 10.0 GB/s, 2 thread(s) (1 thread: 50.0 GFLOP/s, 8.0 GB/s; median '
+                               '2-thread rates 50.0 GFLOP/s, 5.0 GB/s) (M).')
     assert lines[2:6] == [
         '| model | measured path | params (M) | GFLOPs | activations (M) | MB/img | compute ms | memory ms | '
         'roofline ms | measured ms | fraction |',

@@ -12,9 +12,9 @@ from rexnet_backbones.benchmark.roofline import (LayerCost, MachinePeak, achieve
                                                  roofline_of)
 from rexnet_backbones.benchmark.traffic import TrafficAnalyzer, conv_bytes
 
-MACHINE = MachinePeak(peak_flops_per_s=1e9, bandwidth_bytes_per_s=1e8, median_flops_per_s=1e9,
-                      median_bandwidth_bytes_per_s=1e8, threads=1, matmul_size=8, copy_mib=1, seconds=0.0,
-                      method='fixed')
+MACHINE = MachinePeak(peak_flops_per_s=1e9, bandwidth_bytes_per_s=1e8, one_thread_flops_per_s=1e9,
+                      one_thread_bandwidth_bytes_per_s=1e8, median_flops_per_s=1e9, median_bandwidth_bytes_per_s=1e8,
+                      threads=1, matmul_size=8, copy_mib=1, chunk_mib=1, seconds=0.0, method='fixed')
 
 
 class SE(nn.Module):
@@ -112,13 +112,22 @@ def test_roofline_and_achieved_fraction():
     assert achieved_fraction(roof.roofline_ms, None) is None
 
 
-def test_machine_probe_is_positive_and_finite():
-    m = probe_machine(seconds=0.02, matmul_size=64, copy_mib=4)
-    for value in (m.peak_flops_per_s, m.bandwidth_bytes_per_s, m.median_flops_per_s,
-                  m.median_bandwidth_bytes_per_s):
+@pytest.mark.parametrize('threads', [1, 2])
+def test_machine_probe_is_positive_and_finite(threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        m = probe_machine(seconds=0.02, matmul_size=64, copy_mib=4, chunk_mib=1)
+        assert torch.get_num_threads() == threads  # restored after the one-thread probe
+    finally:
+        torch.set_num_threads(before)
+    for value in (m.peak_flops_per_s, m.bandwidth_bytes_per_s, m.one_thread_flops_per_s,
+                  m.one_thread_bandwidth_bytes_per_s, m.median_flops_per_s, m.median_bandwidth_bytes_per_s):
         assert math.isfinite(value) and value > 0
-    assert m.peak_flops_per_s >= m.median_flops_per_s and m.threads == torch.get_num_threads()
-    assert '64x64' in m.method and '4 MiB' in m.method
+    assert m.threads == threads
+    assert m.peak_flops_per_s >= max(m.median_flops_per_s, threads * m.one_thread_flops_per_s)
+    assert m.bandwidth_bytes_per_s >= max(m.median_bandwidth_bytes_per_s, m.one_thread_bandwidth_bytes_per_s)
+    assert '64x64' in m.method and '1 MiB chunks of a 4 MiB' in m.method
 
 
 def test_per_layer_table_columns_and_sums():
