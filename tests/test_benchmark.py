@@ -238,10 +238,10 @@ def test_cost_table_of_a_fixed_report():
                                '2-thread rates 50.0 GFLOP/s, 5.0 GB/s) (M).')
     assert lines[2:6] == [
         '| model | measured path | params (M) | GFLOPs | activations (M) | MB/img | compute ms | memory ms | '
-        'roofline ms | measured ms | fraction |',
-        '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-        '| a | eager | 3.28 | 0.40 | 5.15 | 82 | 4.00 | 8.20 | 4.00 | 8.00 | 0.50 |',
-        '| ref | eager | 3.28 | 0.40 | 5.15 | 82 | 4.00 | 8.20 | 4.00 | 16.0 | 0.25 |']
+        'roofline ms | measured ms | fraction | CPU ms | CPU fraction |',
+        '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+        '| a | eager | 3.28 | 0.40 | 5.15 | 82 | 4.00 | 8.20 | 4.00 | 8.00 | 0.50 | 8.00 | 1.00 |',
+        '| ref | eager | 3.28 | 0.40 | 5.15 | 82 | 4.00 | 8.20 | 4.00 | 16.0 | 0.25 | 16.0 | 0.50 |']
     assert lines[-3:] == ['| path | a | ref |', '|---|---:|---:|', '| eager | 0.50 | 0.25 |']
     data = json.loads(json.dumps(report.to_json()))
     assert data['machine']['peak_flops_per_s'] == 1e11 and data['models'][1]['roofline_fractions'] == {'eager': 0.25}

@@ -8,6 +8,7 @@ import math
 import os
 import os.path as osp
 import platform
+import statistics
 from importlib import metadata
 from typing import Dict, List, Optional, Sequence
 
@@ -15,6 +16,7 @@ import torch
 
 from .layers import markdown_layers
 from .results import Environment, ModelResult, PathResult, Report
+from .roofline import achieved_fraction
 from .settings import BACKENDS, GRAPH_BACKENDS, log
 
 __all__ = ['environment', 'markdown', 'markdown_backends', 'markdown_costs', 'write_outputs', 'check_finite',
@@ -277,29 +279,36 @@ def markdown_backends(report: Report) -> str:
 
 # ---------------------------------------------------------------------------------------------- costs table
 def _measured(m: ModelResult, report: Report) -> tuple:
-    """(ms, path, fraction) of the path the costs table shows: the best fp32 backend path, or eager
-    CPU at the first batch size."""
+    """(ms, path, fraction, process CPU ms) of the path the costs table shows: the best fp32 backend path,
+    or eager CPU at the first batch size (no CPU time)."""
     if report.settings.backends:
         if m.best_fp32 is None:
-            return None, '-', None
-        return m.best_fp32.median_ms, m.best_fp32.key, m.roofline_fractions.get(m.best_fp32.key)
+            return None, '-', None, None
+        path = (m.backends or {})[m.best_fp32.key]
+        cpu = statistics.median(path.cpu_times_ms) if path.cpu_times_ms else None
+        return m.best_fp32.median_ms, m.best_fp32.key, m.roofline_fractions.get(m.best_fp32.key), cpu
     bs = str(report.settings.batch_sizes[0])
     timing = m.latency.get('cpu', {}).get(bs)
     if timing is None:
-        return None, '-', None
-    return timing.median_ms, f'eager CPU bs{bs}', m.roofline_fractions.get(f'cpu bs{bs}')
+        return None, '-', None, None
+    return timing.median_ms, f'eager CPU bs{bs}', m.roofline_fractions.get(f'cpu bs{bs}'), None
 
 
 def _costs_rows(report: Report) -> List[List[str]]:
     rows = []
+    batch = report.settings.batch_sizes[0]
     for m in report.models:
         c = m.costs
         roof = c.roofline
-        ms, path, fraction = _measured(m, report)
-        rows.append([m.label, path, fmt_m(c.params if c.params is not None else c.backbone_params),
-                     fmt_g(c.flops if c.flops is not None else c.backbone_flops), fmt_m(c.activations),
-                     f'{c.bytes_moved / 1e6:.0f}', fmt_ms(roof.compute_ms), fmt_ms(roof.memory_ms),
-                     fmt_ms(roof.roofline_ms), fmt_ms(ms), fmt_fraction(fraction)])
+        ms, path, fraction, cpu = _measured(m, report)
+        row = [m.label, path, fmt_m(c.params if c.params is not None else c.backbone_params),
+               fmt_g(c.flops if c.flops is not None else c.backbone_flops), fmt_m(c.activations),
+               f'{c.bytes_moved / 1e6:.0f}', fmt_ms(roof.compute_ms), fmt_ms(roof.memory_ms),
+               fmt_ms(roof.roofline_ms), fmt_ms(ms), fmt_fraction(fraction)]
+        if report.settings.backends:
+            row += [fmt_ms(cpu), fmt_fraction(achieved_fraction(roof.roofline_ms * report.settings.threads, cpu,
+                                                                batch))]
+        rows.append(row)
     return rows
 
 
@@ -328,6 +337,10 @@ def markdown_costs(report: Report) -> str:
     ]
     headers = ['model', 'measured path', 'params (M)', 'GFLOPs', 'activations (M)', 'MB/img', 'compute ms',
                'memory ms', 'roofline ms', 'measured ms', 'fraction']
+    if report.settings.backends:
+        headers += ['CPU ms', 'CPU fraction']
+        lines[0] += (' CPU ms = median process CPU time per call (all threads; on a busy machine closer to the '
+                     'work than the wall time); CPU fraction = roofline ms x threads x batch / CPU ms.')
     lines += _table(headers, _costs_rows(report), left=2)
     if report.settings.backends:
         lines += _fractions_table(report)
