@@ -2,8 +2,11 @@
 fp32, the model as built or its deploy form) beside its FLOPs, bytes and roofline time, the top
 layers by time and a summary per kind of layer (depthwise conv, pointwise conv, SE, BN, SiLU, ...).
 
-Timing: forward pre/post hooks on every module record ``time.perf_counter`` around each call (eager
-PyTorch runs the ops of a call synchronously on the CPU, so the clock brackets the work); a module's
+Timing: forward pre/post hooks on every module read a clock around each call (eager PyTorch runs the
+ops of a call synchronously on the CPU, so the clock brackets the work): with one torch thread the
+process CPU time (``time.process_time``: the time the process ran, so other jobs on a busy machine do
+not inflate it), with more threads the wall time (``time.perf_counter``; the CPU time would add up the
+threads and their spin-waits). A module's
 own time is its call's time minus the time of the module calls nested in it (a container's own time
 is its functional ops: residual adds, concatenations, the SE block's mean and product, Python glue).
 After the warm-up calls, each module's median over the timed calls is reported; the total is the sum
@@ -27,11 +30,13 @@ from .results import ModelResult
 from .roofline import LayerCost, MachinePeak, achieved_fraction, machine_peak
 from .settings import Settings, log
 
-__all__ = ['LAYER_TIMING', 'LayerRow', 'KindRow', 'LayerReport', 'module_times', 'layer_report', 'profile_layers',
-           'layers_path', 'markdown_layers']
+__all__ = ['LAYER_TIMING', 'CLOCKS', 'LayerRow', 'KindRow', 'LayerReport', 'module_times', 'layer_report',
+           'profile_layers', 'layers_path', 'markdown_layers']
 
-LAYER_TIMING = ('per-module forward hooks (time.perf_counter around each module call, minus the module calls '
-                'nested in it); median per module over the timed calls; total = sum of the medians')
+LAYER_TIMING = ('per-module forward hooks ({clock} around each module call, minus the module calls nested in '
+                'it); median per module over the timed calls; total = sum of the medians')
+#: the clock of the per-layer times: process CPU time with one thread, else wall time
+CLOCKS = {'process CPU time': time.process_time, 'wall time': time.perf_counter}
 
 
 @dataclass
@@ -73,7 +78,7 @@ class LayerReport:
     total_ms: float
     roofline_ms: float
     top: int
-    timing: str = LAYER_TIMING
+    timing: str = LAYER_TIMING.format(clock='time.perf_counter')
     kinds: List[KindRow] = field(default_factory=list)
     #: every module with time or costs, slowest first
     rows: List[LayerRow] = field(default_factory=list)
@@ -88,18 +93,20 @@ class LayerReport:
         return out
 
 
-def module_times(module: nn.Module, call: Callable[[], Any], runs: int, warmup: int) -> Dict[str, List[float]]:
-    """Each module's own time (ms) in each of ``runs`` timed calls of ``call`` (after ``warmup``)."""
+def module_times(module: nn.Module, call: Callable[[], Any], runs: int, warmup: int,
+                 clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
+    """Each module's own time (ms of ``clock``) in each of ``runs`` timed calls of ``call`` (after
+    ``warmup``)."""
     names = {m: name for name, m in module.named_modules()}
     stack: List[List[Any]] = []  # [name, start, time of nested module calls]
     own: Dict[str, float] = defaultdict(float)
 
     def pre(m: nn.Module, args: Any) -> None:
-        stack.append([names[m], time.perf_counter(), 0.0])
+        stack.append([names[m], clock(), 0.0])
 
     def post(m: nn.Module, args: Any, output: Any) -> None:
         name, start, nested = stack.pop()
-        took = time.perf_counter() - start
+        took = clock() - start
         own[name] += took - nested
         if stack:
             stack[-1][2] += took
@@ -174,10 +181,13 @@ def profile_layers(spec: str, result: ModelResult, settings: Settings) -> LayerR
     if not costs:
         log(f'{result.label}: counting the costs of each layer of {path}')
         costs = layer_costs(module, x)[0]
-    log(f'{result.label}: timing each layer on {path} ({settings.warmup} warm-up + {settings.runs} runs)')
-    times = module_times(module, lambda: module(x), settings.runs, settings.warmup)
-    return layer_report(costs, times, machine_peak(), result.label, path, list(x.shape[-2:]), settings.layers or 0,
-                        settings.warmup)
+    clock = 'process CPU time' if torch.get_num_threads() == 1 else 'wall time'
+    log(f'{result.label}: timing each layer on {path} ({settings.warmup} warm-up + {settings.runs} runs, {clock})')
+    times = module_times(module, lambda: module(x), settings.runs, settings.warmup, CLOCKS[clock])
+    report = layer_report(costs, times, machine_peak(), result.label, path, list(x.shape[-2:]), settings.layers or 0,
+                          settings.warmup)
+    report.timing = LAYER_TIMING.format(clock=f'{clock}, {torch.get_num_threads()} thread(s)')
+    return report
 
 
 def _cells(ms: float, share: float, flops: int, traffic: int, roofline_ms: float,
