@@ -155,3 +155,17 @@ def test_per_layer_table_columns_and_sums():
     assert len(lines[start + 2:]) == 4  # the top 4
     assert any(line.startswith('| **all** | ') for line in lines)
     assert set(report.to_json()) >= {'model', 'path', 'total_ms', 'roofline_ms', 'fraction', 'kinds', 'rows'}
+
+
+@pytest.mark.slow
+def test_activations_match_regnet_paper():
+    """RegNetX-800MF at 224x224: the paper's 5.15 M activations (its Table; its head adds 1000 outputs,
+    less than the rounding), with the benchmark's features_only model and ActivationAnalyzer."""
+    pytest.importorskip('timm')
+    from mmengine.analysis import ActivationAnalyzer
+
+    from rexnet_backbones.benchmark.models import BuiltModel
+    built = BuiltModel.build('regnetx_008', (1, 2, 3, 4), False)
+    analyzer = ActivationAnalyzer(built.model, (torch.zeros(1, 3, 224, 224),))
+    analyzer.unsupported_ops_warnings(False)
+    assert round(analyzer.total() / 1e6, 2) == 5.15
