@@ -54,8 +54,9 @@ What is reported per model (the JSON has all raw numbers and the environment):
   traffic model of :mod:`.traffic` (each conv reads its input and weights and writes its output once,
   BN folded, activations fused; other element-wise ops, pooling and concatenation read their inputs
   and write their output once), and the roofline time of one image on this machine's fp32 peak
-  (best rate of a 512x512 ``torch.mm``) and bandwidth (best rate of a 64 MiB copy), both measured by
-  the run itself in a few seconds (:mod:`.roofline`): the sum over modules of max(own FLOPs / peak,
+  (best rate of a 256x256 ``torch.mm``) and bandwidth (best rate of copying 4 MiB chunks of a 64 MiB
+  tensor), with one thread and the run's threads, both measured by the run itself in a few seconds
+  (:mod:`.roofline`): the sum over modules of max(own FLOPs / peak,
   own bytes / bandwidth). Per CPU path, the achieved fraction = roofline x batch / measured median.
 * per-layer table (``layers=N``, first model): each module's own time by forward hooks on eager (or
   channels_last, or the deploy form) fp32, with its FLOPs, bytes, roofline time and fraction; the
