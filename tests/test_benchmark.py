@@ -203,11 +203,50 @@ def test_ratios_and_backend_table_of_a_fixed_report():
         'label', 'config', 'config_path', 'timm_model', 'out_indices', 'baseline', 'scope', 'model_type',
         'backbone', 'disabled_pretrained_init', 'params', 'backbone_params', 'reference', 'input_shape',
         'padded_input_shape', 'flops', 'flops_by_module', 'rois_per_image', 'backbone_flops',
-        'unsupported_ops', 'latency', 'backends', 'output_max_abs', 'measure_seconds', 'best_fp32',
-        'best_ratio', 'backend_ratios', 'checkpoint', 'metrics']
+        'unsupported_ops', 'activations', 'bytes_moved', 'traffic_unsupported_ops', 'roofline', 'latency',
+        'backends', 'output_max_abs', 'measure_seconds', 'best_fp32', 'best_ratio', 'backend_ratios',
+        'roofline_fractions', 'checkpoint', 'metrics']
     assert data['models'][0]['backends']['onnxruntime+deploy'] == {'error': 'RuntimeError: x', 'ratio': None}
     assert data['models'][0]['backends']['eager']['median_ms'] == 4.0
     assert data['models'][0]['best_fp32'] == {'key': 'eager', 'median_ms': 4.0}
+
+
+def test_cost_table_of_a_fixed_report():
+    """The cost table shows the best fp32 path and its fraction; a table of every path's fraction
+    follows with backends; no roofline, no table."""
+    from rexnet_backbones.benchmark import PathResult, Timing
+    from rexnet_backbones.benchmark.ratios import summarise_backends
+    from rexnet_backbones.benchmark.roofline import MachinePeak, Roofline
+    report = _fixed_report(backends=('eager',))
+    assert bm.markdown_costs(report) == ''
+    report.machine = MachinePeak(peak_flops_per_s=1e11, bandwidth_bytes_per_s=1e10, one_thread_flops_per_s=5e10,
+                                 one_thread_bandwidth_bytes_per_s=8e9, median_flops_per_s=5e10,
+                                 median_bandwidth_bytes_per_s=5e9, threads=2, matmul_size=256, copy_mib=64,
+                                 chunk_mib=4, seconds=2.0, method='M')
+    for m, ms in zip(report.models, (8.0, 16.0)):
+        m.costs.activations, m.costs.bytes_moved = 5_150_000, 82_000_000
+        m.costs.roofline = Roofline(roofline_ms=4.0, compute_ms=4.0, memory_ms=8.2)
+        m.backends = {'eager': PathResult(backend='eager', parity_max_abs=0.0, timing=Timing.of([ms, ms], 1, 2, 1),
+                                          cpu_times_ms=[ms, ms])}
+    summarise_backends(report.models, tolerance=1e-4)
+    for m in report.models:
+        m.fill_roofline_fractions(1)
+    assert [m.roofline_fractions for m in report.models] == [{'eager': 0.5}, {'eager': 0.25}]
+    lines = bm.markdown_costs(report).splitlines()
+    assert lines[0].startswith('Cost model, one image 224x224: machine peak 100.0 GFLOP/s (multiply-adds), '
+                               'bandwidth 10.0 GB/s, 2 thread(s) (1 thread: 50.0 GFLOP/s, 8.0 GB/s; median '
+                               '2-thread rates 50.0 GFLOP/s, 5.0 GB/s) (M).')
+    assert lines[2:6] == [
+        '| model | measured path | params (M) | GFLOPs | activations (M) | MB/img | compute ms | memory ms | '
+        'roofline ms | measured ms | fraction | CPU ms | CPU fraction |',
+        '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+        '| a | eager | 3.28 | 0.40 | 5.15 | 82 | 4.00 | 8.20 | 4.00 | 8.00 | 0.50 | 8.00 | 1.00 |',
+        '| ref | eager | 3.28 | 0.40 | 5.15 | 82 | 4.00 | 8.20 | 4.00 | 16.0 | 0.25 | 16.0 | 0.50 |']
+    assert lines[-3:] == ['| path | a | ref |', '|---|---:|---:|', '| eager | 0.50 | 0.25 |']
+    data = json.loads(json.dumps(report.to_json()))
+    assert data['machine']['peak_flops_per_s'] == 1e11 and data['models'][1]['roofline_fractions'] == {'eager': 0.25}
+    assert data['models'][0]['roofline'] == {'roofline_ms': 4.0, 'compute_ms': 4.0, 'memory_ms': 8.2}
+    assert 'layers' not in data['models'][0] and 'layers' not in data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,6 +377,17 @@ def test_json_numbers(tiny_runs):
         # the whole-model count splits into the detector's parts, the backbone among them
         assert sum(m['flops_by_module'].values()) == m['flops']
         assert m['flops_by_module']['backbone'] == m['backbone_flops']
+        # the cost model: activations, bytes, roofline and the achieved fraction of each timed batch
+        assert _positive(m['activations']) and _positive(m['bytes_moved'])
+        roofline = m['roofline']
+        assert 0 < max(roofline['compute_ms'], roofline['memory_ms']) <= roofline['roofline_ms']
+        assert roofline['roofline_ms'] <= roofline['compute_ms'] + roofline['memory_ms'] + 1e-9
+        for bs, stats in m['latency']['cpu'].items():
+            assert m['roofline_fractions'][f'cpu bs{bs}'] == pytest.approx(
+                roofline['roofline_ms'] * int(bs) / stats['median_ms'])
+    machine = report['machine']
+    assert _positive(machine['peak_flops_per_s']) and _positive(machine['bandwidth_bytes_per_s'])
+    assert machine['threads'] == 1 and 'torch.mm' in machine['method']
 
 
 @pytest.mark.slow
@@ -371,6 +421,22 @@ def test_flops_scale_with_input_area(tiny_runs):
 
 
 @pytest.mark.slow
+def test_cost_table(tiny_runs):
+    _, report, _, md = tiny_runs
+    lines = md.splitlines()
+    header = ('| model | measured path | params (M) | GFLOPs | activations (M) | MB/img | compute ms | memory ms | '
+              'roofline ms | measured ms | fraction |')
+    start = lines.index(header) + 2
+    rows = lines[start:start + 2]
+    for row, m in zip(rows, report['models']):
+        cells = row.strip('| ').split(' | ')
+        assert cells[:2] == [m['label'], 'eager CPU bs1']
+        assert cells[4] == f"{m['activations'] / 1e6:.2f}" and cells[5] == f"{m['bytes_moved'] / 1e6:.0f}"
+        assert cells[-1] == f"{m['roofline_fractions']['cpu bs1']:.2f}"
+    assert 'Cost model, one image 128x128: machine peak ' in md
+
+
+@pytest.mark.slow
 def test_markdown_table(tiny_runs):
     proc, report, _, md = tiny_runs
     assert proc.stdout == md  # the table on stdout is the --out-md file
@@ -381,7 +447,9 @@ def test_markdown_table(tiny_runs):
                    'CPU img/s bs2'):
         assert f'| {column} |' in header, column
     assert 'mAP' not in header  # no checkpoints, no metric column
-    rows = [line for line in md.splitlines() if line.startswith('| ') and line != header]
+    lines = md.splitlines()
+    start = lines.index(header) + 2
+    rows = lines[start:lines.index('', start)]  # the main table (the cost table follows)
     assert len(rows) == 2
     assert rows[0].startswith('| retinanet_rexnet | RetinaNet | ReXNet rexnet_100 |')
     assert rows[1].startswith('| RetinaNet R-18 (mmdet) | RetinaNet | ResNet-18 |')

@@ -7,7 +7,7 @@
                               [--backends eager channels_last compile onnxruntime openvino]
                               [--deploy {off,on,both}] [--reference MODEL|auto|none]
                               [--precisions fp32 [bf16]] [--out-indices I ...]
-                              [--checkpoints CKPT [CKPT ...]] [--work-dir DIR]
+                              [--checkpoints CKPT [CKPT ...]] [--work-dir DIR] [--layers [N]]
                               [--out-json FILE] [--out-md FILE] [--debug]
 
 MODEL is a config file, ``package::relative/path.py`` inside an installed OpenMMLab package
@@ -16,7 +16,9 @@ MODEL is a config file, ``package::relative/path.py`` inside an installed OpenMM
 What is measured and how: see ``rexnet_backbones.benchmark`` (module docstring).
 
 Output: a markdown table on stdout (headed by the machine and the settings; with ``--backends`` a
-second table compares the backends side by side), optionally written to ``--out-md``, and a JSON
+second table compares the backends side by side; then the cost model: activations, bytes moved,
+roofline time on this machine's measured peak and bandwidth and the achieved fraction; with
+``--layers`` the per-layer table of the first MODEL), optionally written to ``--out-md``, and a JSON
 file (``--out-json``). Progress goes to stderr. A bad request prints one ``error: ...`` line and
 exits 2 (``--debug``: with the traceback).
 """
@@ -76,6 +78,10 @@ def parse_args(argv=None):
                         "rexnet_backbones.engine.test (the config's test set must exist)")
     parser.add_argument('--work-dir', default=osp.join('work_dirs', 'benchmark'),
                         help='work directory of the evaluations (default: work_dirs/benchmark)')
+    parser.add_argument('--layers', nargs='?', type=int, const=15, default=None, metavar='N',
+                        help='time each layer of the first MODEL (eager fp32; channels_last when it is the first '
+                        'of --backends; its deploy form with --deploy on) and show the top N (default 15) by '
+                        'time against their roofline, and a summary per kind of layer')
     parser.add_argument('--out-json', default=None, help='write all raw numbers to this JSON file')
     parser.add_argument('--out-md', default=None, help='also write the markdown table(s) to this file')
     add_debug_arg(parser)
@@ -88,9 +94,9 @@ def benchmark(args, argv) -> int:
         batch_sizes=tuple(args.batch_sizes), runs=args.runs, warmup=args.warmup, device=args.device,
         threads=args.threads, backbone_only=args.backbone_only, checkpoints=args.checkpoints,
         work_dir=args.work_dir, backends=tuple(args.backends),
-        deploy=args.deploy if args.backends else 'off', reference=args.reference,
+        deploy=args.deploy if args.backends or args.layers is not None else 'off', reference=args.reference,
         out_indices=tuple(args.out_indices), precisions=tuple(args.precisions),
-        channel_multiple=args.channel_multiple, tolerance=args.tolerance)
+        channel_multiple=args.channel_multiple, tolerance=args.tolerance, layers=args.layers)
     report, status = run_benchmark(settings, argv=argv)
     table = write_outputs(report, args.out_json, args.out_md)
     sys.stdout.write(table)

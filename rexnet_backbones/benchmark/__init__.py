@@ -3,9 +3,11 @@
 The library behind ``tools/benchmark.py`` (which only parses the command line): see
 :class:`Settings` for every option and :func:`run_benchmark` for the run. Modules, in the order of a
 run: ``settings`` (options, backends, baselines), ``plan`` (what is measured), ``models`` (building
-it, its batches and the timed call), ``costs`` (params, FLOPs), ``backends`` (the paths of
-``backends``), ``measure`` (timing), ``ratios`` (comparison with the reference), ``results`` (typed
-results, JSON), ``report`` (environment, markdown, files) and ``run`` (the whole run).
+it, its batches and the timed call), ``costs`` (params, FLOPs, activations, bytes, per module),
+``traffic`` (the traffic model), ``roofline`` (the machine's measured peak and bandwidth, roofline
+time, achieved fraction), ``backends`` (the paths of ``backends``), ``measure`` (timing), ``ratios``
+(comparison with the reference), ``layers`` (the per-layer table), ``results`` (typed results, JSON),
+``report`` (environment, markdown, files) and ``run`` (the whole run).
 
 Models are mmdet/mmseg configs (a file or ``package::relative/path.py`` inside an installed
 OpenMMLab package) or timm model names (``rexnet_100``, ``regnetx_008``, ``rexnet_lite_100``),
@@ -47,6 +49,18 @@ What is reported per model (the JSON has all raw numbers and the environment):
   reference model on the same backend, and parity = max |output - eager fp32 output| on the same
   input. ``bf16`` in ``precisions`` adds bf16 columns (torch autocast, OpenVINO bf16) with their
   deviation from eager fp32. "best" is the fastest fp32 path whose parity is within ``tolerance``.
+* cost model (every run): activations = output elements of every conv and matmul
+  (``mmengine.analysis.ActivationAnalyzer``, RegNet's metric), bytes moved per image under the
+  traffic model of :mod:`.traffic` (each conv reads its input and weights and writes its output once,
+  BN folded, activations fused; other element-wise ops, pooling and concatenation read their inputs
+  and write their output once), and the roofline time of one image on this machine's fp32 peak
+  (best rate of a 256x256 ``torch.mm``) and bandwidth (best rate of copying 4 MiB chunks of a 64 MiB
+  tensor), with one thread and the run's threads, both measured by the run itself in a few seconds
+  (:mod:`.roofline`): the sum over modules of max(own FLOPs / peak,
+  own bytes / bandwidth). Per CPU path, the achieved fraction = roofline x batch / measured median.
+* per-layer table (``layers=N``, first model): each module's own time by forward hooks on eager (or
+  channels_last, or the deploy form) fp32, with its FLOPs, bytes, roofline time and fraction; the
+  top N layers by time and a summary per kind of layer (:mod:`.layers`).
 * accuracy (optional): with ``checkpoints`` (one per config, ``none`` to skip one) each checkpoint
   is evaluated on the config's test set with :func:`rexnet_backbones.engine.test`.
 """
@@ -54,12 +68,15 @@ from .backends import BackendRun
 from .costs import Costs
 from .models import BuiltModel, resolve_config
 from .plan import PlannedModel, plan
-from .report import markdown, markdown_backends, write_outputs
+from .layers import LayerReport, markdown_layers
+from .report import markdown, markdown_backends, markdown_costs, write_outputs
 from .results import BestPath, Environment, ModelResult, PathResult, Report, ReportSettings, Timing
+from .roofline import MachinePeak, Roofline, machine_peak, probe_machine
 from .run import run_benchmark
 from .settings import BACKENDS, BASELINES, REFERENCE, BenchmarkError, Settings
 
 __all__ = ['BACKENDS', 'BASELINES', 'REFERENCE', 'Settings', 'BenchmarkError', 'plan', 'PlannedModel',
            'run_benchmark', 'write_outputs', 'markdown', 'markdown_backends', 'Report', 'ReportSettings',
            'Environment', 'ModelResult', 'PathResult', 'BestPath', 'Timing', 'Costs', 'BackendRun',
-           'BuiltModel', 'resolve_config']
+           'BuiltModel', 'resolve_config', 'markdown_costs', 'markdown_layers', 'LayerReport', 'MachinePeak',
+           'Roofline', 'machine_peak', 'probe_machine']

@@ -8,16 +8,19 @@ import math
 import os
 import os.path as osp
 import platform
+import statistics
 from importlib import metadata
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from .layers import markdown_layers
 from .results import Environment, ModelResult, PathResult, Report
+from .roofline import achieved_fraction
 from .settings import BACKENDS, GRAPH_BACKENDS, log
 
-__all__ = ['environment', 'markdown', 'markdown_backends', 'write_outputs', 'check_finite',
-           'fmt_m', 'fmt_g', 'fmt_ms', 'fmt_ips']
+__all__ = ['environment', 'markdown', 'markdown_backends', 'markdown_costs', 'write_outputs', 'check_finite',
+           'fmt_m', 'fmt_g', 'fmt_ms', 'fmt_ips', 'fmt_fraction']
 
 VERSIONED = ('torch', 'torchvision', 'timm', 'mmengine', 'mmcv', 'mmdet', 'mmsegmentation', 'rexnet_backbones')
 METRIC_COLUMNS = [('bbox_mAP', 'bbox mAP'), ('segm_mAP', 'mask mAP'), ('mIoU', 'mIoU')]
@@ -91,6 +94,10 @@ def fmt_ms(v: Optional[float]) -> str:
 
 def fmt_ips(v: Optional[float]) -> str:
     return '-' if v is None else (f'{v:.1f}' if v >= 100 else f'{v:.2f}')
+
+
+def fmt_fraction(v: Optional[float]) -> str:
+    return '-' if v is None else f'{v:.2f}'
 
 
 def _fmt_ratio(v: Optional[float]) -> str:
@@ -270,6 +277,76 @@ def markdown_backends(report: Report) -> str:
     return '\n'.join(lines) + '\n'
 
 
+# ---------------------------------------------------------------------------------------------- costs table
+def _measured(m: ModelResult, report: Report) -> tuple:
+    """(ms, path, fraction, process CPU ms) of the path the costs table shows: the best fp32 backend path,
+    or eager CPU at the first batch size (no CPU time)."""
+    if report.settings.backends:
+        if m.best_fp32 is None:
+            return None, '-', None, None
+        path = (m.backends or {})[m.best_fp32.key]
+        cpu = statistics.median(path.cpu_times_ms) if path.cpu_times_ms else None
+        return m.best_fp32.median_ms, m.best_fp32.key, m.roofline_fractions.get(m.best_fp32.key), cpu
+    bs = str(report.settings.batch_sizes[0])
+    timing = m.latency.get('cpu', {}).get(bs)
+    if timing is None:
+        return None, '-', None, None
+    return timing.median_ms, f'eager CPU bs{bs}', m.roofline_fractions.get(f'cpu bs{bs}'), None
+
+
+def _costs_rows(report: Report) -> List[List[str]]:
+    rows = []
+    batch = report.settings.batch_sizes[0]
+    for m in report.models:
+        c = m.costs
+        roof = c.roofline
+        ms, path, fraction, cpu = _measured(m, report)
+        row = [m.label, path, fmt_m(c.params if c.params is not None else c.backbone_params),
+               fmt_g(c.flops if c.flops is not None else c.backbone_flops), fmt_m(c.activations),
+               f'{c.bytes_moved / 1e6:.0f}', fmt_ms(roof.compute_ms), fmt_ms(roof.memory_ms),
+               fmt_ms(roof.roofline_ms), fmt_ms(ms), fmt_fraction(fraction)]
+        if report.settings.backends:
+            row += [fmt_ms(cpu), fmt_fraction(achieved_fraction(roof.roofline_ms * report.settings.threads, cpu,
+                                                                batch))]
+        rows.append(row)
+    return rows
+
+
+def _fractions_table(report: Report) -> List[str]:
+    """Backends: the achieved fraction of every path (rows) of every model (columns)."""
+    keys = _column_keys(report.models)
+    rows = [[key] + [fmt_fraction(m.roofline_fractions.get(key)) for m in report.models] for key in keys]
+    return ['', 'Achieved fraction of the roofline per path (bf16 paths against the fp32 roofline):', ''] + \
+        _table(['path'] + [m.label for m in report.models], rows, left=1)
+
+
+def markdown_costs(report: Report) -> str:
+    """The cost-model table: params, FLOPs, activations, bytes, roofline and the achieved fraction of the
+    measured path (empty string without a roofline)."""
+    machine = report.machine
+    if machine is None or any(m.costs is None or m.costs.roofline is None for m in report.models):
+        return ''
+    h, w = report.settings.input_size
+    lines = [
+        f'Cost model, one image {h}x{w}: machine {machine.describe()} ({machine.method}). Activations = '
+        'conv and matmul output elements (mmengine ActivationAnalyzer, RegNet\'s metric); MB = bytes moved '
+        f'per image ({report.settings.traffic_model}); compute / memory ms = all FLOPs at the peak / all bytes '
+        'at the bandwidth; roofline ms = sum over modules of max(own FLOPs / peak, own bytes / bandwidth), BN '
+        'FLOPs left out (folded); fraction = roofline ms x batch / measured ms.',
+        '',
+    ]
+    headers = ['model', 'measured path', 'params (M)', 'GFLOPs', 'activations (M)', 'MB/img', 'compute ms',
+               'memory ms', 'roofline ms', 'measured ms', 'fraction']
+    if report.settings.backends:
+        headers += ['CPU ms', 'CPU fraction']
+        lines[0] += (' CPU ms = median process CPU time per call (all threads; on a busy machine closer to the '
+                     'work than the wall time); CPU fraction = roofline ms x threads x batch / CPU ms.')
+    lines += _table(headers, _costs_rows(report), left=2)
+    if report.settings.backends:
+        lines += _fractions_table(report)
+    return '\n'.join(lines) + '\n'
+
+
 # ---------------------------------------------------------------------------------------------- files
 def check_finite(report: Report) -> None:
     """Log a warning for a non-positive or non-finite param or FLOP count."""
@@ -290,9 +367,10 @@ def _write(path: str, text: str) -> None:
 def write_outputs(report: Report, out_json: Optional[str] = None, out_md: Optional[str] = None) -> str:
     """Write the JSON / markdown files; returns the markdown (both tables)."""
     table = markdown(report)
-    extra = markdown_backends(report)
-    if extra:
-        table += '\n' + extra
+    for extra in (markdown_backends(report), markdown_costs(report),
+                  markdown_layers(report.layers) if report.layers is not None else ''):
+        if extra:
+            table += '\n' + extra
     if out_json:
         _write(out_json, json.dumps(report.to_json(), indent=2) + '\n')
     if out_md:

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .costs import Costs
+from .roofline import MachinePeak, achieved_fraction
+from .traffic import TRAFFIC_MODEL
 
 __all__ = ['Timing', 'PathResult', 'BestPath', 'ModelResult', 'Environment', 'ReportSettings', 'Report',
            'json_safe']
@@ -107,6 +109,19 @@ class ModelResult:
     checkpoint: Optional[str] = None
     metrics: Optional[Dict[str, float]] = None
     metrics_error: Optional[str] = None
+    #: roofline time / measured time per CPU path (``cpu bs1``, or a backend column key)
+    roofline_fractions: Dict[str, Optional[float]] = field(default_factory=dict)
+
+    def fill_roofline_fractions(self, backend_batch: int) -> None:
+        """:attr:`roofline_fractions` of every timed CPU path (a path at ``backend_batch`` images)."""
+        roofline = self.costs.roofline if self.costs is not None else None
+        if roofline is None:
+            return
+        for bs, timing in self.latency.get('cpu', {}).items():
+            self.roofline_fractions[f'cpu bs{bs}'] = achieved_fraction(roofline.roofline_ms, timing.median_ms, int(bs))
+        for key, path in (self.backends or {}).items():
+            if path.median_ms is not None:
+                self.roofline_fractions[key] = achieved_fraction(roofline.roofline_ms, path.median_ms, backend_batch)
 
     def to_json(self) -> Dict[str, Any]:
         out: Dict[str, Any] = dict(label=self.label, config=self.config, config_path=self.config_path)
@@ -114,7 +129,7 @@ class ModelResult:
             out.update(timm_model=self.timm_model, out_indices=self.out_indices)
         out.update(baseline=self.baseline, scope=self.scope, model_type=self.model_type, backbone=self.backbone,
                    disabled_pretrained_init=self.disabled_pretrained_init)
-        costs = asdict(self.costs) if self.costs is not None else {}
+        costs = self.costs.to_json() if self.costs is not None else {}
         out.update(params=costs.get('params'), backbone_params=costs.get('backbone_params'),
                    reference=self.reference, input_shape=self.input_shape,
                    padded_input_shape=self.padded_input_shape)
@@ -127,6 +142,7 @@ class ModelResult:
         if self.backends is not None:
             out.update(best_fp32=asdict(self.best_fp32) if self.best_fp32 else None, best_ratio=self.best_ratio,
                        backend_ratios=self.backend_ratios)
+        out['roofline_fractions'] = self.roofline_fractions
         out.update(checkpoint=self.checkpoint, metrics=self.metrics)
         if self.metrics_error is not None:
             out['metrics_error'] = self.metrics_error
@@ -184,6 +200,7 @@ class ReportSettings:
     tolerance: float
     out_indices: List[int]
     reference: str
+    traffic_model: str = TRAFFIC_MODEL
 
 
 @dataclass
@@ -195,15 +212,24 @@ class Report:
     models: List[ModelResult] = field(default_factory=list)
     total_seconds: float = 0.0
     tool: str = 'tools/benchmark.py'
+    #: the machine's measured peak and bandwidth (the roofline)
+    machine: Optional[MachinePeak] = None
+    #: the per-layer table of one model (``layers``); a :class:`.layers.LayerReport`
+    layers: Optional[Any] = None
 
     @property
     def reference(self) -> Optional[ModelResult]:
         return next((m for m in self.models if m.reference), None)
 
     def to_json(self) -> Dict[str, Any]:
-        return json_safe(dict(tool=self.tool, argv=self.argv, environment=self.environment.to_json(),
-                              settings=asdict(self.settings), models=[m.to_json() for m in self.models],
-                              total_seconds=self.total_seconds))
+        out = dict(tool=self.tool, argv=self.argv, environment=self.environment.to_json(),
+                   settings=asdict(self.settings), models=[m.to_json() for m in self.models],
+                   total_seconds=self.total_seconds)
+        if self.machine is not None:
+            out['machine'] = self.machine.to_json()
+        if self.layers is not None:
+            out['layers'] = self.layers.to_json()
+        return json_safe(out)
 
 
 def json_safe(obj: Any) -> Any:

@@ -12,12 +12,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .layers import profile_layers
 from .measure import PendingPaths, measure_model, time_backends
 from .models import config_label
 from .plan import PlannedModel, plan
 from .ratios import summarise_backends
 from .report import check_finite, environment, load_average
 from .results import ModelResult, Report, ReportSettings
+from .roofline import machine_peak
 from .settings import BenchmarkError, Settings, log
 
 __all__ = ['TIMED', 'TIMED_BACKBONE', 'FLOPS_NOTE', 'run_benchmark', 'evaluate']
@@ -97,6 +99,8 @@ def _measure_all(planned: List[PlannedModel], settings: Settings, devices: List[
             del pending
             gc.collect()
             summarise_backends(results, settings.tolerance)
+    for result in results:
+        result.fill_roofline_fractions(settings.batch_sizes[0])
     return results
 
 
@@ -116,7 +120,11 @@ def run_benchmark(settings: Settings, argv: Optional[Sequence[str]] = None) -> T
     log(f'{len(planned)} model(s) on {what}, input {settings.input_size[0]}x{settings.input_size[1]}, '
         f'{settings.warmup} warm-up + {settings.runs} timed runs, {torch.get_num_threads()} CPU threads')
     start = time.time()
+    report.machine = machine_peak()
+    log(f'machine: {report.machine.describe()} ({report.machine.seconds:.1f} s)')
     report.models = _measure_all(planned, settings, devices)
+    if settings.layers is not None:
+        report.layers = profile_layers(planned[0].spec, report.models[0], settings)
     status = _evaluate_all(planned, report.models, settings)
     report.environment.load_average_end = load_average()
     report.total_seconds = round(time.time() - start, 1)

@@ -62,6 +62,8 @@ class Settings:
     precisions: Tuple[str, ...] = ('fp32',)
     channel_multiple: int = 8
     tolerance: float = 1e-4
+    #: the per-layer table of the first model: its top ``layers`` layers by time (None: no table)
+    layers: Optional[int] = None
 
     def check(self) -> None:
         """Raise :class:`BenchmarkError` for values no run can use."""
@@ -80,6 +82,8 @@ class Settings:
             raise BenchmarkError(f"--deploy must be 'off', 'on' or 'both', got {self.deploy!r}")
         if any(p not in PRECISIONS for p in self.precisions) or 'fp32' not in self.precisions:
             raise BenchmarkError(f"--precisions: 'fp32' and optionally 'bf16', got {list(self.precisions)}")
+        if self.layers is not None and (self.layers < 1 or self.runs < 1):
+            raise BenchmarkError('--layers N needs N >= 1 and --runs >= 1 (the layers are timed)')
         if self.backends and self.device == 'cuda':
             raise BenchmarkError('--backends compares CPU backends: use --device cpu (or leave it out)')
 
