@@ -45,8 +45,8 @@ class StudySettings:
     num_models: int = 100
     flops: Tuple[float, float] = (2e6, 4e6)
     input_size: int = 32
-    epochs: int = 3
-    batch_size: int = 64
+    epochs: int = 4
+    batch_size: int = 32
     lr: float = 0.1
     weight_decay: float = 5e-4
     num_train: int = 2000
@@ -226,6 +226,16 @@ def append_record(path: str, record: Dict[str, Any]) -> None:
         os.close(fd)
 
 
+def _drop_cut_line(path: str) -> None:
+    """Truncate a last line without newline (a write cut by a kill) so the next append starts a line."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return
+    with open(path, 'rb+') as f:
+        data = f.read()
+        if not data.endswith(b'\n'):
+            f.truncate(data.rfind(b'\n') + 1)
+
+
 def read_records(path: str) -> List[Dict[str, Any]]:
     """The whole lines of a record file (a last line without newline, a write cut by a kill, is left out)."""
     if not os.path.exists(path):
@@ -258,6 +268,7 @@ def run_study(s: StudySettings, out: str, shard: Tuple[int, int] = (0, 1), limit
         print(f'shard {shard[0]}/{shard[1]}: {len(todo)} models to train, {len(finished)} already in {out}',
               file=sys.stderr, flush=True)
     data = load_data(s) if todo else None
+    _drop_cut_line(out)
     new = []
     for k, (space, index) in enumerate(todo):
         rec = run_model(s, space, index, data)
