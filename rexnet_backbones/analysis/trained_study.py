@@ -190,7 +190,7 @@ def _model_seed(s: StudySettings, space: str, index: int) -> int:
 
 def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any]) -> Dict[str, Any]:
     """Sample, measure at init, train, evaluate and measure again one model; its record."""
-    start = time.time()
+    start, cpu = time.time(), time.process_time()
     size = (s.input_size, s.input_size)
     num_classes = len(data['classes'])
     sample = sample_model(space, index, s.flops, size, s.seed, s.max_tries, num_classes)
@@ -212,6 +212,7 @@ def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any]) ->
         rec['error'] = None
     rec['rank'] = rank
     rec['seconds'] = round(time.time() - start, 2)
+    rec['cpu_seconds'] = round(time.process_time() - cpu, 2)  # what a quiet core would take (1 thread)
     return rec
 
 
@@ -264,10 +265,10 @@ def run_study(s: StudySettings, out: str, shard: Tuple[int, int] = (0, 1), limit
                         'give a new --out file or the same settings as that run')
     finished = {(r['space'], r['index']) for r in done}
     todo = [j for j in shard_jobs(study_jobs(s), shard) if j not in finished][:limit]
+    data = load_data(s) if todo else None
     if progress:
         print(f'shard {shard[0]}/{shard[1]}: {len(todo)} models to train, {len(finished)} already in {out}',
               file=sys.stderr, flush=True)
-    data = load_data(s) if todo else None
     _drop_cut_line(out)
     new = []
     for k, (space, index) in enumerate(todo):
