@@ -40,7 +40,7 @@ import torch.nn as nn
 from ..cli import InvalidInputError, ToolError
 
 __all__ = ['TRAINED_SPACES', 'DEFAULT_SPACES', 'PAIRED', 'pycls_regnet_params', 'stage_layout', 'IRNet',
-           'build_space_model', 'count_acts', 'approx_macs', 'sample_model', 'FlopBudgetError']
+           'build_space_model', 'init_weights', 'count_acts', 'approx_macs', 'sample_model', 'FlopBudgetError']
 
 TRAINED_SPACES = ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_stage_silu', 'ir_linear_silu')
 DEFAULT_SPACES = ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_linear_silu')
@@ -132,18 +132,39 @@ class IRNet(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
+def init_weights(model: nn.Module) -> nn.Module:
+    """pycls's initialisation, the same in every space: conv weights N(0, 2 / fan_out), BatchNorm
+    weight 1 and bias 0 (no zero-initialised last BN: pycls's default), linear weights N(0, 0.01),
+    biases 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return model
+
+
 def build_space_model(space: str, params: Dict[str, Any], num_classes: int) -> nn.Module:
-    """The network of ``space`` with ``params`` (timm's classes), in train mode."""
+    """The network of ``space`` with ``params`` (timm's classes), initialised by :func:`init_weights`
+    (from torch's global seed), in train mode."""
     if space == 'regnetx':
         from timm.models.regnet import RegNet, RegNetCfg
-        return RegNet(RegNetCfg(**params), num_classes=num_classes)
-    if space == 'regnetx_noquant':
+        model: nn.Module = RegNet(RegNetCfg(**params), num_classes=num_classes)
+    elif space == 'regnetx_noquant':
         from .design_space import LinearWidthRegNet
-        return LinearWidthRegNet(**params, num_classes=num_classes)
-    if space in TRAINED_SPACES:
-        return IRNet(**params, linear='linear' in space, act_layer='silu' if space.endswith('_silu') else 'relu6',
-                     num_classes=num_classes)
-    raise InvalidInputError(f'unknown design space {space!r}; choose from {", ".join(TRAINED_SPACES)}')
+        model = LinearWidthRegNet(**params, num_classes=num_classes)
+    elif space in TRAINED_SPACES:
+        model = IRNet(**params, linear='linear' in space, act_layer='silu' if space.endswith('_silu') else 'relu6',
+                      num_classes=num_classes)
+    else:
+        raise InvalidInputError(f'unknown design space {space!r}; choose from {", ".join(TRAINED_SPACES)}')
+    return init_weights(model)
 
 
 def count_acts(model: nn.Module, size: Tuple[int, int]) -> int:
