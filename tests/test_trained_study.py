@@ -136,11 +136,13 @@ def test_pycls_sampler_ranges_and_pairs():
 
 
 def test_linear_growth_widens_every_block():
-    p = dict(depth=12, w0=16, wa=12.0, wm=2.5)
+    p = dict(depth=12, w0=16, wa=12.0, wm=2.0)  # widths 16..148; stages 16, 32, 64, 128
     stage = build_space_model('ir_stage', p, 10)
     linear = build_space_model('ir_linear', p, 10)
     widen = lambda m: sum(b.out_channels > b.in_channels for b in m.blocks)  # noqa: E731
-    assert widen(linear) == 12 and widen(stage) == 4
+    # after the first block (stem 32 -> 16): linear growth widens every block, stage-wise only 3
+    assert widen(linear) == 11 and widen(stage) == 3
+    assert [b.out_channels for b in stage.blocks][-1] == 128 and linear.blocks[-1].out_channels == 144
     acts = [type(b.conv_exp.bn.act).__name__ for b in build_space_model('ir_linear_silu', p, 10).blocks]
     assert set(acts) == {'SiLU'}
     assert approx_macs('ir_linear', p, (32, 32)) > 0

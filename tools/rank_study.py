@@ -100,6 +100,7 @@ def _trained_parsers(sub) -> None:
     s.add_argument('--shard', type=_shard, default=(0, 1), metavar='I/N')
     s.add_argument('--limit', type=int, default=None, help='train at most this many models now')
     s.add_argument('--out', required=True, help='JSON-lines file; appended to, resumed from')
+    s.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (not part of the study settings)")
     add_threads_arg(s)
     add_debug_arg(s)
     r = sub.add_parser('trained-report', help='merge shard files of a trained study; tables and figures')
@@ -122,7 +123,7 @@ def trained(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
         max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed)
-    new = trained_study.run_study(settings, args.out, tuple(args.shard), args.limit)
+    new = trained_study.run_study(settings, args.out, tuple(args.shard), args.limit, device=args.device)
     print(f'{len(new)} models trained, appended to {args.out}')
     return 0
 

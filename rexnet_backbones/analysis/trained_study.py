@@ -47,7 +47,7 @@ class StudySettings:
     input_size: int = 32
     epochs: int = 4
     batch_size: int = 32
-    lr: float = 0.1
+    lr: float = 0.01
     weight_decay: float = 5e-4
     num_train: int = 2000
     num_val: int = 1000
@@ -131,9 +131,9 @@ def train_model(model: nn.Module, data: Dict[str, Any], epochs: int, batch_size:
     step, losses = 0, []
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen)
-        flips = torch.rand(len(y), generator=gen) < 0.5
+        flips = (torch.rand(len(y), generator=gen) < 0.5).to(x.device)
         losses = []
-        for idx in order.split(batch_size):
+        for idx in order.to(x.device).split(batch_size):
             xb = torch.where(flips[idx, None, None, None], x[idx].flip(-1), x[idx])
             for g in opt.param_groups:
                 g['lr'] = lr * (step + 1) / warm if step < warm else \
@@ -188,8 +188,9 @@ def _model_seed(s: StudySettings, space: str, index: int) -> int:
     return int(hashlib.sha256(f'{base}:{s.seed}:{index}'.encode()).hexdigest()[:8], 16)
 
 
-def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any]) -> Dict[str, Any]:
-    """Sample, measure at init, train, evaluate and measure again one model; its record."""
+def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any], device: str = 'cpu') -> Dict[str, Any]:
+    """Sample, measure at init, train, evaluate and measure again one model (on ``device``, where
+    ``data`` is); its record."""
     start, cpu = time.time(), time.process_time()
     size = (s.input_size, s.input_size)
     num_classes = len(data['classes'])
@@ -201,6 +202,7 @@ def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any]) ->
     rec: Dict[str, Any] = dict(
         settings_hash=settings_hash(s), settings=asdict(s), space=space, index=index, arch=sample['params'], flops=sample['flops'],
         acts=count_acts(model, size), num_params=sum(p.numel() for p in model.parameters()), tries=sample['tries'])
+    model.to(device)
     rank = dict(init=rank_stats(model, rank_images, s.estimators, s.max_rows, True, s.seed))
     t0 = time.time()
     rec.update(train_model(model, data, s.epochs, s.batch_size, s.lr, s.weight_decay, seed))
@@ -254,8 +256,9 @@ def read_records(path: str) -> List[Dict[str, Any]]:
 
 
 def run_study(s: StudySettings, out: str, shard: Tuple[int, int] = (0, 1), limit: Optional[int] = None,
-              progress: bool = True) -> List[Dict[str, Any]]:
-    """Run this shard's jobs not yet in ``out`` (at most ``limit`` of them); returns the new records."""
+              progress: bool = True, device: str = 'cpu') -> List[Dict[str, Any]]:
+    """Run this shard's jobs not yet in ``out`` (at most ``limit`` of them) on ``device`` (not part of the
+    settings: a GPU's round-off differs from a CPU's, the study's choices do not); returns the new records."""
     s.check()
     h = settings_hash(s)
     done = read_records(out)
@@ -272,7 +275,7 @@ def run_study(s: StudySettings, out: str, shard: Tuple[int, int] = (0, 1), limit
     _drop_cut_line(out)
     new = []
     for k, (space, index) in enumerate(todo):
-        rec = run_model(s, space, index, data)
+        rec = run_model(s, space, index, data, device)
         append_record(out, rec)
         new.append(rec)
         if progress:
