@@ -45,7 +45,7 @@ class StudySettings:
     num_models: int = 100
     flops: Tuple[float, float] = (2e6, 4e6)
     input_size: int = 32
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 32
     lr: float = 0.01
     weight_decay: float = 5e-4
@@ -200,8 +200,8 @@ def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any], de
     model = build_space_model(space, sample['params'], num_classes)
     rank_images = data['val'][0][:s.rank_images]
     rec: Dict[str, Any] = dict(
-        settings_hash=settings_hash(s), settings=asdict(s), space=space, index=index, arch=sample['params'], flops=sample['flops'],
-        acts=count_acts(model, size), num_params=sum(p.numel() for p in model.parameters()), tries=sample['tries'])
+        settings_hash=settings_hash(s), settings=asdict(s), space=space, index=index, arch=sample['params'],
+        flops=sample['flops'], acts=count_acts(model, size), num_params=sum(p.numel() for p in model.parameters()), tries=sample['tries'])
     model.to(device)
     rank = dict(init=rank_stats(model, rank_images, s.estimators, s.max_rows, True, s.seed))
     t0 = time.time()
