@@ -55,7 +55,7 @@ class StudySettings:
     rank_images: int = 256
     max_rows: int = 1024
     estimators: Tuple[str, ...] = RANK_ESTIMATORS
-    max_tries: int = 500
+    max_tries: int = 5000
     seed: int = 0
 
     def check(self) -> None:
