@@ -92,6 +92,13 @@ def test_report_files(full_run, tmp_path):
     assert Path(names[2]).stat().st_size > 10_000  # the EDF figure has curves
 
 
+def test_paired_table_compares_the_same_networks(full_run):
+    base = [r for r in read_records(str(full_run)) if r['space'] == 'ir_linear']
+    silu = [dict(r, space='ir_linear_silu', error=r['error'] + 1.0 + 0.1 * r['index']) for r in base]
+    md = report_markdown(base + silu)
+    assert '| ir_linear_silu - ir_linear | 3 | +1.10 |' in md and '| worse |' in md
+
+
 def test_flop_budget_error_names_the_range():
     with pytest.raises(FlopBudgetError, match=r'none of 3 sampled models has 0\.00-0\.00 MFLOPs .*reached'):
         sample_model('regnetx', 0, (1.0, 2.0), (16, 16), max_tries=3)

@@ -17,11 +17,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..cli import InputNotFoundError, ToolError
-from ..stats import edf_band, median_ci, spearman, spearman_ci
-from .spaces import describe_spaces
+from ..stats import edf_band, median_ci, paired_difference, spearman, spearman_ci
+from .spaces import PAIRED, describe_spaces
 from .trained_study import read_records
 
-__all__ = ['merge_records', 'space_table', 'rank_table', 'report_markdown', 'plot_error_edfs', 'plot_rank_scatter',
+__all__ = ['merge_records', 'space_table', 'rank_table', 'paired_table', 'report_markdown', 'plot_error_edfs', 'plot_rank_scatter',
            'write_report']
 
 PHASES = ('init', 'trained')
@@ -88,6 +88,22 @@ def rank_table(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear', st
     return rows
 
 
+def paired_table(records: Sequence[Dict[str, Any]], seed: int = 0) -> List[Dict[str, Any]]:
+    """For each paired space present with its base (SiLU against ReLU6 in the very same networks): the
+    mean error difference (paired space - base) over the models both trained, its bootstrap and t 95%
+    intervals and the verdict of :func:`rexnet_backbones.stats.paired_difference` (lower error is better)."""
+    groups = _by_space(records)
+    rows = []
+    for space, base in PAIRED.items():
+        if space in groups and base in groups:
+            a = {r['index']: r['error'] for r in groups[space] if r['error'] is not None}
+            b = {r['index']: r['error'] for r in groups[base] if r['error'] is not None}
+            d = paired_difference(a, b, higher_is_better=False, seed=seed)
+            rows.append(dict(space=space, base=base, n=d.n_pairs, mean_diff=d.mean_diff, ci=d.ci, t_ci=d.t_ci,
+                             verdict=d.verdict, note=d.note))
+    return rows
+
+
 def _fmt(v: Optional[float], spec: str = '.1f') -> str:
     return '-' if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
 
@@ -107,6 +123,16 @@ def report_markdown(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear
                      f"[{_fmt(r.get('median_lo'))}, {_fmt(r.get('median_hi'))}] | {_fmt(r.get('min'))} | "
                      f"{_fmt(r.get('p10'))} | {_fmt(r.get('p90'))} | {_fmt(r.get('max'))} | {r['mflops']:.2f} | "
                      f"{r['mparams']:.2f} |")
+    pairs = paired_table(records)
+    if pairs:
+        lines += ['', 'Paired: the same networks and initial weights, only the activation after the expand layers '
+                  'differs (error difference in points, mean over the models both trained; 95% intervals):', '',
+                  '| space - base | pairs | mean difference | bootstrap CI | t CI | verdict for the space |',
+                  '|---|---:|---:|---|---|---|']
+        for r in pairs:
+            lines.append(f"| {r['space']} - {r['base']} | {r['n']} | {_fmt(r['mean_diff'], '+.2f')} | "
+                         f"[{_fmt(r['ci'][0], '.2f')}, {_fmt(r['ci'][1], '.2f')}] | [{_fmt(r['t_ci'][0], '.2f')}, "
+                         f"{_fmt(r['t_ci'][1], '.2f')}] | {r['verdict']} |")
     lines += ['', f'Spearman rho between the mean `{estimator}` rank ratio (rank / min(rows, channels), over every '
               'block output and expand layer, on the first validation images) and the top-1 error; 95% bootstrap CI:',
               '', '| rank measured | centring | space | n | rho [95% CI] |', '|---|---|---|---:|---|']
