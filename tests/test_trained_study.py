@@ -18,7 +18,8 @@ from rexnet_backbones.analysis.trained_report import merge_records, report_markd
 from rexnet_backbones.analysis.trained_study import (StudySettings, read_records, run_study, settings_hash,
                                                      shard_jobs, study_jobs, train_model)
 from rexnet_backbones.cli import ToolError
-from rexnet_backbones.data.classification import make_shape_classification
+from rexnet_backbones.cli import InvalidInputError
+from rexnet_backbones.data.classification import load_image_folder, make_shape_classification
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = StudySettings(spaces=('regnetx', 'ir_linear'), num_models=3, flops=(0.3e6, 8e6), input_size=16, epochs=1,
@@ -128,6 +129,20 @@ def test_bad_data_folder_is_one_error_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.startswith('error: --data') and proc.stderr.count('\n') == 1
     assert 'train/ and val/' in proc.stderr
+
+
+def test_image_folder_loads_and_names_an_unreadable_file(tmp_path):
+    from PIL import Image
+    x, _ = make_shape_classification(4, size=20)
+    for k, (split, cls) in enumerate([('train', 'a'), ('train', 'b'), ('val', 'a'), ('val', 'b')]):
+        (tmp_path / split / cls).mkdir(parents=True)
+        Image.fromarray(x[k].permute(1, 2, 0).numpy()).save(tmp_path / split / cls / f'{k}.png')
+    (xt, yt), (xv, yv), classes = load_image_folder(str(tmp_path), size=16)
+    assert classes == ['a', 'b'] and xt.shape == (2, 3, 16, 16) and xt.dtype == torch.uint8
+    assert yt.tolist() == [0, 1] and yv.tolist() == [0, 1]
+    (tmp_path / 'val' / 'b' / 'broken.png').write_bytes(b'not an image')
+    with pytest.raises(InvalidInputError, match='cannot read image .*broken.png'):
+        load_image_folder(str(tmp_path), size=16)
 
 
 def test_pycls_sampler_ranges_and_pairs():
