@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -284,7 +284,3 @@ def run_study(s: StudySettings, out: str, shard: Tuple[int, int] = (0, 1), limit
                   f"{rec['seconds']:.1f}s", file=sys.stderr, flush=True)
     return new
 
-
-def settings_from_records(records: Iterable[Dict[str, Any]]) -> List[str]:
-    """The distinct settings hashes of ``records``."""
-    return sorted({r['settings_hash'] for r in records})
