@@ -8,10 +8,18 @@
                                [--input-size H W] [--num-images N] [--seed S] [--threads N] [--debug]
                                --out-dir DIR
 
+    python tools/rank_study.py trained [--spaces S ...] [--num-models N] [--flops LO HI] [--epochs E]
+                               [--data DIR] [--shard I/N] [--limit K] [--threads N] [--debug] --out FILE.jsonl
+    python tools/rank_study.py trained-report --inputs FILE.jsonl ... --out-dir DIR
+
 single-layer writes DIR/study.json (settings, the claims table, and one record per weight scale,
 nonlinearity, d_in/d_out, centring and estimator), study.md, study.png (every nonlinearity and
-estimator) and study_focus.png (the paper's nonlinearities, nuclear/effective/stable); design-space writes DIR/design_space.json, design_space.md and
-design_space.png (EDFs). The library is ``rexnet_backbones.analysis``. A value no study can use
+estimator) and study_focus.png (the paper's nonlinearities, nuclear/effective/stable); design-space
+writes DIR/design_space.json, design_space.md and design_space.png (EDFs). trained samples, trains and
+measures models (RegNet's method, ``rexnet_backbones.analysis.trained_study``), appending one JSON line
+per finished model to FILE (a rerun skips the models already there; ``--shard I/N`` runs every N-th
+model from the I-th); trained-report merges shard files into DIR/trained.jsonl, trained.md,
+error_edf.png and rank_vs_error.png. The library is ``rexnet_backbones.analysis``. A value no study can use
 prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
@@ -63,10 +71,75 @@ def parse_args(argv=None) -> argparse.Namespace:
             s.add_argument('--num-images', type=int, default=32)
             s.add_argument('--max-rows', type=int, default=2048)
             s.add_argument('--expand-layers', action='store_true', help='also expand layers, not only blocks')
+    _trained_parsers(sub)
     return p.parse_args(argv)
 
 
+def _shard(text: str):
+    try:
+        i, n = (int(v) for v in text.split('/'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected I/N (e.g. 0/4), got {text!r}') from None
+    return i, n
+
+
+def _trained_parsers(sub) -> None:
+    from rexnet_backbones.analysis.spaces import DEFAULT_SPACES, TRAINED_SPACES
+    from rexnet_backbones.analysis.trained_study import RANK_ESTIMATORS, StudySettings
+    d = StudySettings()
+    s = sub.add_parser('trained', help="RegNet's method, trained: sample, train and measure models per space")
+    s.add_argument('--spaces', nargs='+', default=list(DEFAULT_SPACES), choices=TRAINED_SPACES)
+    s.add_argument('--num-models', type=int, default=d.num_models, help='models per space')
+    s.add_argument('--flops', type=float, nargs=2, default=list(d.flops), metavar=('LO', 'HI'),
+                   help='FLOP regime: multiply-adds of one image at --input-size')
+    s.add_argument('--input-size', type=int, default=d.input_size)
+    s.add_argument('--epochs', type=int, default=d.epochs)
+    s.add_argument('--batch-size', type=int, default=d.batch_size)
+    s.add_argument('--lr', type=float, default=d.lr)
+    s.add_argument('--weight-decay', type=float, default=d.weight_decay)
+    s.add_argument('--num-train', type=int, default=d.num_train)
+    s.add_argument('--num-val', type=int, default=d.num_val)
+    s.add_argument('--data', default=d.data, help="ImageFolder tree with train/ and val/ (or test/); default: "
+                   "'generated' (shape x texture set, made in memory)")
+    s.add_argument('--rank-images', type=int, default=d.rank_images)
+    s.add_argument('--max-rows', type=int, default=d.max_rows)
+    s.add_argument('--estimator', nargs='+', default=list(RANK_ESTIMATORS), choices=ESTIMATORS)
+    s.add_argument('--max-tries', type=int, default=d.max_tries, help='samples per model before the FLOP error')
+    s.add_argument('--seed', type=int, default=d.seed)
+    s.add_argument('--shard', type=_shard, default=(0, 1), metavar='I/N')
+    s.add_argument('--limit', type=int, default=None, help='train at most this many models now')
+    s.add_argument('--out', required=True, help='JSON-lines file; appended to, resumed from')
+    s.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (not part of the study settings)")
+    add_threads_arg(s)
+    add_debug_arg(s)
+    r = sub.add_parser('trained-report', help='merge shard files of a trained study; tables and figures')
+    r.add_argument('--inputs', nargs='+', required=True)
+    r.add_argument('--estimator', default='nuclear', choices=ESTIMATORS)
+    r.add_argument('--out-dir', required=True)
+    add_debug_arg(r)
+
+
+def trained(args) -> int:
+    from rexnet_backbones.analysis import trained_report, trained_study
+    if args.study == 'trained-report':
+        md, names = trained_report.write_report(args.inputs, args.out_dir, args.estimator)
+        print(md)
+        print('wrote ' + ', '.join(names))
+        return 0
+    set_threads(args.threads)
+    settings = trained_study.StudySettings(
+        spaces=tuple(args.spaces), num_models=args.num_models, flops=tuple(args.flops), input_size=args.input_size,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
+        max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed)
+    new = trained_study.run_study(settings, args.out, tuple(args.shard), args.limit, device=args.device)
+    print(f'{len(new)} models trained, appended to {args.out}')
+    return 0
+
+
 def study(args) -> int:
+    if args.study in ('trained', 'trained-report'):
+        return trained(args)
     set_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
     out = args.out_dir

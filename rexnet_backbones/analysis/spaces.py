@@ -1,0 +1,252 @@
+"""Design spaces for the trained study: RegNet's sampler, with and without ReXNet's principles.
+
+Every space draws the four RegNet parameters as pycls's ``regnet_sampler`` does with its default
+ranges (``pycls/sweep/config.py`` ``REGNET_SAMPLER``; quantization steps and distributions of
+``pycls/sweep/random.py``), and keeps only 4-stage networks without an empty stage (pycls's
+``NUM_STAGES: [4, 4]`` constraint):
+
+* depth ``d``: uniform on ``{12..28}``;
+* ``w0``: log-uniform on ``[8, 256]``, rounded up to a multiple of 8;
+* ``wa``: log-uniform on ``[8, 256]``, rounded up to a multiple of 0.1;
+* ``wm``: log-uniform on ``[2, 3]``, rounded up to a multiple of 0.001;
+* group width ``g`` (RegNetX only): pycls's ``power2_or_log_uniform`` on ``[8, 128]``, step 8;
+* bottleneck ratio 1 (RegNetX).
+
+Block ``j`` has the continuous width ``u_j = w0 + wa * j``. Spaces:
+
+* ``regnetx``: RegNetX as pycls builds it, stage-wise widths ``w0 * wm^round(log_wm(u_j / w0))``
+  (timm's ``RegNet``/``RegNetCfg``, which quantizes exactly so).
+* ``regnetx_noquant``: the same networks with per-block widths ``u_j`` (ReXNet's linear growth),
+  timm's RegNet blocks (:class:`.design_space.LinearWidthRegNet`).
+* ``ir_stage`` / ``ir_linear``: inverted residual blocks (timm's ReXNet ``LinearBottleneck``:
+  1x1 expand x6, 3x3 depthwise, ReLU6, 1x1 linear projection, ReXNet's partial shortcut) with the
+  stage-wise widths or the per-block widths ``u_j``; with linear growth every block widens its input,
+  so every block's expand layer is an expanding one. ReLU6 after the expand layers (MobileNetV2).
+* ``ir_stage_silu`` / ``ir_linear_silu``: the very networks of ``ir_stage`` / ``ir_linear`` (same
+  parameters, same initial weights) with SiLU after the expand layers (ReXNet's choice).
+
+The stride-2 blocks are the first block of each of the quantized network's four stages in every
+space, after a 3x3 stride-2 stem (timm's RegNet), so input 32x32 ends at 1x1.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..cli import InvalidInputError, ToolError
+
+__all__ = ['TRAINED_SPACES', 'DEFAULT_SPACES', 'PAIRED', 'pycls_regnet_params', 'stage_layout', 'IRNet',
+           'build_space_model', 'init_weights', 'count_acts', 'approx_macs', 'sample_model', 'FlopBudgetError']
+
+TRAINED_SPACES = ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_stage_silu', 'ir_linear_silu')
+DEFAULT_SPACES = ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_linear_silu')
+#: space -> the space whose sampled networks (and initial weights) it reuses
+PAIRED = {'ir_stage_silu': 'ir_stage', 'ir_linear_silu': 'ir_linear'}
+IR_EXPANSION = 6
+STEM_WIDTH = 32
+
+
+class FlopBudgetError(ToolError):
+    """No sampled model met the FLOP budget within the allowed number of tries."""
+
+
+def _uniform(rng: random.Random, lo: float, hi: float, q: float) -> float:
+    """pycls ``uniform``: U[lo, hi + q), floored to a multiple of q."""
+    return math.floor(rng.uniform(lo, hi + q) / q) * q
+
+
+def _log_uniform(rng: random.Random, lo: float, hi: float, q: float) -> float:
+    """pycls ``log_uniform``: log-uniform on (lo - min(q, lo/2), hi], rounded up to a multiple of q."""
+    f = math.exp(rng.uniform(math.log(lo - min(q, lo / 2)), math.log(hi)))
+    return math.ceil(round(f / q, 9)) * q
+
+
+def _power2_or_log_uniform(rng: random.Random, lo: int, hi: int, q: int) -> int:
+    """pycls ``power2_or_log_uniform``: a power of two of [lo, hi]; if >= q, log-uniform instead."""
+    f = 2 ** math.floor(rng.uniform(math.log2(lo), math.log2(hi) + 1))
+    return int(_log_uniform(rng, max(lo, q), hi, min(hi, q))) if f >= q else int(f)
+
+
+def stage_layout(depth: int, w0: int, wa: float, wm: float) -> Tuple[List[float], List[int], int]:
+    """``(continuous widths u_j, stage index of each block, number of non-empty stages)``; the stage of
+    block ``j`` is ``round(log_wm(u_j / w0))`` as in RegNet's quantization."""
+    u = [w0 + wa * j for j in range(depth)]
+    exps = [int(round(math.log(x / w0) / math.log(wm))) for x in u]
+    max_stages = max(exps) + 1
+    return u, exps, len(set(exps)) if len(set(exps)) == max_stages else -1
+
+
+def pycls_regnet_params(rng: random.Random, group: bool = True) -> Dict[str, Any]:
+    """One draw of pycls's ``regnet_sampler`` (default ranges), redrawn until it has 4 stages."""
+    while True:
+        p = dict(depth=int(_uniform(rng, 12, 28, 1)), w0=int(_log_uniform(rng, 8, 256, 8)),
+                 wa=round(_log_uniform(rng, 8.0, 256.0, 0.1), 1), wm=round(_log_uniform(rng, 2.0, 3.0, 0.001), 3))
+        if group:
+            p['group_size'] = _power2_or_log_uniform(rng, 8, 128, 8)
+        if stage_layout(p['depth'], p['w0'], p['wa'], p['wm'])[2] == 4:
+            return p
+
+
+def _quantize(x: float, q: int) -> int:
+    return max(q, int(round(x / q) * q))
+
+
+class IRNet(nn.Module):
+    """Inverted-residual network of RegNet's skeleton: timm's RegNet stem, timm's ReXNet blocks.
+
+    ``linear=False``: block ``j`` has the stage-wise width ``w0 * wm^stage`` (multiple of 8);
+    ``linear=True``: width ``u_j = w0 + wa * j`` (multiple of 8). ``act_layer`` follows the expand
+    layer; ReLU6 follows the depthwise conv in both.
+    """
+
+    def __init__(self, depth: int, w0: int, wa: float, wm: float, linear: bool = False, act_layer: str = 'relu6',
+                 num_classes: int = 1000, exp_ratio: float = IR_EXPANSION, stem_width: int = STEM_WIDTH):
+        super().__init__()
+        from timm.layers import ClassifierHead, ConvNormAct
+        from timm.models.rexnet import LinearBottleneck
+
+        u, stages, num = stage_layout(depth, w0, wa, wm)
+        if num != 4:
+            raise ValueError(f'these parameters give {num} stages; the skeleton has 4')
+        self.stem = ConvNormAct(3, stem_width, 3, stride=2)
+        prev = stem_width
+        blocks = []
+        for j in range(depth):
+            w = _quantize(u[j] if linear else w0 * wm ** stages[j], 8)
+            stride = 2 if j == 0 or stages[j] != stages[j - 1] else 1
+            blocks.append(LinearBottleneck(prev, w, stride, exp_ratio=exp_ratio, act_layer=act_layer,
+                                           dw_act_layer='relu6'))
+            prev = w
+        self.blocks = nn.Sequential(*blocks)
+        self.num_features = prev
+        self.head = ClassifierHead(prev, num_classes)
+
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return dict(stem=r'^stem', blocks=r'^blocks\.(\d+)')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+def init_weights(model: nn.Module) -> nn.Module:
+    """pycls's initialisation, the same in every space: conv weights N(0, 2 / fan_out), BatchNorm
+    weight 1 and bias 0 (no zero-initialised last BN: pycls's default), linear weights N(0, 0.01),
+    biases 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return model
+
+
+def build_space_model(space: str, params: Dict[str, Any], num_classes: int) -> nn.Module:
+    """The network of ``space`` with ``params`` (timm's classes), initialised by :func:`init_weights`
+    (from torch's global seed), in train mode."""
+    if space == 'regnetx':
+        from timm.models.regnet import RegNet, RegNetCfg
+        model: nn.Module = RegNet(RegNetCfg(**params), num_classes=num_classes)
+    elif space == 'regnetx_noquant':
+        from .design_space import LinearWidthRegNet
+        model = LinearWidthRegNet(**params, num_classes=num_classes)
+    elif space in TRAINED_SPACES:
+        model = IRNet(**params, linear='linear' in space, act_layer='silu' if space.endswith('_silu') else 'relu6',
+                      num_classes=num_classes)
+    else:
+        raise InvalidInputError(f'unknown design space {space!r}; choose from {", ".join(TRAINED_SPACES)}')
+    return init_weights(model)
+
+
+def count_acts(model: nn.Module, size: Tuple[int, int]) -> int:
+    """Activations as pycls counts them: output elements of every conv and linear layer, one image."""
+    total = 0
+
+    def hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out[0].numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *size))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return total
+
+
+def approx_macs(space: str, p: Dict[str, Any], size: Tuple[int, int], num_classes: int = 10) -> float:
+    """Multiply-adds of the convolutions from the widths alone (no model built): a cheap pre-filter of
+    :func:`sample_model`, which then counts the built model's exactly; within a few percent."""
+    base = PAIRED.get(space, space)
+    u, stages, _ = stage_layout(p['depth'], p['w0'], p['wa'], p['wm'])
+    h, w = math.ceil(size[0] / 2), math.ceil(size[1] / 2)
+    total = h * w * 3 * STEM_WIDTH * 9.0
+    prev = STEM_WIDTH
+    for j in range(p['depth']):
+        width = _quantize(u[j] if 'noquant' in base or 'linear' in base else p['w0'] * p['wm'] ** stages[j], 8)
+        n_in = h * w
+        if j == 0 or stages[j] != stages[j - 1]:
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        n = h * w
+        if base.startswith('regnetx'):
+            g = min(p['group_size'], width)
+            total += n_in * prev * width + n * width * g * 9 + n * width * width
+            total += n * prev * width if (prev != width or n != n_in) else 0
+        else:
+            e = round(prev * IR_EXPANSION)
+            total += n_in * prev * e + n * e * 9 + n * e * width
+        prev = width
+    return total + prev * num_classes
+
+
+def sample_model(space: str, index: int, flops: Tuple[float, float], input_size: Tuple[int, int], seed: int = 0,
+                 max_tries: int = 500, num_classes: int = 10) -> Dict[str, Any]:
+    """Parameters of model ``index`` of ``space`` with FLOPs (multiply-adds, one image, ``count_macs``)
+    in ``[flops[0], flops[1]]``, drawn from the model's own random stream (so any subset of indices,
+    e.g. a shard, samples the same models); paired spaces reuse their base space's draw.
+
+    Raises :class:`FlopBudgetError` after ``max_tries`` draws, with the range that was reached."""
+    from .network import count_macs
+
+    base = PAIRED.get(space, space)
+    rng = random.Random(f'{base}:{seed}:{index}')
+    seen: List[float] = []
+    for tries in range(1, max_tries + 1):
+        p = pycls_regnet_params(rng, group=base.startswith('regnetx'))
+        approx = approx_macs(base, p, input_size, num_classes)
+        if not flops[0] / 1.3 <= approx <= flops[1] * 1.3:
+            seen.append(approx)
+            continue
+        f = count_macs(build_space_model(base, p, num_classes).eval(), input_size)
+        seen.append(f)
+        if flops[0] <= f <= flops[1]:
+            return dict(params=p, flops=f, tries=tries)
+    raise FlopBudgetError(
+        f'{space}: none of {max_tries} sampled models has {flops[0] / 1e6:.2f}-{flops[1] / 1e6:.2f} MFLOPs at '
+        f'{input_size[0]}x{input_size[1]} (reached {min(seen) / 1e6:.2f}-{max(seen) / 1e6:.2f} MFLOPs, median '
+        f'{sorted(seen)[len(seen) // 2] / 1e6:.2f}); move --flops into that range or raise --max-tries')
+
+
+def describe_spaces(spaces: Optional[Sequence[str]] = None) -> str:
+    """One line per space (for reports)."""
+    text = {'regnetx': 'RegNetX (pycls ranges), stage-wise widths, group conv, bottleneck ratio 1',
+            'regnetx_noquant': 'RegNetX parameters, per-block linear widths w0 + wa*j',
+            'ir_stage': 'inverted residual x6, stage-wise widths, ReLU6 after expand',
+            'ir_linear': 'inverted residual x6, per-block linear widths, ReLU6 after expand',
+            'ir_stage_silu': 'ir_stage networks with SiLU after expand',
+            'ir_linear_silu': 'ir_linear networks with SiLU after expand'}
+    return '\n'.join(f'- `{s}`: {text[s]}' for s in (spaces or TRAINED_SPACES))

@@ -1,0 +1,170 @@
+"""The trained design-space study: a tiny two-space study, its shards and resume, the FLOP-budget
+error, diverged models, mixed-settings merges, bad --data folders, and the design spaces."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from rexnet_backbones.analysis.spaces import (FlopBudgetError, approx_macs, build_space_model, pycls_regnet_params,
+                                              sample_model, stage_layout)
+from rexnet_backbones.analysis.trained_report import merge_records, report_markdown, write_report
+from rexnet_backbones.analysis.trained_study import (StudySettings, read_records, run_study, settings_hash,
+                                                     shard_jobs, study_jobs, train_model)
+from rexnet_backbones.cli import ToolError
+from rexnet_backbones.cli import InvalidInputError
+from rexnet_backbones.data.classification import load_image_folder, make_shape_classification
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = StudySettings(spaces=('regnetx', 'ir_linear'), num_models=3, flops=(0.3e6, 8e6), input_size=16, epochs=1,
+                     batch_size=16, num_train=48, num_val=24, rank_images=16, max_rows=128, max_tries=50)
+VOLATILE = ('seconds', 'train_seconds', 'cpu_seconds')
+
+
+def _stable(records):
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+
+
+@pytest.fixture(scope='module')
+def full_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp('trained') / 'all.jsonl'
+    run_study(TINY, str(out), progress=False)
+    return out
+
+
+def test_tiny_study_records_every_model(full_run):
+    records = read_records(str(full_run))
+    assert [(r['space'], r['index']) for r in records] == [(s, i) for i in range(3) for s in ('regnetx', 'ir_linear')]
+    for r in records:
+        assert r['settings_hash'] == settings_hash(TINY) and r['status'] == 'ok'
+        assert 0.3e6 <= r['flops'] <= 8e6 and r['acts'] > 0 and r['num_params'] > 0
+        assert 0 <= r['error'] <= 100
+        for phase in ('init', 'trained'):
+            for centring in ('centred', 'uncentred'):
+                st = r['rank'][phase][centring]['nuclear']
+                assert 0 < st['min'] <= st['mean'] <= 1
+    md = report_markdown(records)
+    assert '| regnetx | 3 | 0 |' in md and '| trained | centred | all | 6 |' in md
+
+
+def test_shards_and_resume_give_the_full_run(full_run, tmp_path):
+    torch.set_num_threads(1)
+    jobs = study_jobs(TINY)
+    halves = [shard_jobs(jobs, (i, 2)) for i in range(2)]
+    assert sorted(halves[0] + halves[1]) == sorted(jobs) and not set(halves[0]) & set(halves[1])
+    a, b = tmp_path / 'a.jsonl', tmp_path / 'b.jsonl'
+    # shard 0 is "killed": one model done, then a write cut in the middle of a line
+    assert len(run_study(TINY, str(a), (0, 2), limit=1, progress=False)) == 1
+    with open(a, 'a') as f:
+        f.write('{"settings_hash": "cut')
+    resumed = run_study(TINY, str(a), (0, 2), progress=False)
+    assert [(r['space'], r['index']) for r in resumed] == halves[0][1:]  # the finished model is not retrained
+    assert run_study(TINY, str(a), (0, 2), progress=False) == []
+    run_study(TINY, str(b), (1, 2), progress=False)
+    assert _stable(merge_records([str(a), str(b)])) == _stable(merge_records([str(full_run)]))
+
+
+def test_mixed_settings_are_refused(full_run, tmp_path):
+    other = replace(TINY, epochs=2)
+    line = dict(read_records(str(full_run))[0], settings_hash=settings_hash(other), index=7)
+    mixed = tmp_path / 'other.jsonl'
+    mixed.write_text(json.dumps(line) + '\n')
+    with pytest.raises(ToolError, match='different study settings'):
+        merge_records([str(full_run), str(mixed)])
+    with pytest.raises(ToolError, match='other study settings'):
+        run_study(TINY, str(mixed), progress=False)
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'rank_study.py'), 'trained-report', '--inputs',
+                           str(full_run), str(mixed), '--out-dir', str(tmp_path / 'rep')],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count('\n') == 1 and 'different study settings' in proc.stderr
+
+
+def test_report_files(full_run, tmp_path):
+    md, names = write_report([str(full_run)], str(tmp_path / 'rep'))
+    assert 'median top-1 error' in md
+    assert all(Path(n).stat().st_size > 0 for n in names)
+    assert Path(names[2]).stat().st_size > 10_000  # the EDF figure has curves
+
+
+def test_paired_table_compares_the_same_networks(full_run):
+    base = [r for r in read_records(str(full_run)) if r['space'] == 'ir_linear']
+    silu = [dict(r, space='ir_linear_silu', error=r['error'] + 1.0 + 0.1 * r['index']) for r in base]
+    md = report_markdown(base + silu)
+    assert '| ir_linear_silu - ir_linear | 3 | +1.10 |' in md and '| worse |' in md
+
+
+def test_flop_budget_error_names_the_range():
+    with pytest.raises(FlopBudgetError, match=r'none of 3 sampled models has 0\.00-0\.00 MFLOPs .*reached'):
+        sample_model('regnetx', 0, (1.0, 2.0), (16, 16), max_tries=3)
+
+
+def test_diverged_model_is_recorded(tmp_path):
+    torch.set_num_threads(1)
+    s = replace(TINY, spaces=('regnetx',), num_models=1, lr=1e12)
+    out = tmp_path / 'div.jsonl'
+    run_study(s, str(out), progress=False)
+    (rec,) = read_records(str(out))
+    assert rec['status'] == 'diverged' and rec['error'] is None and 'trained' not in rec['rank']
+    assert '| regnetx | 1 | 1 |' in report_markdown([rec])
+
+
+def test_train_model_stops_at_non_finite_loss():
+    model = build_space_model('regnetx', dict(depth=12, w0=8, wa=8.0, wm=2.5, group_size=8), 10)
+    x, y = make_shape_classification(16, size=16)
+    r = train_model(model, dict(train=(x.float(), y)), 1, 8, float('1e30'), 0.0, 0)
+    assert r['status'] == 'diverged'
+
+
+def test_bad_data_folder_is_one_error_line(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'rank_study.py'), 'trained', '--data',
+                           str(tmp_path / 'empty'), '--num-models', '1', '--out', str(tmp_path / 'x.jsonl')],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith('error: --data') and proc.stderr.count('\n') == 1
+    assert 'train/ and val/' in proc.stderr
+
+
+def test_image_folder_loads_and_names_an_unreadable_file(tmp_path):
+    from PIL import Image
+    x, _ = make_shape_classification(4, size=20)
+    for k, (split, cls) in enumerate([('train', 'a'), ('train', 'b'), ('val', 'a'), ('val', 'b')]):
+        (tmp_path / split / cls).mkdir(parents=True)
+        Image.fromarray(x[k].permute(1, 2, 0).numpy()).save(tmp_path / split / cls / f'{k}.png')
+    (xt, yt), (xv, yv), classes = load_image_folder(str(tmp_path), size=16)
+    assert classes == ['a', 'b'] and xt.shape == (2, 3, 16, 16) and xt.dtype == torch.uint8
+    assert yt.tolist() == [0, 1] and yv.tolist() == [0, 1]
+    (tmp_path / 'val' / 'b' / 'broken.png').write_bytes(b'not an image')
+    with pytest.raises(InvalidInputError, match='cannot read image .*broken.png'):
+        load_image_folder(str(tmp_path), size=16)
+
+
+def test_pycls_sampler_ranges_and_pairs():
+    rng = random.Random(0)
+    draws = [pycls_regnet_params(rng) for _ in range(200)]
+    assert all(12 <= p['depth'] <= 28 and 8 <= p['w0'] <= 256 and p['w0'] % 8 == 0 for p in draws)
+    assert all(8 <= p['wa'] <= 256 and 2 <= p['wm'] <= 3 and 8 <= p['group_size'] <= 128 for p in draws)
+    assert all(stage_layout(p['depth'], p['w0'], p['wa'], p['wm'])[2] == 4 for p in draws)
+    # the SiLU space reuses the very ReLU6 networks
+    a = sample_model('ir_linear', 1, (0.3e6, 8e6), (16, 16), max_tries=50)
+    b = sample_model('ir_linear_silu', 1, (0.3e6, 8e6), (16, 16), max_tries=50)
+    assert a == b
+
+
+def test_linear_growth_widens_every_block():
+    p = dict(depth=12, w0=16, wa=12.0, wm=2.0)  # widths 16..148; stages 16, 32, 64, 128
+    stage = build_space_model('ir_stage', p, 10)
+    linear = build_space_model('ir_linear', p, 10)
+    widen = lambda m: sum(b.out_channels > b.in_channels for b in m.blocks)  # noqa: E731
+    # after the first block (stem 32 -> 16): linear growth widens every block, stage-wise only 3
+    assert widen(linear) == 11 and widen(stage) == 3
+    assert [b.out_channels for b in stage.blocks][-1] == 128 and linear.blocks[-1].out_channels == 144
+    acts = [type(b.conv_exp.bn.act).__name__ for b in build_space_model('ir_linear_silu', p, 10).blocks]
+    assert set(acts) == {'SiLU'}
+    assert approx_macs('ir_linear', p, (32, 32)) > 0
