@@ -344,7 +344,7 @@ def _help(tool, data_root, tmp_path):
         # in-process: argparse wraps at COLUMNS, 80 as in a subprocess writing to a pipe
         proc = run_tool_in_process(f'{tool}.py', [a for a in (sub, '--help') if a], data_root, tmp_path,
                                    COLUMNS=80)
-        assert proc.returncode == 0 and proc.stdout.startswith('usage: '), describe(proc)
+        assert proc.returncode == 0, describe(proc)
         text += proc.stdout
     return text
 
