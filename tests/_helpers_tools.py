@@ -1,10 +1,13 @@
-"""Shared helpers for tests/test_tools.py and tests/test_synthetic.py (not a test module)."""
+"""Shared helpers of the test modules that run the tools (not a test module)."""
+import contextlib
 import os
 import os.path as osp
 import re
+import runpy
 import socket
 import subprocess
 import sys
+import tempfile
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO_ROOT, 'tools')
@@ -78,3 +81,73 @@ def logged_metric(text: str, name: str, occurrence: int = -1) -> float:
     if not values:
         raise AssertionError(f'{name} not found in the log')
     return float(values[occurrence])
+
+
+def run_tool_in_process(tool: str, args, data_root: str, cwd, **env) -> subprocess.CompletedProcess:
+    """``python tools/<tool> ARGS`` run inside the test process: the script executes as ``__main__`` (runpy),
+    its ``sys.exit`` code is the return code, and what it writes to stdout/stderr (file descriptors 1 and 2) is
+    captured. For the checks of a command line and of errors found before any work starts: the imports of torch
+    and mmdet are paid once per session instead of once per call. Every tool keeps at least one real subprocess
+    in tests/test_errors.py (exit code and streams as a user sees them).
+
+    ``SYNTHETIC_DATA_ROOT=data_root`` and ``env`` are set for this call only; variables that a library reads when it is imported (``HF_HUB_CACHE``,
+    ``OMP_NUM_THREADS``) do not take effect here: use :func:`run_tool` for those."""
+    import pytest
+
+    path = osp.join(TOOLS, tool)
+    argv = [path, *map(str, args)]
+    with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err, \
+            pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        mp.setattr(sys, 'argv', argv)
+        mp.setenv('SYNTHETIC_DATA_ROOT', str(data_root))
+        for key, value in env.items():
+            mp.setenv(key, str(value))
+        with _redirected(out, err):
+            code = _run_as_main(path)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, code, out.read(), err.read())
+
+
+def _run_as_main(path: str) -> int:
+    """Run the script ``path`` as ``__main__``; its exit code as the interpreter would make it."""
+    try:
+        runpy.run_path(path, run_name='__main__')
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(e.code, file=sys.stderr)
+        return 1
+    return 0
+
+
+#: text streams on file descriptors 1 and 2, never closed: a logging handler that a tool run in-process made on
+#: ``sys.stdout`` keeps writing to whatever fd 1 is later, instead of to a closed file
+_FD_STREAMS = {}
+
+
+def _fd_stream(fd: int):
+    if fd not in _FD_STREAMS:
+        _FD_STREAMS[fd] = open(fd, 'w', buffering=1, encoding='utf-8', errors='backslashreplace', closefd=False)
+    return _FD_STREAMS[fd]
+
+
+@contextlib.contextmanager
+def _redirected(out, err):
+    """File descriptors 1/2 (and ``sys.stdout``/``sys.stderr``, written through them) to the files ``out``/``err``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved, streams = (os.dup(1), os.dup(2)), (sys.stdout, sys.stderr)
+    os.dup2(out.fileno(), 1)
+    os.dup2(err.fileno(), 2)
+    sys.stdout, sys.stderr = _fd_stream(1), _fd_stream(2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)

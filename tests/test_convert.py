@@ -1,4 +1,7 @@
-"""Official clovaai checkpoints -> timm format: numerics against the official code, CLI, refusals."""
+"""Official clovaai checkpoints -> timm format: numerics against the official code, CLI, refusals.
+
+tools/convert_checkpoint.py runs as a real subprocess for one conversion and for the pickled-code refusal; its other
+cases run the same script in the test process (``run_tool_in_process``), without paying torch's import each time."""
 from __future__ import annotations
 
 import os
@@ -11,6 +14,7 @@ import timm
 import torch
 
 import rexnet_backbones  # noqa: F401
+from _helpers_tools import run_tool_in_process
 from rexnet_backbones.archs import REXNET_ARCHS
 from rexnet_backbones.convert import (CheckpointMismatchError, check_state_dict, common_prefix_hint, detect_arch,
                                       num_classes_of, official_key_map, to_timm_state_dict)
@@ -74,9 +78,9 @@ def test_detects_every_width(arch):
 def test_cli_converts_and_loads_through_timm(reference_dir, tmp_path):
     sd, io = _official(reference_dir, 'rexnetv1_1.0')
     src = reference_dir / 'rexnetv1_1.0_official_random.pth'
-    for dst in (tmp_path / 'rexnet_100.pth', tmp_path / 'rexnet_100.safetensors'):
-        r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(src), str(dst)],
-                           capture_output=True, text=True)
+    for dst, run in ((tmp_path / 'rexnet_100.pth', _convert_subprocess),
+                     (tmp_path / 'rexnet_100.safetensors', _convert_cli)):
+        r = run(src, dst)
         assert r.returncode == 0, r.stderr
         assert 'rexnet_100' in r.stdout and '4,796,873 parameters' in r.stdout
         model = timm.create_model('rexnet_100', pretrained=True, pretrained_cfg_overlay=dict(file=str(dst))).eval()
@@ -101,8 +105,7 @@ def test_official_file_through_pretrained_cfg_overlay(reference_dir):
 
 def test_mismatched_arch_refused(reference_dir, tmp_path):
     src = reference_dir / 'rexnetv1_1.0_official_random.pth'
-    r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(src), str(tmp_path / 'x.pth'),
-                        '--arch', 'rexnet_130'], capture_output=True, text=True)
+    r = _convert_cli(src, tmp_path / 'x.pth', '--arch', 'rexnet_130')
     assert r.returncode == 2
     assert 'shape mismatches' in r.stderr and 'features.0.weight' in r.stderr
     assert not (tmp_path / 'x.pth').exists()
@@ -129,8 +132,7 @@ def test_not_a_rexnet_checkpoint(tmp_path):
     with pytest.raises(CheckpointMismatchError, match='not a ReXNet checkpoint'):
         detect_arch({'epoch': 3, 'meta': {}})
     torch.save(resnet, tmp_path / 'resnet.pth')
-    r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(tmp_path / 'resnet.pth'),
-                        str(tmp_path / 'out.pth')], capture_output=True, text=True)
+    r = _convert_cli(tmp_path / 'resnet.pth', tmp_path / 'out.pth')
     assert r.returncode == 2 and 'not a ReXNet checkpoint' in r.stderr
 
 
@@ -138,8 +140,7 @@ def test_truncated_file_refused(reference_dir, tmp_path):
     data = (reference_dir / 'rexnetv1_lite_1.0_official_random.pth').read_bytes()
     bad = tmp_path / 'truncated.pth'
     bad.write_bytes(data[: len(data) // 2])
-    r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(bad), str(tmp_path / 'o.pth')],
-                       capture_output=True, text=True)
+    r = _convert_cli(bad, tmp_path / 'o.pth')
     assert r.returncode == 2 and 'truncated.pth' in r.stderr
     assert not (tmp_path / 'o.pth').exists()
     with pytest.raises(RuntimeError, match='truncated.pth.*failed finding central directory'):  # our reader
@@ -158,8 +159,7 @@ def test_pickled_code_never_executed(tmp_path):
     sd['payload'] = Evil()
     path = tmp_path / 'evil.pth'
     torch.save(sd, path)
-    r = subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), str(path), str(tmp_path / 'o.pth')],
-                       capture_output=True, text=True)
+    r = _convert_subprocess(path, tmp_path / 'o.pth')  # a real process: if the code ran, it ran there
     assert r.returncode == 2
     with pytest.raises(RuntimeError, match='Refusing to load checkpoint .*pathlib'):  # our weights-only reader
         timm.create_model('rexnet_lite_100', pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
@@ -224,9 +224,14 @@ def test_num_classes_of(reference_dir):
     assert num_classes_of({'features.0.weight': torch.zeros(1)}) == 1000
 
 
-def _convert_cli(*args):
+def _convert_subprocess(*args):
     return subprocess.run([sys.executable, str(ROOT / 'tools/convert_checkpoint.py'), *map(str, args)],
                           capture_output=True, text=True)
+
+
+def _convert_cli(*args):
+    """tools/convert_checkpoint.py ARGS, run in this process (cwd: the repository root, as the subprocess)."""
+    return run_tool_in_process('convert_checkpoint.py', args, '', ROOT)
 
 
 def test_cli_text_file_named_pth(tmp_path):

@@ -5,7 +5,10 @@ Every tool follows one convention (``rexnet_backbones/cli.py``): exit code 2, ex
 starting with ``error:`` on stderr, no traceback unless ``--debug``/``REXNET_DEBUG=1``, and the
 error comes before the config dump. The docs name only flags the tools accept.
 
-The tools run as subprocesses on the tiny synthetic RetinaNet config (tests/configs).
+The tools run on the tiny synthetic RetinaNet config (tests/configs). Each tool runs at least once as a real
+subprocess (the exit code and the streams as a user sees them); the other error cases, which stop before any work,
+run the same script in the test process (``run_tool_in_process``: ``__main__`` through runpy, fd 1/2 captured), so
+that the imports of torch and mmdet are paid once instead of once per case.
 """
 import os
 import re
@@ -13,7 +16,7 @@ import shutil
 
 import pytest
 
-from _helpers_tools import DET_CONFIG, REPO_ROOT, TOOLS, describe, run_tool
+from _helpers_tools import DET_CONFIG, REPO_ROOT, TOOLS, describe, run_tool, run_tool_in_process
 
 pytest.importorskip('mmdet')
 torch = pytest.importorskip('torch')
@@ -59,10 +62,12 @@ def _assert_clean_error(proc, *words):
 
 # 1. another model's checkpoint -------------------------------------------------------------
 def test_test_refuses_another_models_checkpoint(data_root, checkpoints, tmp_path):
-    proc = run_tool('test.py', [DET_CONFIG, checkpoints['other'], '--work-dir', tmp_path], data_root, tmp_path)
+    proc = run_tool_in_process('test.py', [DET_CONFIG, checkpoints['other'], '--work-dir', tmp_path], data_root,
+                               tmp_path)
     _assert_clean_error(proc, str(checkpoints['other']), 'does not fit the model', 'with another shape',
                         'another config', '--allow-partial')
-    proc = run_tool('test.py', [DET_CONFIG, checkpoints['r18'], '--work-dir', tmp_path], data_root, tmp_path)
+    proc = run_tool_in_process('test.py', [DET_CONFIG, checkpoints['r18'], '--work-dir', tmp_path], data_root,
+                               tmp_path)
     _assert_clean_error(proc, 'resnet18.pth', 'model key(s) missing', 'unexpected', '(0 of ')
 
 
@@ -75,8 +80,8 @@ def test_allow_partial_loads_what_fits_and_says_so(data_root, checkpoints, tmp_p
 
 
 def test_train_load_from_refuses_another_models_checkpoint(data_root, checkpoints, tmp_path):
-    proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd', '--cfg-options',
-                                 f'load_from={checkpoints["r18"]}'], data_root, tmp_path)
+    proc = run_tool_in_process('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd', '--cfg-options',
+                                            f'load_from={checkpoints["r18"]}'], data_root, tmp_path)
     _assert_clean_error(proc, 'resnet18.pth', 'does not fit the model')
     assert not list((tmp_path / 'wd').glob('*.pth'))  # nothing was trained
 
@@ -84,10 +89,10 @@ def test_train_load_from_refuses_another_models_checkpoint(data_root, checkpoint
 # 3. TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD ---------------------------------------------------------
 def test_torch_force_no_weights_only_needs_explicit_trust(data_root, checkpoints, tmp_path):
     args = [DET_CONFIG, checkpoints['good'], '--work-dir', tmp_path]
-    proc = run_tool('test.py', args, data_root, tmp_path, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
+    proc = run_tool_in_process('test.py', args, data_root, tmp_path, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
     _assert_clean_error(proc, 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 is set', 'runs any code', '--trust-checkpoint')
-    proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd', '--resume'], data_root, tmp_path,
-                    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
+    proc = run_tool_in_process('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd', '--resume'], data_root,
+                               tmp_path, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
     _assert_clean_error(proc, 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 is set')
     proc = run_tool('test.py', args + ['--trust-checkpoint'], data_root, tmp_path,
                     TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD='1')
@@ -101,7 +106,7 @@ def test_corrupt_annotation_json_is_named(data_root, tmp_path, split):
     shutil.copytree(data_root, root)
     ann = root / 'coco' / 'annotations' / f'instances_{split}2017.json'
     ann.write_text(ann.read_text()[:200])
-    proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd'], str(root), tmp_path)
+    proc = run_tool_in_process('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd'], str(root), tmp_path)
     _assert_clean_error(proc, str(ann), 'is not valid JSON', 'corrupt or truncated')
 
 
@@ -110,7 +115,8 @@ def test_resume_truncated_checkpoint(data_root, checkpoints, tmp_path):
     bad = tmp_path / 'epoch_1.pth'
     data = checkpoints['good'].read_bytes()
     bad.write_bytes(data[:len(data) // 2])
-    proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path, '--resume', bad], data_root, tmp_path)
+    proc = run_tool_in_process('train.py', [DET_CONFIG, '--work-dir', tmp_path, '--resume', bad], data_root,
+                               tmp_path)
     _assert_clean_error(proc, str(bad), 'truncated, corrupt')
 
 
@@ -131,21 +137,27 @@ def test_resume_in_empty_work_dir_warns_and_missing_file_fails(data_root, tmp_pa
     log = proc.stdout + proc.stderr
     assert 'WARNING - --resume: no checkpoint found in' in log and 'training starts from scratch' in log
     missing = tmp_path / 'nope.pth'
-    proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd', '--resume', missing], data_root, tmp_path)
+    proc = run_tool_in_process('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd', '--resume', missing],
+                               data_root, tmp_path)
     _assert_clean_error(proc, f'--resume {missing}: checkpoint not found')
 
 
 def test_debug_flag_shows_the_traceback(data_root, tmp_path):
+    """As a user sees it, in real processes: ``--debug`` and ``REXNET_DEBUG=1`` (every tool: below, in-process)."""
     missing = tmp_path / 'nope.pth'
     proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path, '--resume', missing, '--debug'],
                     data_root, tmp_path)
     assert proc.returncode == 2 and 'Traceback' in proc.stderr and 'checkpoint not found' in proc.stderr
+    _, tool, args, env, fragment = next(c for c in BAD_INPUTS if c[0] == 'rank-study-too-few-samples')
+    proc = run_tool(tool, args, data_root, tmp_path, REXNET_DEBUG='1', **env)
+    _assert_one_error_line(proc, fragment)
+    assert 'Traceback (most recent call last)' in proc.stderr, describe(proc)
 
 
 # 18. a neck that does not take the backbone's channels -------------------------------------------
 def test_wrong_neck_channels_name_backbone_out_channels(data_root, tmp_path):
-    proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path, '--cfg-options',
-                                 'model.neck.in_channels=[38,61,128,512]'], data_root, tmp_path)
+    proc = run_tool_in_process('train.py', [DET_CONFIG, '--work-dir', tmp_path, '--cfg-options',
+                                            'model.neck.in_channels=[38,61,128,512]'], data_root, tmp_path)
     _assert_clean_error(proc, 'model.neck.in_channels is [38, 61, 128, 512]',
                         'backbone.out_channels = [38, 61, 128, 185]')
 
@@ -187,6 +199,13 @@ BAD_INPUTS = [
 ]
 
 
+#: one case per tool runs as a real subprocess (train: the one that needs HF_HUB_CACHE, read at import); the others
+#: run in the test process
+SUBPROCESS_CASES = ('train-hub-tag-offline', 'test-onnx-missing', 'export-unknown-model', 'benchmark-unknown-model',
+                    'convert-missing-file', 'rank-missing-images', 'rank-study-too-few-samples', 'synthetic-no-images',
+                    'demo-no-images')
+
+
 def _assert_one_error_line(proc, fragment):
     assert proc.returncode == 2, describe(proc)
     errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
@@ -197,14 +216,33 @@ def _assert_one_error_line(proc, fragment):
     assert 'System environment' not in log and 'Config:' not in log, describe(proc)
 
 
-@pytest.mark.parametrize('tool, args, env, fragment', [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
-def test_every_tool_ends_a_known_error_the_same_way(tool, args, env, fragment, data_root, tmp_path):
+def _known_error(case, data_root, tmp_path, run, **extra_env):
+    _, tool, args, env, fragment = case
     (tmp_path / 'text.pth').write_text('not a checkpoint\n')
     env = {k: v.format(data_root=data_root) for k, v in env.items()}
-    proc = run_tool(tool, args, data_root, tmp_path, HF_HUB_CACHE=tmp_path / 'hf', **env)
+    proc = run(tool, args, data_root, tmp_path, **env, **extra_env)
     _assert_one_error_line(proc, fragment)
-    assert 'Traceback' not in proc.stderr, describe(proc)
     assert not (tmp_path / 'x.onnx').exists() and not (tmp_path / 'r').exists()
+    return proc
+
+
+def test_every_tool_is_in_a_subprocess_case():
+    assert {c[1] for c in BAD_INPUTS if c[0] in SUBPROCESS_CASES} == {c[1] for c in BAD_INPUTS}
+    assert set(SUBPROCESS_CASES) <= {c[0] for c in BAD_INPUTS}
+
+
+@pytest.mark.parametrize('case', [c for c in BAD_INPUTS if c[0] in SUBPROCESS_CASES],
+                         ids=[c[0] for c in BAD_INPUTS if c[0] in SUBPROCESS_CASES])
+def test_every_tool_ends_a_known_error_the_same_way(case, data_root, tmp_path):
+    proc = _known_error(case, data_root, tmp_path, run_tool, HF_HUB_CACHE=tmp_path / 'hf')
+    assert 'Traceback' not in proc.stderr, describe(proc)
+
+
+@pytest.mark.parametrize('case', [c for c in BAD_INPUTS if c[0] not in SUBPROCESS_CASES],
+                         ids=[c[0] for c in BAD_INPUTS if c[0] not in SUBPROCESS_CASES])
+def test_known_errors_in_process(case, data_root, tmp_path):
+    proc = _known_error(case, data_root, tmp_path, run_tool_in_process)
+    assert 'Traceback' not in proc.stderr, describe(proc)
 
 
 @pytest.mark.parametrize('how', ['--debug', 'REXNET_DEBUG=1'])
@@ -212,7 +250,7 @@ def test_every_tool_ends_a_known_error_the_same_way(tool, args, env, fragment, d
 def test_debug_adds_the_traceback(case, how, data_root, tmp_path):
     _, tool, args, env, fragment = next(c for c in BAD_INPUTS if c[0] == case)
     args, env = (args + ['--debug'], env) if how == '--debug' else (args, dict(env, REXNET_DEBUG='1'))
-    proc = run_tool(tool, args, data_root, tmp_path, **env)
+    proc = run_tool_in_process(tool, args, data_root, tmp_path, **env)
     _assert_one_error_line(proc, fragment)
     assert 'Traceback (most recent call last)' in proc.stderr, describe(proc)
 
@@ -223,15 +261,16 @@ def test_test_refuses_an_onnx_file_of_another_model(data_root, tmp_path):
 
     from rexnet_backbones.deploy import export_onnx
     export_onnx(nn.Conv2d(3, 8, 1), tmp_path / 'other.onnx', (1, 3, 32, 32))
-    proc = run_tool('test.py', [DET_CONFIG, tmp_path / 'other.onnx', '--backend', 'onnxruntime'], data_root, tmp_path)
+    proc = run_tool_in_process('test.py', [DET_CONFIG, tmp_path / 'other.onnx', '--backend', 'onnxruntime'],
+                               data_root, tmp_path)
     _assert_one_error_line(proc, 'other.onnx does not match the model of')
     assert 'export this one: python tools/export.py' in proc.stderr and 'Traceback' not in proc.stderr
 
 
 def test_export_refuses_a_checkpoint_of_another_model(data_root, checkpoints, tmp_path):
     """Not torch's raw ``size mismatch``: the keys that differ, in one error."""
-    proc = run_tool('export.py', [DET_CONFIG, tmp_path / 'x.onnx', '--checkpoint', checkpoints['other']],
-                    data_root, tmp_path)
+    proc = run_tool_in_process('export.py', [DET_CONFIG, tmp_path / 'x.onnx', '--checkpoint', checkpoints['other']],
+                               data_root, tmp_path)
     _assert_one_error_line(proc, 'checkpoint does not match RetinaNet')
     assert 'shape mismatches' in proc.stderr and 'Traceback' not in proc.stderr
     assert 'size mismatch for' not in proc.stderr and not (tmp_path / 'x.onnx').exists()
@@ -254,7 +293,8 @@ def test_test_runs_the_export_of_its_config_in_openvino(data_root, tmp_path):
 
 
 def test_threads_must_be_positive(data_root, tmp_path):
-    proc = run_tool('rank_analysis.py', ['rexnet_100', '--threads', '0', '--out-dir', 'r'], data_root, tmp_path)
+    proc = run_tool_in_process('rank_analysis.py', ['rexnet_100', '--threads', '0', '--out-dir', 'r'], data_root,
+                               tmp_path)
     assert proc.returncode == 2 and 'argument --threads: must be >= 1, got 0' in proc.stderr, describe(proc)
 
 
@@ -301,7 +341,9 @@ def _help(tool, data_root, tmp_path):
     subcommands = {'rank_study': ['single-layer', 'design-space']}.get(tool, [None])
     text = ''
     for sub in subcommands:
-        proc = run_tool(f'{tool}.py', [a for a in (sub, '--help') if a], data_root, tmp_path)
+        # in-process: argparse wraps at COLUMNS, 80 as in a subprocess writing to a pipe
+        proc = run_tool_in_process(f'{tool}.py', [a for a in (sub, '--help') if a], data_root, tmp_path,
+                                   COLUMNS=80)
         assert proc.returncode == 0, describe(proc)
         text += proc.stdout
     return text

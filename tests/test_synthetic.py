@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _helpers_tools import REPO_ROOT, TOOLS
+from _helpers_tools import REPO_ROOT, TOOLS, run_tool_in_process
 from rexnet_backbones.data import synthetic
 from rexnet_backbones.data.synthetic import (
     DEFAULT_DATA_ROOT, DET_CLASSES, MARKER, SEG_CLASSES, SEG_IGNORE_INDEX, SEG_IMG_SUFFIX,
@@ -334,11 +334,9 @@ def test_make_synthetic_data_cli(tmp_path):
     assert len(coco['images']) == 3 and coco['images'][0]['height'] == 40
     assert coco['images'][0]['width'] == 56
     assert len(os.listdir(out / 'seg' / 'ann_dir' / 'val')) == 2
-    again = subprocess.run(cmd + ['--kind', 'det'], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=120)
+    # the same script in this process (the first run above is the real subprocess)
+    again = run_tool_in_process('make_synthetic_data.py', cmd[2:] + ['--kind', 'det'], '', REPO_ROOT)
     assert again.returncode == 0 and 'already present' in again.stdout
     assert '[seg]' not in again.stdout
-    bad = subprocess.run(cmd[:2] + ['--out', str(tmp_path / 'x'), '--num-train', '0'],
-                         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, timeout=120)
+    bad = run_tool_in_process('make_synthetic_data.py', ['--out', tmp_path / 'x', '--num-train', '0'], '', REPO_ROOT)
     assert bad.returncode == 2 and 'at least one image' in bad.stderr

@@ -113,9 +113,9 @@ FAMILY_TESTS = [
 ]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('model_name', ['rexnet_lite_100', 'rexnet_lite_150', 'rexnet_090'])
-def test_timm_family_tests_on_our_models(model_name):
+@pytest.fixture(scope='module')
+def timm_test_models():
+    """timm's tests/test_models.py as a module, loaded once (its import lists and parametrizes every timm model)."""
     import importlib.util
     import warnings
 
@@ -125,6 +125,15 @@ def test_timm_family_tests_on_our_models(model_name):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('model_name', ['rexnet_lite_100', 'rexnet_lite_150', 'rexnet_090'])
+def test_timm_family_tests_on_our_models(model_name, timm_test_models):
+    import warnings
+
+    module = timm_test_models
     for name, args in FAMILY_TESTS:
         test = getattr(module, name)
         with warnings.catch_warnings():
