@@ -16,8 +16,8 @@ input_size = (128, 128)
 
 _root = 'data/suites/det_synthetic/'
 _size = (128, 128)
-_epochs = 16
-data = dict(root=_root, num_train=160, num_val=64, img_size=_size, seed=0)
+_epochs = 12
+data = dict(root=_root, num_train=128, num_val=64, img_size=_size, seed=0)
 
 _base = 'det/retinanet_rexnet_synthetic.py'
 models = dict(
@@ -69,7 +69,7 @@ common = {
     'test_evaluator.ann_file': _root + 'annotations/instances_val2017.json',
     'train_cfg': dict(max_epochs=_epochs, val_interval=_epochs),
     'param_scheduler': [
-        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
         dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=_epochs, T_max=_epochs, eta_min=1e-5)],
     'default_hooks.checkpoint': dict(interval=2, max_keep_ckpts=1),
     'default_hooks.logger.interval': 20,

@@ -16,8 +16,8 @@ input_size = (128, 128)
 
 _root = 'data/suites/seg_synthetic'
 _size = (128, 128)
-_iters = 300
-data = dict(root=_root, num_train=160, num_val=64, img_size=_size, seed=0)
+_iters = 200
+data = dict(root=_root, num_train=128, num_val=64, img_size=_size, seed=0)
 
 _base = 'seg/fpn_rexnet_synthetic.py'
 _bn = dict(type='BN', requires_grad=True)
@@ -53,7 +53,7 @@ common = {
     'test_dataloader.dataset.data_root': _root,
     'train_cfg': dict(max_iters=_iters, val_interval=_iters),
     'param_scheduler': [
-        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
+        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=30),
         dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=_iters, T_max=_iters, eta_min=1e-5)],
-    'default_hooks.checkpoint': dict(by_epoch=False, interval=50, max_keep_ckpts=1),
+    'default_hooks.checkpoint': dict(by_epoch=False, interval=40, max_keep_ckpts=1),
 }

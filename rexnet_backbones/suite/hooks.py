@@ -1,8 +1,8 @@
 """``SuiteTrainHook``: what a suite job needs from its training run, as an mmengine hook.
 
 * A non-finite loss stops training with ``FloatingPointError`` (the job is then marked failed);
-* ``train_stats.json`` in the Runner's work dir: iterations, the last loss, training time summed over
-  resumed sessions, and the peak training memory: the largest growth of this process' resident memory
+* ``train_stats.json`` in the Runner's work dir: iterations, the last loss, training time (wall and this
+  process' CPU time) summed over resumed sessions, and the peak training memory: the largest growth of this process' resident memory
   (RSS, psutil) over its value at the start of training, sampled after every iteration (rank 0).
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ class SuiteTrainHook(Hook):
 
     def __init__(self) -> None:
         self._start = 0.0
+        self._cpu_start = 0.0
         self._base_rss = 0.0
         self._peak = 0.0
         self._previous: dict = {}
@@ -51,6 +52,7 @@ class SuiteTrainHook(Hook):
     def before_train(self, runner) -> None:
         self._previous = read_train_stats(runner.work_dir) or {}
         self._start = time.perf_counter()
+        self._cpu_start = time.process_time()
         self._base_rss = _rss_mb()
         self._peak = 0.0
 
@@ -76,6 +78,7 @@ class SuiteTrainHook(Hook):
             iterations=int(runner.iter),
             final_loss=self._loss,
             time_s=float(self._previous.get('time_s', 0.0)) + time.perf_counter() - self._start,
+            cpu_time_s=float(self._previous.get('cpu_time_s', 0.0)) + time.process_time() - self._cpu_start,
             peak_memory_mb=max(float(self._previous.get('peak_memory_mb', 0.0)), self._peak),
             sessions=int(self._previous.get('sessions', 0)) + 1)
         path = osp.join(runner.work_dir, STATS_FILE)

@@ -144,7 +144,8 @@ def _result(suite: Suite, job: Job, error: Optional[str], costs: Dict[str, Any],
         suite=suite.name, suite_hash=suite.hash, model=job.model, seed=job.seed,
         status='done' if error is None else 'failed', error=error, metrics=metrics, costs=costs,
         train=dict(time_s=float(stats.get('time_s', 0.0)), peak_memory_mb=float(stats.get('peak_memory_mb', 0.0)),
-                   iterations=int(stats.get('iterations', 0)), final_loss=stats.get('final_loss')),
+                   iterations=int(stats.get('iterations', 0)), final_loss=stats.get('final_loss'),
+                   cpu_time_s=float(stats.get('cpu_time_s', 0.0))),
         recipe=suite.models[job.model].recipe, versions=_versions(), host=socket.gethostname(),
         threads=int(threads or torch.get_num_threads()),
         finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
@@ -159,6 +160,7 @@ def run_job(suite: Suite, work_dir: str, job: Job, launcher: str = 'none', gpus:
         os.remove(osp.join(job.dir, ERROR_FILE))
     config = _config_file(work_dir, job.model)
     error = None
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
         _run_stages(config, job, launcher, gpus, threads)
     except Exception as e:  # a crashed or diverged job is recorded; the suite goes on
@@ -171,6 +173,9 @@ def run_job(suite: Suite, work_dir: str, job: Job, launcher: str = 'none', gpus:
         costs = {}
         error = error or f'costs: {one_line(e)}'
     result = _result(suite, job, error, costs, threads)
+    # this process' share (with --launcher none: the whole job, test and costs included)
+    result['job_time_s'] = time.perf_counter() - wall
+    result['job_cpu_time_s'] = time.process_time() - cpu
     write_json_atomic(job.result_file, result)
     return result
 
