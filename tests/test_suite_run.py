@@ -56,6 +56,7 @@ def full_run(data_root, tmp_path_factory):
     return tmp / 'w', first, second
 
 
+@pytest.mark.slow
 def test_run_writes_suite_json_and_one_result_per_job(full_run):
     work_dir, first, second = full_run
     assert first.returncode == 0, describe(first)
@@ -78,12 +79,14 @@ def test_run_writes_suite_json_and_one_result_per_job(full_run):
     assert 'job 4/4' in first.stdout and '4 done' in first.stdout
 
 
+@pytest.mark.slow
 def test_second_run_skips_finished_jobs(full_run):
     work_dir, first, second = full_run
     assert second.returncode == 0, describe(second)
     assert '0 to run' in second.stdout and 'job 1/' not in second.stdout
 
 
+@pytest.mark.slow
 def test_two_shards_give_the_same_results(full_run, data_root, tmp_path):
     work_dir, first, _ = full_run
     suite = write_suite(tmp_path / 'tiny.py')
@@ -109,6 +112,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_killed_job_resumes_from_its_checkpoint(data_root, tmp_path):
     from rexnet_backbones.suite import job_status, load_suite, make_jobs
     suite = write_suite(tmp_path / 'kill.py', name='kill', seeds=[3], models=dict(rexnet=dict(config=DET_CONFIG)),
@@ -135,6 +139,7 @@ def test_killed_job_resumes_from_its_checkpoint(data_root, tmp_path):
     assert stats['sessions'] >= 2
 
 
+@pytest.mark.slow
 def test_diverging_job_is_marked_failed_and_the_run_goes_on(data_root, tmp_path):
     models = dict(rexnet=dict(config=DET_CONFIG),
                   diverge=dict(config=DET_CONFIG, options={'optim_wrapper.optimizer.lr': 1e12}))
@@ -184,3 +189,54 @@ def test_unmatched_recipe_is_refused_unless_allowed(data_root, tmp_path):
     allowed = write_suite(tmp_path / 'ok.py', models=models, allow_recipe_differences=True)
     proc = suite_tool(['run', allowed, '--dry-run'], data_root, tmp_path)
     assert proc.returncode == 0 and 'b seed 1 [missing]' in proc.stdout, describe(proc)
+
+
+@pytest.mark.slow
+def test_pytorch_launcher_runs_each_job_with_torchrun(data_root, tmp_path):
+    suite = write_suite(tmp_path / 'dist.py', name='dist', seeds=[0], models=dict(rexnet=dict(config=DET_CONFIG)))
+    proc = suite_tool(['run', suite, '--work-dir', tmp_path / 'w', '--launcher', 'pytorch', '--gpus-per-job', 2,
+                       '--threads', 1], data_root, tmp_path, timeout=600)
+    assert proc.returncode == 0, describe(proc)
+    [result] = results(tmp_path / 'w').values()
+    assert result['status'] == 'done' and 0.0 <= result['metrics']['coco/bbox_mAP'] <= 1.0
+    assert result['train']['iterations'] == 2  # 8 images / (2 ranks x batch 2)
+    log = (tmp_path / 'w' / 'jobs' / 'rexnet' / 'seed0' / 'job.log').read_text()
+    assert 'torch.distributed.run --nproc_per_node=2' in log and 'rank 1 of 2, backend gloo' in log
+
+
+# ------------------------------------------------------------------------------------------ no training
+def test_shards_are_disjoint_and_cover_every_job():
+    from rexnet_backbones.suite import make_jobs, parse_shard, shard
+    jobs = make_jobs('w', ['a', 'b', 'c'], [0, 1, 2])
+    for count in (1, 2, 4, 9, 10):
+        parts = [shard(jobs, i, count) for i in range(1, count + 1)]
+        assert sorted(j.index for p in parts for j in p) == list(range(9))
+    assert [(j.model, j.seed) for j in shard(jobs, 2, 2)] == [('a', 1), ('b', 0), ('b', 2), ('c', 1)]
+    assert parse_shard('2/3') == (2, 3) and parse_shard(None) == (1, 1)
+    for bad in ('3/2', '0/2', '1-2', 'x'):
+        with pytest.raises(ValueError, match='--jobs'):
+            parse_shard(bad)
+
+
+def test_coco_suite_builds_flags_its_one_difference_and_shards(monkeypatch):
+    from rexnet_backbones.suite import load_suite, make_jobs, shard
+    from rexnet_backbones.suite.run import stage_command
+    suite = load_suite('suites/coco_1x.py')
+    assert list(suite.models) == ['rexnet_100', 'rexnet_lite_100', 'regnetx_400mf', 'regnetx_800mf', 'resnet18',
+                                  'mobilenetv2']
+    assert {m.family for m in suite.models.values()} == {'ReXNet', 'RegNet', 'ResNet', 'MobileNetV2'}
+    # RegNet's pycls weights want BGR inputs with their mean/std: the one flagged difference
+    assert suite.differences and all(k.startswith('model.data_preprocessor.') for k in suite.differences)
+    assert suite.recipe['optim_wrapper.optimizer.lr'] == 0.01 and suite.recipe['train_cfg.max_epochs'] == 12
+    jobs = make_jobs('/shared/coco', list(suite.models), suite.seeds)
+    assert len(jobs) == 18 and len(shard(jobs, 3, 3)) == 6
+    env = dict(PARTITION='gpu', GPUS_PER_NODE='8', SRUN_ARGS='--qos=high')
+    command = stage_command('train', 'c.py', jobs[4], 'slurm', 16, None, env)
+    assert command[:3] == ['srun', '-p', 'gpu'] and '--ntasks=16' in command and '--ntasks-per-node=8' in command
+    assert '--qos=high' in command and command[-4:] == ['--seed', '1', '--launcher', 'slurm']
+    assert command[command.index('-m') + 1:][:4] == ['rexnet_backbones.suite.job', 'train', 'c.py', jobs[4].dir]
+    with pytest.raises(RuntimeError, match='PARTITION'):
+        stage_command('train', 'c.py', jobs[0], 'slurm', 8, None, {})
+    torchrun = stage_command('test', 'c.py', jobs[0], 'pytorch', 8, 2, dict(PORT='29555'))
+    assert torchrun[1:5] == ['-m', 'torch.distributed.run', '--nproc_per_node=8', '--master_port=29555']
+    assert torchrun[-2:] == ['--threads', '2']
