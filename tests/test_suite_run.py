@@ -28,8 +28,8 @@ def write_suite(path: Path, name: str = 'tiny', seeds=(0, 1), models=None, **ext
     """A suite file over tests/configs/retinanet_tiny_synthetic.py (data from $SYNTHETIC_DATA_ROOT)."""
     models = models if models is not None else dict(
         rexnet=dict(config=DET_CONFIG, label='ReXNet tiny'), resnet18=dict(config=DET_CONFIG, **RESNET18))
-    body = dict(name=name, task='det', seeds=list(seeds), models=models, common=dict(COMMON),
-                input_size=(64, 64), **extra)
+    body = dict(name=name, task='det', seeds=list(seeds), models=models, common=dict(COMMON), input_size=(64, 64))
+    body.update(extra)
     path.write_text(''.join(f'{k} = {v!r}\n' for k, v in body.items()))
     return str(path)
 

@@ -53,5 +53,12 @@ __all__ = ['Suite', 'SuiteModel', 'load_suite', 'check_recipes', 'Job', 'make_jo
 
 def report(work_dir: str, out_dir=None):
     """``rexnet_backbones.suite.report.write_report`` (the statistics module, imported on use)."""
-    from .report import write_report
+    try:
+        from .report import write_report
+    except ModuleNotFoundError as e:
+        if e.name != f'{__name__}.report':
+            raise
+        from ..cli import ToolError
+        raise ToolError('this install has no suite report module (rexnet_backbones.suite.report); update the '
+                        'package') from None
     return write_report(work_dir, out_dir)

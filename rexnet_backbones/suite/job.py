@@ -27,7 +27,8 @@ ERROR_FILE = 'error.txt'
 
 def one_line(error: BaseException) -> str:
     """``Type: first line of the message`` (at most 300 characters)."""
-    text = str(error).strip().splitlines()
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error  # KeyError's str is a repr
+    text = str(message).strip().splitlines()
     return f'{type(error).__name__}: {text[0] if text else ""}'.strip()[:300]
 
 
