@@ -2,8 +2,10 @@
 
 * A non-finite loss stops training with ``FloatingPointError`` (the job is then marked failed);
 * ``train_stats.json`` in the Runner's work dir: iterations, the last loss, training time (wall and this
-  process' CPU time) summed over resumed sessions, and the peak training memory: the largest growth of this process' resident memory
-  (RSS, psutil) over its value at the start of training, sampled after every iteration (rank 0).
+  process' CPU time) summed over resumed sessions, and the peak training memory: the largest resident memory
+  (RSS, psutil) of the process, sampled after every iteration (rank 0). It includes the libraries (torch, mmdet:
+  a few hundred MB) and, with ``--launcher none``, memory the allocator kept from earlier jobs of the same
+  process; the growth over the start of training would miss memory reused from those jobs.
 """
 from __future__ import annotations
 
@@ -37,14 +39,13 @@ def read_train_stats(work_dir: str) -> Optional[dict]:
 
 @HOOKS.register_module()
 class SuiteTrainHook(Hook):
-    """Stop on a non-finite loss; record iterations, last loss, time and peak RSS growth."""
+    """Stop on a non-finite loss; record iterations, last loss, time and peak RSS."""
 
     priority = 'VERY_LOW'
 
     def __init__(self) -> None:
         self._start = 0.0
         self._cpu_start = 0.0
-        self._base_rss = 0.0
         self._peak = 0.0
         self._previous: dict = {}
         self._loss: Optional[float] = None
@@ -53,8 +54,7 @@ class SuiteTrainHook(Hook):
         self._previous = read_train_stats(runner.work_dir) or {}
         self._start = time.perf_counter()
         self._cpu_start = time.process_time()
-        self._base_rss = _rss_mb()
-        self._peak = 0.0
+        self._peak = _rss_mb()
 
     def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
         loss = (outputs or {}).get('loss') if isinstance(outputs, dict) else None
@@ -63,7 +63,7 @@ class SuiteTrainHook(Hook):
             if not math.isfinite(value):
                 raise FloatingPointError(f'loss is {value} at iteration {runner.iter + 1}: training diverged')
             self._loss = value
-        self._peak = max(self._peak, _rss_mb() - self._base_rss)
+        self._peak = max(self._peak, _rss_mb())
 
     def after_train_epoch(self, runner) -> None:
         self._write(runner)
