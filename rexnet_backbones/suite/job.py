@@ -60,8 +60,14 @@ def test_stage(config: str, job_dir: str, launcher: str = 'none', threads: Optio
     name = f'{osp.basename(osp.dirname(job_dir))}_{osp.basename(job_dir)}_test_{time.strftime("%Y%m%d_%H%M%S")}'
     raw = test(config, final_checkpoint(osp.join(job_dir, 'train')), work_dir=osp.join(job_dir, 'test'),
                launcher=launcher, threads=threads, cfg_options={'experiment_name': name})
-    metrics = {k: float(v) for k, v in (raw or {}).items()
-               if isinstance(v, (int, float)) and math.isfinite(float(v))}
+    metrics = {}
+    for key, value in (raw or {}).items():  # mmseg's are numpy scalars
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            metrics[key] = number
     if _rank() == 0:
         write_json_atomic(osp.join(job_dir, 'metrics.json'), metrics)
     return metrics

@@ -173,6 +173,9 @@ def run_job(suite: Suite, work_dir: str, job: Job, launcher: str = 'none', gpus:
         costs = {}
         error = error or f'costs: {one_line(e)}'
     result = _result(suite, job, error, costs, threads)
+    if error is None and suite.primary_metric not in result['metrics']:
+        result.update(status='failed', error=f'the test gave no {suite.primary_metric} (it gave '
+                      f'{sorted(result["metrics"]) or "nothing"}); see {job.test_dir}')
     # this process' share (with --launcher none: the whole job, test and costs included)
     result['job_time_s'] = time.perf_counter() - wall
     result['job_cpu_time_s'] = time.process_time() - cpu
