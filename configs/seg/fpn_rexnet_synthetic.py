@@ -72,4 +72,5 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 log_processor = dict(by_epoch=False)
+auto_scale_lr = dict(enable=False, base_batch_size=8)
 randomness = dict(seed=0)
