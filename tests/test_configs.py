@@ -20,7 +20,8 @@ from mmengine.registry import DefaultScope  # noqa: E402
 from rexnet_backbones.mm.checks import check_in_channels  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts)
+# configs/suites/ holds benchmark suites (rexnet_backbones.suite), not model configs
+CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py') if '_base_' not in p.parts and 'suites' not in p.parts)
 # family (model type / head type) -> the config of it that trains; the others of the family are built and checked
 TRAINED = {
     'RetinaNet/RetinaHead': 'det/retinanet_rexnet.py',

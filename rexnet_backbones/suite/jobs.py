@@ -1,0 +1,101 @@
+"""The jobs of a suite: one per (model, seed), their folders, shards and status.
+
+Job ``j`` (models in suite order, seeds inside) belongs to shard ``j % N + 1`` of ``--jobs I/N``:
+deterministic, disjoint, and every model's seeds spread over the shards. A job's folder is
+``<work_dir>/jobs/<model>/seed<k>/`` with ``train/`` (the Runner's work dir), ``test/``, ``metrics.json``
+(what the test stage measured) and, once finished, ``result.json`` (written atomically).
+"""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..cli import InvalidInputError
+
+__all__ = ['Job', 'make_jobs', 'parse_shard', 'shard', 'job_status', 'read_result', 'write_json_atomic',
+           'STATUSES']
+
+STATUSES = ('done', 'failed', 'partial', 'missing')
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    seed: int
+    index: int  # position in the whole suite (0-based)
+    dir: str
+
+    @property
+    def train_dir(self) -> str:
+        return osp.join(self.dir, 'train')
+
+    @property
+    def test_dir(self) -> str:
+        return osp.join(self.dir, 'test')
+
+    @property
+    def result_file(self) -> str:
+        return osp.join(self.dir, 'result.json')
+
+    @property
+    def metrics_file(self) -> str:
+        return osp.join(self.dir, 'metrics.json')
+
+    @property
+    def name(self) -> str:
+        return f'{self.model} seed {self.seed}'
+
+
+def make_jobs(work_dir: str, models: List[str], seeds: List[int]) -> List[Job]:
+    """All jobs of a suite, models in suite order, seeds inside."""
+    pairs = [(m, s) for m in models for s in seeds]
+    return [Job(m, s, i, osp.join(work_dir, 'jobs', m, f'seed{s}')) for i, (m, s) in enumerate(pairs)]
+
+
+def parse_shard(text: Optional[str]) -> Tuple[int, int]:
+    """``'I/N'`` (1 <= I <= N) -> ``(I, N)``; None -> ``(1, 1)``."""
+    if text is None:
+        return 1, 1
+    try:
+        i, n = (int(v) for v in text.split('/'))
+    except ValueError:
+        raise InvalidInputError(f'--jobs must be I/N (e.g. 1/2: the first of two shards), got {text!r}') from None
+    if not 1 <= i <= n:
+        raise InvalidInputError(f'--jobs {text}: need 1 <= I <= N')
+    return i, n
+
+
+def shard(jobs: List[Job], index: int, count: int) -> List[Job]:
+    """The jobs of shard ``index`` of ``count`` (1-based): every ``count``-th job from ``index - 1``."""
+    return [j for j in jobs if j.index % count == index - 1]
+
+
+def read_result(job: Job) -> Optional[Dict[str, Any]]:
+    if not osp.isfile(job.result_file):
+        return None
+    with open(job.result_file, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def job_status(job: Job) -> str:
+    """``done`` / ``failed`` (result.json says so), ``partial`` (a checkpoint, no result), ``missing``."""
+    result = read_result(job)
+    if result is not None:
+        return 'done' if result.get('status') == 'done' else 'failed'
+    if osp.isdir(job.train_dir) and any(f.endswith('.pth') for f in os.listdir(job.train_dir)):
+        return 'partial'
+    return 'missing'
+
+
+def write_json_atomic(path: str, data: Dict[str, Any]) -> None:
+    """Write ``data`` to a temporary file next to ``path``, then ``os.replace`` it into place."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,242 @@
+"""tools/suite.py run: a two-model, two-seed suite of the tiny tests/configs RetinaNet on the tiny synthetic
+set (1 epoch = 4 iterations per job), run whole and as two shards, resumed after a kill, with a diverging
+job, and the user errors (missing config, another suite definition in the work dir, unmatched recipes)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from _helpers_tools import DET_CONFIG, TOOLS, describe, run_tool, tool_env
+
+pytest.importorskip('mmdet')
+
+RESNET18 = dict(backbone=dict(_delete_=True, type='ResNet', depth=18, num_stages=4, out_indices=(0, 1, 2, 3),
+                              norm_cfg=dict(type='BN', requires_grad=True), style='pytorch'),
+                neck_in_channels=[64, 128, 256, 512])
+COMMON = {'model.backbone.init_cfg': None, 'model.backbone.frozen_stages': -1, 'model.backbone.norm_eval': False,
+          'default_hooks.logger.interval': 4}
+
+
+def write_suite(path: Path, name: str = 'tiny', seeds=(0, 1), models=None, **extra) -> str:
+    """A suite file over tests/configs/retinanet_tiny_synthetic.py (data from $SYNTHETIC_DATA_ROOT)."""
+    models = models if models is not None else dict(
+        rexnet=dict(config=DET_CONFIG, label='ReXNet tiny'), resnet18=dict(config=DET_CONFIG, **RESNET18))
+    body = dict(name=name, task='det', seeds=list(seeds), models=models, common=dict(COMMON), input_size=(64, 64))
+    body.update(extra)
+    path.write_text(''.join(f'{k} = {v!r}\n' for k, v in body.items()))
+    return str(path)
+
+
+def suite_tool(args, data_root, cwd, timeout=300):
+    return run_tool('suite.py', [str(a) for a in args], data_root, cwd, timeout)
+
+
+def results(work_dir: Path) -> dict:
+    out = {}
+    for path in sorted(work_dir.glob('jobs/*/seed*/result.json')):
+        result = json.loads(path.read_text())
+        out[(result['model'], result['seed'])] = result
+    return out
+
+
+@pytest.fixture(scope='module')
+def full_run(data_root, tmp_path_factory):
+    """The 4 jobs in one process (then a second run that must find nothing to do)."""
+    tmp = tmp_path_factory.mktemp('suite_full')
+    suite = write_suite(tmp / 'tiny.py')
+    first = suite_tool(['run', suite, '--work-dir', tmp / 'w', '--threads', 1], data_root, tmp)
+    second = suite_tool(['run', suite, '--work-dir', tmp / 'w', '--threads', 1], data_root, tmp)
+    return tmp / 'w', first, second
+
+
+@pytest.mark.slow
+def test_run_writes_suite_json_and_one_result_per_job(full_run):
+    work_dir, first, second = full_run
+    assert first.returncode == 0, describe(first)
+    suite = json.loads((work_dir / 'suite.json').read_text())
+    assert suite['name'] == 'tiny' and suite['task'] == 'det' and suite['seeds'] == [0, 1]
+    assert suite['primary_metric'] == 'coco/bbox_mAP' and suite['models']['resnet18']['family'] == 'ResNet'
+    assert suite['models']['rexnet']['backbone_type'] == 'ReXNet'
+    done = results(work_dir)
+    assert sorted(done) == [('resnet18', 0), ('resnet18', 1), ('rexnet', 0), ('rexnet', 1)]
+    for result in done.values():
+        assert result['status'] == 'done' and result['error'] is None and result['suite_hash'] == suite['hash']
+        assert 0.0 <= result['metrics']['coco/bbox_mAP'] <= 1.0
+        assert result['train']['iterations'] == 4 and result['costs']['input_size'] == [64, 64]
+        assert result['costs']['params'] > 0 and result['costs']['flops'] > result['costs']['params']
+        assert not any(k.startswith('model.backbone') for k in result['recipe'])
+        assert result['recipe']['randomness.seed'] == 0  # the config's; each job's seed is the result's seed
+    # matched recipe: identical across models; different backbones: different costs
+    assert done[('rexnet', 0)]['recipe'] == done[('resnet18', 0)]['recipe']
+    assert done[('rexnet', 0)]['costs']['params'] != done[('resnet18', 0)]['costs']['params']
+    assert 'job 4/4' in first.stdout and '4 done' in first.stdout
+
+
+@pytest.mark.slow
+def test_second_run_skips_finished_jobs(full_run):
+    work_dir, first, second = full_run
+    assert second.returncode == 0, describe(second)
+    assert '0 to run' in second.stdout and 'job 1/' not in second.stdout
+
+
+@pytest.mark.slow
+def test_two_shards_give_the_same_results(full_run, data_root, tmp_path):
+    work_dir, first, _ = full_run
+    suite = write_suite(tmp_path / 'tiny.py')
+    procs = [subprocess.Popen([sys.executable, os.path.join(TOOLS, 'suite.py'), 'run', suite, '--work-dir',
+                               str(tmp_path / 'w'), '--jobs', f'{i}/2', '--threads', '1'], cwd=tmp_path,
+                              env=tool_env(data_root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in (1, 2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert all('2 jobs in this shard: 2 done' in out for out in outs)
+    whole, sharded = results(work_dir), results(tmp_path / 'w')
+    assert sorted(whole) == sorted(sharded)
+    for key in whole:
+        assert sharded[key]['metrics'] == pytest.approx(whole[key]['metrics'], abs=1e-6), key
+        assert sharded[key]['suite_hash'] == whole[key]['suite_hash']
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, 'the run ended before its first checkpoint'
+        assert time.monotonic() < end, f'no {path} after {timeout} s'
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_from_its_checkpoint(data_root, tmp_path):
+    from rexnet_backbones.suite import job_status, load_suite, make_jobs
+    suite = write_suite(tmp_path / 'kill.py', name='kill', seeds=[3], models=dict(rexnet=dict(config=DET_CONFIG)),
+                        common={**COMMON, 'train_cfg.max_epochs': 4, 'train_cfg.val_interval': 4})
+    work_dir = tmp_path / 'w'
+    proc = subprocess.Popen([sys.executable, os.path.join(TOOLS, 'suite.py'), 'run', suite, '--work-dir',
+                             str(work_dir), '--threads', '1'], cwd=tmp_path, env=tool_env(data_root),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(work_dir / 'jobs' / 'rexnet' / 'seed3' / 'train' / 'epoch_1.pth', proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    os.environ['SYNTHETIC_DATA_ROOT'] = data_root  # restored by conftest's _restore_environment
+    [job] = make_jobs(str(work_dir), ['rexnet'], [3])
+    assert job_status(job) == 'partial' and not Path(job.result_file).exists()
+    assert load_suite(suite).name == 'kill'
+    again = suite_tool(['run', suite, '--work-dir', work_dir, '--threads', 1], data_root, tmp_path)
+    assert again.returncode == 0, describe(again)
+    assert '(resuming)' in again.stdout and 'continuing from' in again.stdout + again.stderr
+    [result] = results(work_dir).values()
+    assert result['status'] == 'done' and result['train']['iterations'] == 16
+    stats = json.loads((work_dir / 'jobs' / 'rexnet' / 'seed3' / 'train' / 'train_stats.json').read_text())
+    assert stats['sessions'] >= 2
+
+
+@pytest.mark.slow
+def test_diverging_job_is_marked_failed_and_the_run_goes_on(data_root, tmp_path):
+    models = dict(rexnet=dict(config=DET_CONFIG),
+                  diverge=dict(config=DET_CONFIG, options={'optim_wrapper.optimizer.lr': 1e12}))
+    suite = write_suite(tmp_path / 'nan.py', name='nan', seeds=[0], models=models, allow_recipe_differences=True)
+    proc = suite_tool(['run', suite, '--work-dir', tmp_path / 'w', '--threads', 1], data_root, tmp_path)
+    assert proc.returncode == 1, describe(proc)
+    done = results(tmp_path / 'w')
+    assert done[('rexnet', 0)]['status'] == 'done'
+    failed = done[('diverge', 0)]
+    assert failed['status'] == 'failed' and failed['metrics'] == {}
+    assert failed['error'].startswith('FloatingPointError: loss is ') and '\n' not in failed['error']
+    assert 'failed: diverge seed 0 (FloatingPointError' in proc.stdout
+    suite_json = json.loads((tmp_path / 'w' / 'suite.json').read_text())
+    assert suite_json['recipe_differences'] == ['optim_wrapper.optimizer.lr']
+
+
+def _one_error_line(proc) -> str:
+    assert proc.returncode == 2, describe(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), describe(proc)
+    return lines[0]
+
+
+def test_missing_config_is_one_error_line(data_root, tmp_path):
+    suite = write_suite(tmp_path / 'bad.py', models=dict(a=dict(config='det/no_such_config.py')))
+    line = _one_error_line(suite_tool(['run', suite, '--work-dir', tmp_path / 'w'], data_root, tmp_path))
+    assert "model 'a'" in line and 'det/no_such_config.py' in line
+    assert not (tmp_path / 'w').exists()
+
+
+def test_another_suite_definition_in_the_work_dir_is_refused(data_root, tmp_path, monkeypatch):
+    from rexnet_backbones.suite import load_suite
+    from rexnet_backbones.suite.run import claim_work_dir
+    monkeypatch.setenv('SYNTHETIC_DATA_ROOT', data_root)
+    claim_work_dir(str(tmp_path / 'w'), load_suite(write_suite(tmp_path / 'a.py', seeds=[0, 1])))
+    other = write_suite(tmp_path / 'b.py', seeds=[0, 1, 2])
+    line = _one_error_line(suite_tool(['run', other, '--work-dir', tmp_path / 'w'], data_root, tmp_path))
+    assert 'another definition of suite' in line and 'use another --work-dir' in line
+    assert not (tmp_path / 'w' / 'jobs').exists()
+
+
+def test_unmatched_recipe_is_refused_unless_allowed(data_root, tmp_path):
+    models = dict(a=dict(config=DET_CONFIG), b=dict(config=DET_CONFIG, options={'train_dataloader.batch_size': 4}))
+    line = _one_error_line(suite_tool(['run', write_suite(tmp_path / 'r.py', models=models), '--dry-run'],
+                                      data_root, tmp_path))
+    assert 'train_dataloader.batch_size' in line and 'allow_recipe_differences=True' in line
+    allowed = write_suite(tmp_path / 'ok.py', models=models, allow_recipe_differences=True)
+    proc = suite_tool(['run', allowed, '--dry-run'], data_root, tmp_path)
+    assert proc.returncode == 0 and 'b seed 1 [missing]' in proc.stdout, describe(proc)
+
+
+@pytest.mark.slow
+def test_pytorch_launcher_runs_each_job_with_torchrun(data_root, tmp_path):
+    suite = write_suite(tmp_path / 'dist.py', name='dist', seeds=[0], models=dict(rexnet=dict(config=DET_CONFIG)))
+    proc = suite_tool(['run', suite, '--work-dir', tmp_path / 'w', '--launcher', 'pytorch', '--gpus-per-job', 2,
+                       '--threads', 1], data_root, tmp_path, timeout=600)
+    assert proc.returncode == 0, describe(proc)
+    [result] = results(tmp_path / 'w').values()
+    assert result['status'] == 'done' and 0.0 <= result['metrics']['coco/bbox_mAP'] <= 1.0
+    assert result['train']['iterations'] == 2  # 8 images / (2 ranks x batch 2)
+    log = (tmp_path / 'w' / 'jobs' / 'rexnet' / 'seed0' / 'job.log').read_text()
+    assert 'torch.distributed.run --nproc_per_node=2' in log and 'rank 1 of 2, backend gloo' in log
+
+
+# ------------------------------------------------------------------------------------------ no training
+def test_shards_are_disjoint_and_cover_every_job():
+    from rexnet_backbones.suite import make_jobs, parse_shard, shard
+    jobs = make_jobs('w', ['a', 'b', 'c'], [0, 1, 2])
+    for count in (1, 2, 4, 9, 10):
+        parts = [shard(jobs, i, count) for i in range(1, count + 1)]
+        assert sorted(j.index for p in parts for j in p) == list(range(9))
+    assert [(j.model, j.seed) for j in shard(jobs, 2, 2)] == [('a', 1), ('b', 0), ('b', 2), ('c', 1)]
+    assert parse_shard('2/3') == (2, 3) and parse_shard(None) == (1, 1)
+    for bad in ('3/2', '0/2', '1-2', 'x'):
+        with pytest.raises(ValueError, match='--jobs'):
+            parse_shard(bad)
+
+
+def test_coco_suite_builds_flags_its_one_difference_and_shards(monkeypatch):
+    from rexnet_backbones.suite import load_suite, make_jobs, shard
+    from rexnet_backbones.suite.run import stage_command
+    suite = load_suite('suites/coco_1x.py')
+    assert list(suite.models) == ['rexnet_100', 'rexnet_lite_100', 'regnetx_400mf', 'regnetx_800mf', 'resnet18',
+                                  'mobilenetv2']
+    assert {m.family for m in suite.models.values()} == {'ReXNet', 'RegNet', 'ResNet', 'MobileNetV2'}
+    # RegNet's pycls weights want BGR inputs with their mean/std: the one flagged difference
+    assert suite.differences and all(k.startswith('model.data_preprocessor.') for k in suite.differences)
+    assert suite.recipe['optim_wrapper.optimizer.lr'] == 0.01 and suite.recipe['train_cfg.max_epochs'] == 12
+    jobs = make_jobs('/shared/coco', list(suite.models), suite.seeds)
+    assert len(jobs) == 18 and len(shard(jobs, 3, 3)) == 6
+    env = dict(PARTITION='gpu', GPUS_PER_NODE='8', SRUN_ARGS='--qos=high')
+    command = stage_command('train', 'c.py', jobs[4], 'slurm', 16, None, env)
+    assert command[:3] == ['srun', '-p', 'gpu'] and '--ntasks=16' in command and '--ntasks-per-node=8' in command
+    assert '--qos=high' in command and command[-4:] == ['--seed', '1', '--launcher', 'slurm']
+    assert command[command.index('-m') + 1:][:4] == ['rexnet_backbones.suite.job', 'train', 'c.py', jobs[4].dir]
+    with pytest.raises(RuntimeError, match='PARTITION'):
+        stage_command('train', 'c.py', jobs[0], 'slurm', 8, None, {})
+    torchrun = stage_command('test', 'c.py', jobs[0], 'pytorch', 8, 2, dict(PORT='29555'))
+    assert torchrun[1:5] == ['-m', 'torch.distributed.run', '--nproc_per_node=8', '--master_port=29555']
+    assert torchrun[-2:] == ['--threads', '2']
