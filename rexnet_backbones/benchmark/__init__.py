@@ -47,6 +47,8 @@ What is reported per model (the JSON has all raw numbers and the environment):
   reference model on the same backend, and parity = max |output - eager fp32 output| on the same
   input. ``bf16`` in ``precisions`` adds bf16 columns (torch autocast, OpenVINO bf16) with their
   deviation from eager fp32. "best" is the fastest fp32 path whose parity is within ``tolerance``.
+* training step (``train_step``): peak memory above the model, step time and the tensors autograd keeps,
+  of one training step of each config, each in a fresh process: see :mod:`.train_step`.
 * accuracy (optional): with ``checkpoints`` (one per config, ``none`` to skip one) each checkpoint
   is evaluated on the config's test set with :func:`rexnet_backbones.engine.test`.
 """
@@ -58,8 +60,11 @@ from .report import markdown, markdown_backends, write_outputs
 from .results import BestPath, Environment, ModelResult, PathResult, Report, ReportSettings, Timing
 from .run import run_benchmark
 from .settings import BACKENDS, BASELINES, REFERENCE, BenchmarkError, Settings
+from .train_report import TrainStepReport, markdown_train_steps, run_train_step_benchmark, write_train_step_outputs
+from .train_step import TrainStepResult
 
 __all__ = ['BACKENDS', 'BASELINES', 'REFERENCE', 'Settings', 'BenchmarkError', 'plan', 'PlannedModel',
            'run_benchmark', 'write_outputs', 'markdown', 'markdown_backends', 'Report', 'ReportSettings',
            'Environment', 'ModelResult', 'PathResult', 'BestPath', 'Timing', 'Costs', 'BackendRun',
-           'BuiltModel', 'resolve_config']
+           'BuiltModel', 'resolve_config', 'TrainStepReport', 'TrainStepResult', 'run_train_step_benchmark',
+           'markdown_train_steps', 'write_train_step_outputs']

@@ -200,14 +200,19 @@ class MemEfficientLinearBottleneck(LinearBottleneck):
         return x
 
 
-def convert_mem_efficient(model: nn.Module) -> nn.Module:
+def convert_mem_efficient(model: nn.Module, enabled: bool = True) -> nn.Module:
     """Switch, in place, every ``BatchNormAct2d`` with SiLU to :class:`BatchNormSiLU2d` and every timm
-    ``LinearBottleneck`` to :class:`MemEfficientLinearBottleneck`; returns ``model``. Parameters, buffers,
-    ``state_dict`` keys and every output are unchanged; a training step keeps fewer tensors. Other modules
-    (ReXNet-lite: ReLU6 in place already keeps one tensor per layer) are left as they are."""
+    ``LinearBottleneck`` to :class:`MemEfficientLinearBottleneck` (``enabled=False``: back to timm's classes);
+    returns ``model``. Parameters, buffers, ``state_dict`` keys and every output are unchanged; a training
+    step keeps fewer tensors. Other modules are left as they are (ReXNet-lite's in-place ReLU6 already
+    keeps one tensor per layer)."""
+    swaps = {BatchNormAct2d: BatchNormSiLU2d, LinearBottleneck: MemEfficientLinearBottleneck}
+    if not enabled:
+        swaps = {new: old for old, new in swaps.items()}
     for module in model.modules():
-        if type(module) is BatchNormAct2d and type(module.act) is nn.SiLU and isinstance(module.drop, nn.Identity):
-            module.__class__ = BatchNormSiLU2d
-        elif type(module) is LinearBottleneck:
-            module.__class__ = MemEfficientLinearBottleneck
+        new = swaps.get(type(module))
+        if new is BatchNormSiLU2d and not (type(module.act) is nn.SiLU and isinstance(module.drop, nn.Identity)):
+            continue
+        if new is not None:
+            module.__class__ = new  # a subclass adding no state (as torch.nn.utils.parametrize does)
     return model
