@@ -1,8 +1,10 @@
 """Training-step benchmark (``train_step=True``, ``tools/benchmark.py --train-step``): the memory and time of
 one training step of detector (or segmentor) configs, side by side.
 
-Each model is measured in a fresh process (``multiprocessing`` spawn), so nothing of another model is in its
-memory. There the config's model is built (:func:`rexnet_backbones.sources.build_source`, no download), put in
+Each model is measured in its own fresh process (``multiprocessing`` spawn), so nothing of another model is in
+its memory; the processes are built and warmed up one after the other, then the timed steps go round-robin over
+them (step ``i`` of every model before step ``i + 1``), so that a change of the machine's load hits all models
+alike. In its process the config's model is built (:func:`rexnet_backbones.sources.build_source`, no download), put in
 training mode, with the config's own ``optim_wrapper`` (``mmengine.optim.build_optim_wrapper``); the batch is
 ``batch_size`` random uint8 images of ``input_size`` with seeded random ground truth (5 boxes per image for
 detectors, a random label map for segmentors). What is timed is ``model.train_step(data, optim_wrapper)``,
@@ -14,8 +16,8 @@ mmengine's training iteration: data preprocessor, forward with losses, backward,
   ``runs`` timed steps minus that baseline is reported. glibc's malloc is set to give every block of 64 KiB
   or more straight back to the system on free (``mallopt(M_MMAP_THRESHOLD, 64 KiB)``), so the resident set
   follows the live tensors: the activations kept for backward, the gradients and the temporaries.
-* **step time**: median of the ``runs`` timed steps (and the load average before and after: time depends on
-  the machine's load, memory does not).
+* **step time**: median of the ``runs`` timed steps (and the 1-minute load average at the first timed step and
+  at the end: time depends on the machine's load, memory does not).
 * **saved tensors**: one more forward with losses under ``torch.autograd.graph.saved_tensors_hooks``: the
   bytes autograd keeps for backward (distinct storages, parameters excluded), per part of the model
   (backbone, neck, heads) and per backward op (``ConvolutionBackward0``, ``NativeBatchNormBackward0``, ...).
@@ -33,7 +35,6 @@ import multiprocessing
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -200,57 +201,94 @@ def saved_tensor_bytes(model: nn.Module, data: Dict[str, Any]) -> Tuple[Dict[str
 
 
 # ---------------------------------------------------------------------------------------------- one model
-def _step_times(model: nn.Module, optim_wrapper: Any, data: Dict[str, Any], runs: int) -> List[float]:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        model.train_step(data, optim_wrapper)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return times
+def _step(model: nn.Module, optim_wrapper: Any, data: Dict[str, Any]) -> float:
+    """One timed training iteration, in ms."""
+    t0 = time.perf_counter()
+    model.train_step(data, optim_wrapper)
+    return (time.perf_counter() - t0) * 1000.0
 
 
-def _set_mem_efficient(model: nn.Module, enabled: Optional[bool]) -> None:
-    if enabled is None:
-        return
-    from ..models import convert_mem_efficient
-    convert_mem_efficient(model.backbone, enabled=enabled)
+class _Run:
+    """One model's measurement in this process: build and warm up, then timed steps, then the result."""
+
+    def __init__(self, spec: str, label: str, batch_size: int, input_size: Tuple[int, int], warmup: int,
+                 mem_efficient: Optional[bool], threads: Optional[int]):
+        from mmengine.optim import build_optim_wrapper
+
+        from ..sources import build_source
+        from .models import describe_backbone
+        _return_freed_blocks()
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.t_start = time.time()
+        source = build_source(spec)
+        self.model = source.model.train()
+        if mem_efficient is not None:
+            from ..models import convert_mem_efficient
+            convert_mem_efficient(self.model.backbone, enabled=mem_efficient)
+        self.optim_wrapper = build_optim_wrapper(self.model, source.cfg.optim_wrapper)
+        self.data = train_batch(self.model, source.scope, batch_size, *input_size)
+        self.result = TrainStepResult(label, spec, describe_backbone(source.cfg.model.backbone), mem_efficient,
+                                      batch_size, list(input_size))
+        self.warmup, self.baseline = max(warmup, 1), None
+
+    def warm_up(self) -> None:
+        for _ in range(self.warmup):
+            _step(self.model, self.optim_wrapper, self.data)
+        gc.collect()
+
+    def timed_step(self) -> float:
+        if self.baseline is None:  # memory above what the warmed-up model holds
+            self.result.load_average.append(os.getloadavg()[0])
+            self.baseline = _status_kib('VmRSS')
+            _reset_peak_rss()
+        ms = _step(self.model, self.optim_wrapper, self.data)
+        self.result.times_ms.append(ms)
+        return ms
+
+    def finish(self) -> TrainStepResult:
+        result = self.result
+        result.peak_mib = (_status_kib('VmHWM') - self.baseline) / 1024.0
+        result.baseline_mib = self.baseline / 1024.0
+        result.step_ms = statistics.median(result.times_ms)
+        result.load_average.append(os.getloadavg()[0])
+        by_part, by_op = saved_tensor_bytes(self.model, self.data)
+        result.padded_shape = list(self.model.data_preprocessor(self.data, True)['inputs'].shape[-2:])
+        result.saved_mib = sum(by_part.values()) / 2 ** 20
+        result.saved_by_part_mib = {k: v / 2 ** 20 for k, v in sorted(by_part.items(), key=lambda kv: -kv[1])}
+        result.saved_by_op_mib = {k: v / 2 ** 20 for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:12]}
+        result.seconds = round(time.time() - self.t_start, 1)
+        return result
 
 
 def measure_train_step(spec: str, label: str, batch_size: int, input_size: Tuple[int, int], runs: int,
                        warmup: int, mem_efficient: Optional[bool] = None,
                        threads: Optional[int] = None) -> TrainStepResult:
     """Memory, time and saved tensors of ``spec``'s training step, in this process (see the module)."""
-    from mmengine.optim import build_optim_wrapper
+    run = _Run(spec, label, batch_size, input_size, warmup, mem_efficient, threads)
+    run.warm_up()
+    for _ in range(max(runs, 1)):
+        run.timed_step()
+    return run.finish()
 
-    from ..sources import build_source
-    from .models import describe_backbone
-    _return_freed_blocks()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    t_start = time.time()
-    source = build_source(spec)
-    model = source.model.train()
-    _set_mem_efficient(model, mem_efficient)
-    optim_wrapper = build_optim_wrapper(model, source.cfg.optim_wrapper)
-    data = train_batch(model, source.scope, batch_size, *input_size)
-    result = TrainStepResult(label, spec, describe_backbone(source.cfg.model.backbone), mem_efficient,
-                             batch_size, list(input_size), load_average=list(os.getloadavg()[:1]))
-    _step_times(model, optim_wrapper, data, max(warmup, 1))
-    gc.collect()
-    baseline = _status_kib('VmRSS')
-    _reset_peak_rss()
-    result.times_ms = _step_times(model, optim_wrapper, data, max(runs, 1))
-    result.peak_mib = (_status_kib('VmHWM') - baseline) / 1024.0
-    result.baseline_mib = baseline / 1024.0
-    result.step_ms = statistics.median(result.times_ms)
-    result.load_average.append(os.getloadavg()[0])
-    by_part, by_op = saved_tensor_bytes(model, data)
-    result.padded_shape = list(model.data_preprocessor(data, True)['inputs'].shape[-2:])
-    result.saved_mib = sum(by_part.values()) / 2 ** 20
-    result.saved_by_part_mib = {k: v / 2 ** 20 for k, v in sorted(by_part.items(), key=lambda kv: -kv[1])}
-    result.saved_by_op_mib = {k: v / 2 ** 20 for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:12]}
-    result.seconds = round(time.time() - t_start, 1)
-    return result
+
+def _worker(conn: Any, *args: Any) -> None:
+    """A fresh process's command loop: ``'warmup'``, ``'step'`` (replies ms), ``'finish'`` (replies the result)."""
+    try:
+        run = _Run(*args)
+        conn.send(('ready', None))
+        while True:
+            command = conn.recv()
+            if command == 'warmup':
+                run.warm_up()
+                conn.send(('ready', None))
+            elif command == 'step':
+                conn.send(('ms', run.timed_step()))
+            else:
+                conn.send(('result', run.finish()))
+                return
+    except Exception as e:  # noqa: B902  (reported by the parent, with the model's name)
+        conn.send(('error', f'{type(e).__name__}: {e}'))
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -263,26 +301,61 @@ def _variants(planned: PlannedModel, mode: str) -> List[Optional[bool]]:
     return {'on': [True], 'off': [False], 'both': [False, True]}[mode]
 
 
+class _Worker:
+    """The parent's end of one model's process."""
+
+    def __init__(self, context: Any, label: str, args: Tuple[Any, ...]):
+        self.label = label
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker, args=(child,) + args, daemon=True)
+        self.process.start()
+
+    def ask(self, command: Optional[str] = None) -> Any:
+        if command is not None:
+            self.conn.send(command)
+        kind, value = self.conn.recv()
+        if kind == 'error':
+            raise BenchmarkError(f'--train-step: {self.label} failed: {value}')
+        return value
+
+    def close(self) -> None:
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
 def measure_train_steps(planned: List[PlannedModel], batch_size: int, input_size: Tuple[int, int], runs: int,
                         warmup: int, mem_efficient: str = 'on', threads: Optional[int] = None) -> List[TrainStepResult]:
-    """:func:`measure_train_step` of every planned config (and ``mem_efficient`` variant), each in a fresh
-    spawned process, one after the other."""
+    """Every planned config (and ``mem_efficient`` variant) in its own fresh process: built and warmed up
+    one after the other, then the timed steps round-robin over all of them (step ``i`` of every model
+    before step ``i + 1``, so that a change of the machine's load hits all alike), then the results."""
     if any(m.kind != 'config' for m in planned):
         names = ', '.join(m.spec for m in planned if m.kind != 'config')
         raise BenchmarkError(f'--train-step trains detector/segmentor configs; {names} is a timm name: give a '
                              'config (e.g. configs/det/retinanet_rexnet.py)')
     jobs = [(m, v) for m in planned for v in _variants(m, mem_efficient)]
-    results = []
     context = multiprocessing.get_context('spawn')
-    for i, (model, variant) in enumerate(jobs, 1):
-        label = model.label + {None: '', True: ' (mem-efficient)', False: ' (timm modules)'}[variant]
-        log(f'[{i}/{len(jobs)}] {label}: training step, batch {batch_size}, {input_size[0]}x{input_size[1]}, '
-            f'{warmup} warm-up + {runs} timed steps, fresh process')
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            result = pool.submit(measure_train_step, model.spec, label, batch_size, tuple(input_size), runs,
-                                 warmup, variant, threads).result()
-        result.reference = model.reference
-        log(f'[{i}/{len(jobs)}] {label}: peak {result.peak_mib:.0f} MiB above the model, step '
-            f'{result.step_ms / 1000:.2f} s, saved {result.saved_mib:.0f} MiB ({result.seconds:.0f} s)')
-        results.append(result)
-    return results
+    workers: List[_Worker] = []
+    try:
+        for i, (model, variant) in enumerate(jobs, 1):
+            label = model.label + {None: '', True: ' (mem-efficient)', False: ' (timm modules)'}[variant]
+            log(f'[{i}/{len(jobs)}] {label}: building and warming up ({warmup} step(s)) in a fresh process')
+            workers.append(_Worker(context, label, (model.spec, label, batch_size, tuple(input_size), warmup,
+                                                    variant, threads)))
+            workers[-1].ask()
+            workers[-1].ask('warmup')
+        for run in range(max(runs, 1)):
+            times = [w.ask('step') for w in workers]
+            log(f'timed step {run + 1}/{max(runs, 1)}: ' + ', '.join(f'{w.label} {t / 1000:.2f} s'
+                                                                      for w, t in zip(workers, times)))
+        results = []
+        for w, (model, _) in zip(workers, jobs):
+            result = w.ask('finish')
+            result.reference = model.reference
+            log(f'{w.label}: peak {result.peak_mib:.0f} MiB above the model, step {result.step_ms / 1000:.2f} s, '
+                f'saved {result.saved_mib:.0f} MiB')
+            results.append(result)
+        return results
+    finally:
+        for w in workers:
+            w.close()
