@@ -15,6 +15,15 @@ from rexnet_backbones.models.mem_efficient import (BatchNormSiLU2d, MemEfficient
                                                    silu_after_bn)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is fastest, and it does not stall on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _bn(channels: int, training: bool) -> nn.BatchNorm2d:
     bn = nn.BatchNorm2d(channels).double()
     with torch.no_grad():

@@ -10,14 +10,16 @@ training mode, with the config's own ``optim_wrapper`` (``mmengine.optim.build_o
 detectors, a random label map for segmentors). What is timed is ``model.train_step(data, optim_wrapper)``,
 mmengine's training iteration: data preprocessor, forward with losses, backward, optimizer step, zero_grad.
 
-* **peak memory above the model**: after ``warmup`` steps (the first one creates the optimizer state), the
-  process's resident set size (``VmRSS``) is the baseline (weights, optimizer state, batch, libraries); the
-  peak resident set size (``VmHWM``, reset to the baseline through ``/proc/self/clear_refs``) over the
-  ``runs`` timed steps minus that baseline is reported. glibc's malloc is set to give every block of 64 KiB
-  or more straight back to the system on free (``mallopt(M_MMAP_THRESHOLD, 64 KiB)``), so the resident set
-  follows the live tensors: the activations kept for backward, the gradients and the temporaries.
-* **step time**: median of the ``runs`` timed steps (and the 1-minute load average at the first timed step and
-  at the end: time depends on the machine's load, memory does not).
+* **step time**: median of the ``runs`` timed steps, after ``warmup`` steps (the first one creates the
+  optimizer state), with the allocator as it is (and the 1-minute load average at the first timed step and at
+  the end: time depends on the machine's load, memory does not).
+* **peak memory above the model**: one more step after the timed ones. Before it, glibc's malloc gives its free
+  heap back to the system (``malloc_trim``) and is set to map every block of 64 KiB or more on its own and
+  unmap it on free (``mallopt(M_MMAP_THRESHOLD, 64 KiB)``; this slows steps down, hence not for the timed
+  ones), so that the resident set follows the live tensors. The process's resident set size (``VmRSS``)
+  then is the baseline (weights, optimizer state, batch, libraries); the peak resident set size (``VmHWM``,
+  reset to the baseline through ``/proc/self/clear_refs``) during the step minus that baseline is reported:
+  the activations kept for backward, the gradients and the temporaries.
 * **saved tensors**: one more forward with losses under ``torch.autograd.graph.saved_tensors_hooks``: the
   bytes autograd keeps for backward (distinct storages, parameters excluded), per part of the model
   (backbone, neck, heads) and per backward op (``ConvolutionBackward0``, ``NativeBatchNormBackward0``, ...).
@@ -47,9 +49,10 @@ from .settings import BenchmarkError, log
 __all__ = ['TrainStepResult', 'measure_train_step', 'measure_train_steps', 'saved_tensor_bytes', 'TRAIN_STEP_NOTE']
 
 TRAIN_STEP_NOTE = ("model.train_step(data, optim_wrapper) (mmengine's training iteration: data preprocessor, "
-                   'forward with losses, backward, optimizer step) in a fresh process per model; peak memory = '
-                   'peak resident set size during the timed steps minus the resident set size before them '
-                   '(weights, optimizer state, batch); saved = bytes autograd keeps for backward')
+                   'forward with losses, backward, optimizer step) in a fresh process per model, timed steps '
+                   'round-robin over the models; peak memory = peak resident set size of one more step minus '
+                   'the resident set size before it (weights, optimizer state, batch), with freed blocks of '
+                   '64 KiB or more returned to the system; saved = bytes autograd keeps for backward')
 _M_MMAP_THRESHOLD = -3
 _BOXES_PER_IMAGE = 5
 
@@ -95,9 +98,12 @@ def _reset_peak_rss() -> None:
 
 
 def _return_freed_blocks() -> None:
-    """glibc: blocks >= 64 KiB are mapped on their own and unmapped on free (no dynamic threshold)."""
+    """glibc: give the free heap back to the system (``malloc_trim``), and from now on map every block of
+    64 KiB or more on its own and unmap it on free (a fixed ``M_MMAP_THRESHOLD``)."""
     try:
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
+        libc = ctypes.CDLL(None)
+        libc.malloc_trim(0)
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)
     except (OSError, AttributeError):  # not glibc: the resident set may keep freed memory
         pass
 
@@ -217,7 +223,6 @@ class _Run:
 
         from ..sources import build_source
         from .models import describe_backbone
-        _return_freed_blocks()
         if threads is not None:
             torch.set_num_threads(threads)
         self.t_start = time.time()
@@ -230,7 +235,7 @@ class _Run:
         self.data = train_batch(self.model, source.scope, batch_size, *input_size)
         self.result = TrainStepResult(label, spec, describe_backbone(source.cfg.model.backbone), mem_efficient,
                                       batch_size, list(input_size))
-        self.warmup, self.baseline = max(warmup, 1), None
+        self.warmup = max(warmup, 1)
 
     def warm_up(self) -> None:
         for _ in range(self.warmup):
@@ -238,20 +243,26 @@ class _Run:
         gc.collect()
 
     def timed_step(self) -> float:
-        if self.baseline is None:  # memory above what the warmed-up model holds
+        if not self.result.load_average:
             self.result.load_average.append(os.getloadavg()[0])
-            self.baseline = _status_kib('VmRSS')
-            _reset_peak_rss()
         ms = _step(self.model, self.optim_wrapper, self.data)
         self.result.times_ms.append(ms)
         return ms
 
+    def memory_step(self) -> Tuple[float, float]:
+        """(baseline, peak above it) in MiB of one more step, with freed blocks given back to the system."""
+        gc.collect()
+        _return_freed_blocks()
+        baseline = _status_kib('VmRSS')
+        _reset_peak_rss()
+        _step(self.model, self.optim_wrapper, self.data)
+        return baseline / 1024.0, (_status_kib('VmHWM') - baseline) / 1024.0
+
     def finish(self) -> TrainStepResult:
         result = self.result
-        result.peak_mib = (_status_kib('VmHWM') - self.baseline) / 1024.0
-        result.baseline_mib = self.baseline / 1024.0
         result.step_ms = statistics.median(result.times_ms)
         result.load_average.append(os.getloadavg()[0])
+        result.baseline_mib, result.peak_mib = self.memory_step()
         by_part, by_op = saved_tensor_bytes(self.model, self.data)
         result.padded_shape = list(self.model.data_preprocessor(self.data, True)['inputs'].shape[-2:])
         result.saved_mib = sum(by_part.values()) / 2 ** 20

@@ -3,19 +3,20 @@
 In a training step autograd keeps, per ReXNet v1 block (timm's ``LinearBottleneck``): the 1x1 expand conv's
 output ``y1`` (for its BN), the BN output ``z1`` (for the SiLU), the SiLU output ``a1`` (for the depthwise
 conv), the depthwise output ``y2`` (for its BN), the BN output ``z2`` (for the SE multiply), ``m = z2 * gate``
-(for the ReLU6) and ``r = relu6(m)`` (for the 1x1 projection): seven tensors of the expanded width. Two
-elementwise autograd functions here save nothing of their own:
+(for the ReLU6) and ``r = relu6(m)`` (for the 1x1 projection): seven tensors of the expanded width. Here a
+block keeps two of them, ``y1`` and ``y2`` (which the BNs keep anyway), plus the SE gate (one value per channel):
 
-* :func:`silu_after_bn` is the SiLU of ``z = bn(y)``: it keeps ``y`` (which the BN keeps anyway) and recomputes
-  ``z`` (the same BN call, bit for bit) and its sigmoid in backward, so ``z1`` is not kept.
-* :func:`gate_relu6_after_bn` is ``relu6(z * gate)`` of ``z = bn(y)``: it keeps ``y``, the SE gate (one value
-  per channel) and its output ``r`` (which the projection keeps anyway), so neither ``z2`` nor ``m`` is kept.
+* :func:`bn_act_conv` is ``conv(act(z))`` of ``z = bn(y)`` with ``act`` SiLU (before the depthwise conv) or
+  ``relu6(z * gate)`` (before the 1x1 projection). It keeps ``y``, recomputes ``z = bn(y)`` (the same BN call,
+  bit for bit) and ``act(z)`` in backward, and takes the conv's gradients from ``convolution_backward`` on
+  them: elementwise ops are recomputed, the convolution is not (this is not gradient checkpointing).
+* :func:`silu_after_bn` (the stem and the final 1x1 conv, :class:`BatchNormSiLU2d`) is SiLU of ``z = bn(y)``
+  keeping ``y`` only.
 
-Four of the seven remain; nothing is recomputed but elementwise ops (no convolution: this is not gradient
-checkpointing). Gradients come from torch's own backward kernels (``silu_backward``, ``hardtanh_backward``) on
-the recomputed tensors, so they equal the standard modules' gradients. Only the training forward with autograd
-changes; in eval mode, under ``no_grad``, in TorchScript, tracing and ONNX export the modules run timm's
-forward unchanged. :func:`convert_mem_efficient` switches a built model's modules to these subclasses (same
+Gradients come from torch's own backward kernels (``silu_backward``, ``hardtanh_backward``,
+``convolution_backward``) on the recomputed tensors, so they equal the standard modules' gradients. Only a
+forward with autograd recording changes; under ``no_grad``, in TorchScript, tracing, ``torch.compile`` and ONNX
+export the modules run timm's forward unchanged. :func:`convert_mem_efficient` switches a built model's modules to these subclasses (same
 parameters, buffers and ``state_dict`` keys), as ``torch.nn.utils.parametrize`` switches a module's class.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from timm.layers import BatchNormAct2d, ConvNormAct, SEModule, register_notrace_module
 from timm.models.rexnet import LinearBottleneck
 
-__all__ = ['silu_after_bn', 'gate_relu6_after_bn', 'BatchNormSiLU2d', 'MemEfficientLinearBottleneck',
+__all__ = ['silu_after_bn', 'bn_act_conv', 'BatchNormSiLU2d', 'MemEfficientLinearBottleneck',
            'convert_mem_efficient']
 
 
