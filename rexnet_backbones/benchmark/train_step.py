@@ -159,11 +159,12 @@ def _ops_of_graph(root: Any) -> Dict[int, str]:
         if node is None or node in seen:
             continue
         seen.add(node)
-        values: List[Any] = [getattr(node, a, None) for a in dir(node) if a.startswith('_saved_')]
-        try:
-            values += list(getattr(node, 'saved_tensors', ()))  # custom autograd Functions
-        except RuntimeError:
-            pass
+        values: List[Any] = []
+        for attr in [a for a in dir(node) if a.startswith('_saved_')] + ['saved_tensors']:  # ops; Functions
+            try:
+                values.append(getattr(node, attr, None))
+            except RuntimeError:  # freed already
+                pass
         for v in values:
             for t in (v if isinstance(v, (tuple, list)) else [v]):
                 if isinstance(t, torch.Tensor):

@@ -97,11 +97,11 @@ class ReXNet(BaseModule):
             norm_cfg: Optional[Dict[str, Any]] = None,
             norm_eval: bool = False,
             with_cp: bool = False,
-            mem_efficient: bool = True,
             drop_path_rate: float = 0.0,
             output_stride: int = 32,
             timm_kwargs: Optional[Dict[str, Any]] = None,
             init_cfg: Optional[Union[Dict[str, Any], List[Dict[str, Any]]]] = None,
+            mem_efficient: bool = True,
     ):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(arch, str) or arch not in timm.list_models() or not arch.startswith('rexnet'):
