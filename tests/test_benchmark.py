@@ -486,3 +486,55 @@ def test_checkpoint_metrics(data_root, tmp_path):
     assert header.endswith('| bbox mAP |')
     row = proc.stdout.splitlines()[-1]
     assert row.endswith(f"| {result['metrics']['coco/bbox_mAP']:.3f} |")
+
+
+# ---------------------------------------------------------------------------------------------
+# --train-step: memory, time and saved tensors of a training step
+# ---------------------------------------------------------------------------------------------
+TINY_DET = osp.join(REPO_ROOT, 'tests', 'configs', 'retinanet_tiny_synthetic.py')
+
+
+def test_train_step_measures_memory_time_and_saved_tensors():
+    """In-process on the tiny RetinaNet: positive peak memory and step time; the ReXNet backbone's
+    memory-efficient forward keeps fewer bytes than timm's modules (deterministic)."""
+    from rexnet_backbones.benchmark.train_step import measure_train_step
+    results = {v: measure_train_step(TINY_DET, 'tiny', 2, (64, 96), runs=1, warmup=1, mem_efficient=v)
+               for v in (False, True)}
+    for r in results.values():
+        assert r.peak_mib > 0 and r.step_ms > 0 and len(r.times_ms) == 1
+        assert r.padded_shape == [64, 96] and r.backbone == 'ReXNet rexnet_100'
+        assert set(r.saved_by_part_mib) >= {'backbone', 'neck', 'bbox_head'}
+        assert sum(r.saved_by_part_mib.values()) == pytest.approx(r.saved_mib)
+    off, on = results[False].saved_by_part_mib, results[True].saved_by_part_mib
+    assert on['backbone'] < 0.5 * off['backbone']
+    assert on['neck'] == off['neck'] and on['bbox_head'] == off['bbox_head']
+    assert any('_BNActConv' in k for k in results[True].saved_by_op_mib)
+    assert any('SiluBackward0' in k for k in results[False].saved_by_op_mib)
+
+
+def test_train_step_request_errors():
+    with pytest.raises(BenchmarkError, match='--train-step trains detector/segmentor configs; rexnet_100'):
+        bm.run_train_step_benchmark(Settings(models=['rexnet_100'], train_step=True))
+    with pytest.raises(BenchmarkError, match="--mem-efficient must be 'on', 'off' or 'both'"):
+        Settings(models=[TINY_DET], train_step=True, mem_efficient='yes').check()
+    with pytest.raises(BenchmarkError, match='--train-step measures a CPU training step; leave out --backends'):
+        Settings(models=[TINY_DET], train_step=True, backends=('eager',)).check()
+
+
+@pytest.mark.slow
+def test_train_step_cli_side_by_side(tmp_path):
+    """The tool, one fresh process per config and variant: the table and the JSON."""
+    out_json = tmp_path / 'train.json'
+    proc = subprocess.run([sys.executable, TOOL, TINY_DET, R18_CONFIG, '--train-step', '--batch-sizes', '1',
+                           '--input-size', '64', '64', '--runs', '1', '--warmup', '1', '--threads', '1',
+                           '--mem-efficient', 'both', '--out-json', str(out_json)],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels = [m['label'] for m in json.loads(out_json.read_text())['models']]
+    assert labels == ['retinanet_tiny_synthetic (timm modules)', 'retinanet_tiny_synthetic (mem-efficient)',
+                      'RetinaNet R-18']
+    rows = [line for line in proc.stdout.splitlines() if line.startswith('| retinanet_tiny') or 'R-18' in line]
+    assert len(rows) == 3 and 'peak GiB above model' in proc.stdout
+    data = json.loads(out_json.read_text())
+    assert all(m['peak_mib'] > 0 and m['step_ms'] > 0 for m in data['models'])
+    assert data['mode'] == 'train_step' and data['settings']['batch_size'] == 1

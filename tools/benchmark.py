@@ -9,11 +9,17 @@
                               [--precisions fp32 [bf16]] [--out-indices I ...]
                               [--checkpoints CKPT [CKPT ...]] [--work-dir DIR] [--layers [N]]
                               [--out-json FILE] [--out-md FILE] [--debug]
+    python tools/benchmark.py CONFIG [CONFIG ...] --train-step [--batch-sizes B] [--input-size H W]
+                              [--runs N] [--warmup W] [--mem-efficient {on,off,both}] [--threads N]
 
 MODEL is a config file, ``package::relative/path.py`` inside an installed OpenMMLab package
 (e.g. ``mmdet::retinanet/retinanet_r18_fpn_1x_coco.py``) or a timm model name (``rexnet_100``,
 ``regnetx_008``, ``rexnet_lite_100``: built ``features_only`` with ``--out-indices``).
 What is measured and how: see ``rexnet_backbones.benchmark`` (module docstring).
+
+``--train-step`` measures one training step (forward, backward, optimizer step) of each detector or
+segmentor config instead, each in a fresh process: peak memory above the model, step time and the tensors
+autograd keeps (``rexnet_backbones.benchmark.train_step``).
 
 Output: a markdown table on stdout (headed by the machine and the settings; with ``--backends`` a
 second table compares the backends side by side; then the cost model: activations, bytes moved,
@@ -26,7 +32,8 @@ import argparse
 import os.path as osp
 import sys
 
-from rexnet_backbones.benchmark import BACKENDS, BenchmarkError, Settings, run_benchmark, write_outputs
+from rexnet_backbones.benchmark import (BACKENDS, BenchmarkError, Settings, run_benchmark, run_train_step_benchmark,
+                                        write_outputs, write_train_step_outputs)
 from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli
 
 
@@ -44,11 +51,18 @@ def parse_args(argv=None):
     parser.add_argument('--input-size', nargs=2, type=int, default=[800, 1333], metavar=('H', 'W'),
                         help='image height and width before padding (default: 800 1333)')
     parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 4], metavar='B',
-                        help='batch sizes to time (default: 1 4; with --backends the first one)')
-    parser.add_argument('--runs', type=int, default=10,
-                        help='timed runs per measurement; the median is reported (default: 10; '
-                        '0 = no timing, params and FLOPs only)')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed runs before (default: 3)')
+                        help='batch sizes to time (default: 1 4; with --backends or --train-step the first one)')
+    parser.add_argument('--runs', type=int, default=None,
+                        help='timed runs per measurement; the median is reported (default: 10, with '
+                        '--train-step 3; 0 = no timing, params and FLOPs only)')
+    parser.add_argument('--warmup', type=int, default=None,
+                        help='untimed runs before (default: 3, with --train-step 1)')
+    parser.add_argument('--train-step', action='store_true',
+                        help='measure a training step of each config instead: peak memory above the model, '
+                        'step time and saved tensors, one fresh process per config')
+    parser.add_argument('--mem-efficient', choices=['on', 'off', 'both'], default='on',
+                        help="with --train-step: the ReXNet backbone's memory-efficient training forward "
+                        '(on, its default), timm\'s modules as they are (off) or both side by side')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default=None,
                         help='where to time (default: cpu, and cuda too when available)')
     add_threads_arg(parser, help='CPU threads of torch, ONNX Runtime and OpenVINO (default: their own, what '
@@ -89,14 +103,23 @@ def parse_args(argv=None):
 
 
 def benchmark(args, argv) -> int:
+    runs = args.runs if args.runs is not None else (3 if args.train_step else 10)
+    warmup = args.warmup if args.warmup is not None else (1 if args.train_step else 3)
     settings = Settings(
         models=args.models, baselines=args.baselines, input_size=tuple(args.input_size),
-        batch_sizes=tuple(args.batch_sizes), runs=args.runs, warmup=args.warmup, device=args.device,
+        batch_sizes=tuple(args.batch_sizes), runs=runs, warmup=warmup, device=args.device,
         threads=args.threads, backbone_only=args.backbone_only, checkpoints=args.checkpoints,
         work_dir=args.work_dir, backends=tuple(args.backends),
         deploy=args.deploy if args.backends or args.layers is not None else 'off', reference=args.reference,
         out_indices=tuple(args.out_indices), precisions=tuple(args.precisions),
-        channel_multiple=args.channel_multiple, tolerance=args.tolerance, layers=args.layers)
+        channel_multiple=args.channel_multiple, tolerance=args.tolerance, layers=args.layers,
+        train_step=args.train_step,
+        mem_efficient=args.mem_efficient)
+    if settings.train_step:
+        report, status = run_train_step_benchmark(settings, argv=argv)
+        sys.stdout.write(write_train_step_outputs(report, args.out_json, args.out_md))
+        sys.stdout.flush()
+        return status
     report, status = run_benchmark(settings, argv=argv)
     table = write_outputs(report, args.out_json, args.out_md)
     sys.stdout.write(table)

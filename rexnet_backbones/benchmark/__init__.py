@@ -61,6 +61,8 @@ What is reported per model (the JSON has all raw numbers and the environment):
 * per-layer table (``layers=N``, first model): each module's own time by forward hooks on eager (or
   channels_last, or the deploy form) fp32, with its FLOPs, bytes, roofline time and fraction; the
   top N layers by time and a summary per kind of layer (:mod:`.layers`).
+* training step (``train_step``): peak memory above the model, step time and the tensors autograd keeps,
+  of one training step of each config, each in a fresh process: see :mod:`.train_step`.
 * accuracy (optional): with ``checkpoints`` (one per config, ``none`` to skip one) each checkpoint
   is evaluated on the config's test set with :func:`rexnet_backbones.engine.test`.
 """
@@ -74,9 +76,12 @@ from .results import BestPath, Environment, ModelResult, PathResult, Report, Rep
 from .roofline import MachinePeak, Roofline, machine_peak, probe_machine
 from .run import run_benchmark
 from .settings import BACKENDS, BASELINES, REFERENCE, BenchmarkError, Settings
+from .train_report import TrainStepReport, markdown_train_steps, run_train_step_benchmark, write_train_step_outputs
+from .train_step import TrainStepResult
 
 __all__ = ['BACKENDS', 'BASELINES', 'REFERENCE', 'Settings', 'BenchmarkError', 'plan', 'PlannedModel',
            'run_benchmark', 'write_outputs', 'markdown', 'markdown_backends', 'Report', 'ReportSettings',
            'Environment', 'ModelResult', 'PathResult', 'BestPath', 'Timing', 'Costs', 'BackendRun',
            'BuiltModel', 'resolve_config', 'markdown_costs', 'markdown_layers', 'LayerReport', 'MachinePeak',
-           'Roofline', 'machine_peak', 'probe_machine']
+           'Roofline', 'machine_peak', 'probe_machine', 'TrainStepReport', 'TrainStepResult',
+           'run_train_step_benchmark', 'markdown_train_steps', 'write_train_step_outputs']

@@ -357,7 +357,7 @@ def check_finite(report: Report) -> None:
                 log(f'warning: {m.label}: {key} = {v}')
 
 
-def _write(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with open(path, 'w', encoding='utf-8') as f:
         f.write(text)
@@ -372,8 +372,8 @@ def write_outputs(report: Report, out_json: Optional[str] = None, out_md: Option
         if extra:
             table += '\n' + extra
     if out_json:
-        _write(out_json, json.dumps(report.to_json(), indent=2) + '\n')
+        write_text(out_json, json.dumps(report.to_json(), indent=2) + '\n')
     if out_md:
-        _write(out_md, table)
+        write_text(out_md, table)
     return table
 

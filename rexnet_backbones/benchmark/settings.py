@@ -30,7 +30,7 @@ GRAPH_BACKENDS = ('onnxruntime', 'openvino')
 BACKENDS = TORCH_BACKENDS + GRAPH_BACKENDS
 #: backends that have a bf16 column with ``precisions=('fp32', 'bf16')``
 BF16_BACKENDS = ('eager', 'channels_last', 'openvino')
-DEPLOY_MODES = ('off', 'on', 'both')
+DEPLOY_MODES = ('off', 'on', 'both')  # also the values of mem_efficient
 PRECISIONS = ('fp32', 'bf16')
 
 
@@ -64,6 +64,10 @@ class Settings:
     tolerance: float = 1e-4
     #: the per-layer table of the first model: its top ``layers`` layers by time (None: no table)
     layers: Optional[int] = None
+    #: measure a training step (memory, time, saved tensors) of each config instead (see ``train_step``)
+    train_step: bool = False
+    #: with ``train_step``: ReXNet backbones' memory-efficient training forward 'on', 'off' or 'both'
+    mem_efficient: str = 'on'
 
     def check(self) -> None:
         """Raise :class:`BenchmarkError` for values no run can use."""
@@ -84,6 +88,11 @@ class Settings:
             raise BenchmarkError(f"--precisions: 'fp32' and optionally 'bf16', got {list(self.precisions)}")
         if self.layers is not None and (self.layers < 1 or self.runs < 1):
             raise BenchmarkError('--layers N needs N >= 1 and --runs >= 1 (the layers are timed)')
+        if self.mem_efficient not in DEPLOY_MODES:
+            raise BenchmarkError(f"--mem-efficient must be 'on', 'off' or 'both', got {self.mem_efficient!r}")
+        if self.train_step and (self.backends or self.device == 'cuda' or self.checkpoints):
+            raise BenchmarkError('--train-step measures a CPU training step; leave out --backends, --checkpoints '
+                                 'and --device cuda')
         if self.backends and self.device == 'cuda':
             raise BenchmarkError('--backends compares CPU backends: use --device cpu (or leave it out)')
 

@@ -18,6 +18,7 @@ from mmengine.registry import MODELS
 
 from ..archs import REXNET_ARCHS
 from ..convert import to_timm_state_dict
+from ..models.mem_efficient import convert_mem_efficient
 from ..weights import LoadedWeights, load_weights
 
 __all__ = ['ReXNet']
@@ -65,6 +66,9 @@ class ReXNet(BaseModule):
             image (timm's model raises there).
         norm_eval: keep all BN layers in eval mode while training (frozen statistics).
         with_cp: gradient checkpointing of each block in training (saves memory, costs compute).
+        mem_efficient: ReXNet v1 blocks keep fewer tensors for backward in training, with the same outputs
+            and gradients (:func:`rexnet_backbones.models.convert_mem_efficient`: elementwise ops are
+            recomputed, convolutions are not); ``False`` runs timm's modules as they are.
         drop_path_rate: stochastic depth rate, linearly increasing over the blocks.
         output_stride: 32, 16 or 8; 16 and 8 dilate the last levels (segmentation).
         timm_kwargs: extra keyword arguments for ``timm.create_model``.
@@ -97,6 +101,7 @@ class ReXNet(BaseModule):
             output_stride: int = 32,
             timm_kwargs: Optional[Dict[str, Any]] = None,
             init_cfg: Optional[Union[Dict[str, Any], List[Dict[str, Any]]]] = None,
+            mem_efficient: bool = True,
     ):
         super().__init__(init_cfg=init_cfg)
         if not isinstance(arch, str) or arch not in timm.list_models() or not arch.startswith('rexnet'):
@@ -121,6 +126,8 @@ class ReXNet(BaseModule):
             kwargs['width_mult'] = widen_factor
         model = timm.create_model(arch, pretrained=False, num_classes=0, output_stride=output_stride,
                                   drop_path_rate=drop_path_rate, **kwargs)
+        if mem_efficient:
+            convert_mem_efficient(model)
         self.arch = arch
         self._timm_kwargs = kwargs
         self.feature_info = list(model.feature_info)
