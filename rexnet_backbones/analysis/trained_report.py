@@ -116,7 +116,8 @@ def report_markdown(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear
              f"{s['input_size']}x{s['input_size']} (stem stride {s.get('stem_stride', 2)}), data `{s['data']}` "
              f"({s['num_train']} train / {s['num_val']} val images), {s['epochs']} epochs, batch {s['batch_size']}, "
              f"{s.get('optimizer', 'sgd')} lr {s['lr']}, wd {s['weight_decay']}"
-             f"{', zero-init last BN' if s.get('zero_init_last') else ''}, seed {s['seed']}.", '', describe_spaces([sp for sp in s['spaces']]), '',
+             f"{', zero-init last BN' if s.get('zero_init_last') else ''}, seed {s['seed']}.", '',
+             describe_spaces([sp for sp in s['spaces']]), '',
              '| space | models | diverged | median top-1 error % [95% CI] | min | p10 | p90 | max | MFLOPs | Mparams |',
              '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|']
     for r in space_table(records):

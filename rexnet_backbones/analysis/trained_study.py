@@ -30,8 +30,8 @@ from ..cli import InvalidInputError, ToolError
 from .estimators import rank_estimates
 from .spaces import DEFAULT_SPACES, PAIRED, TRAINED_SPACES, build_space_model, count_acts, sample_model
 
-__all__ = ['StudySettings', 'OPTIMIZERS', 'settings_hash', 'study_jobs', 'shard_jobs', 'load_data', 'train_model', 'rank_stats',
-           'run_model', 'append_record', 'read_records', 'run_study', 'ROW_FACTOR', 'RANK_ESTIMATORS']
+__all__ = ['StudySettings', 'OPTIMIZERS', 'settings_hash', 'study_jobs', 'shard_jobs', 'load_data', 'train_model',
+           'rank_stats', 'run_model', 'append_record', 'read_records', 'run_study', 'ROW_FACTOR', 'RANK_ESTIMATORS']
 
 RANK_ESTIMATORS = ('nuclear', 'effective', 'stable')
 OPTIMIZERS = ('adamw', 'sgd')
