@@ -140,7 +140,7 @@ def train_model(model: nn.Module, data: Dict[str, Any], epochs: int, batch_size:
                                                      weight_decay=weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model.to(memory_format=torch.channels_last)  # depthwise convs train ~1.8x faster so on a CPU
+    model.to(memory_format=torch.channels_last)  # ~1.5x faster training on a CPU, every space
     model.train()
     step, losses = 0, []
     for _ in range(epochs):
