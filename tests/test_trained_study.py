@@ -168,3 +168,27 @@ def test_linear_growth_widens_every_block():
     acts = [type(b.conv_exp.bn.act).__name__ for b in build_space_model('ir_linear_silu', p, 10).blocks]
     assert set(acts) == {'SiLU'}
     assert approx_macs('ir_linear', p, (32, 32)) > 0
+
+
+def test_stem_stride_and_zero_init_last():
+    p = dict(depth=12, w0=16, wa=12.0, wm=2.0)
+    x = torch.zeros(1, 3, 32, 32)
+    for space, params in (('regnetx', dict(p, group_size=8)), ('regnetx_noquant', dict(p, group_size=8)),
+                          ('ir_linear', p)):
+        for stride, side in ((1, 32), (2, 16)):
+            assert build_space_model(space, params, 10, stride).stem(x).shape[-1] == side
+    reg = build_space_model('regnetx', dict(p, group_size=8), 10, 1, zero_init_last=True)
+    assert all(not b.conv3.bn.weight.any() for s in (reg.s1, reg.s2, reg.s3, reg.s4) for b in s.children())
+    ir = build_space_model('ir_linear', p, 10, 1, zero_init_last=True)
+    with_sc = [b for b in ir.blocks if b.use_shortcut]
+    assert with_sc and all(not b.conv_pwl.bn.weight[:b.in_channels].any() and
+                           bool((b.conv_pwl.bn.weight[b.in_channels:] == 1).all()) for b in with_sc)
+    assert all(bool((b.conv_pwl.bn.weight == 1).all()) for b in ir.blocks if not b.use_shortcut)
+    assert bool((build_space_model('ir_linear', p, 10).blocks[1].conv_pwl.bn.weight == 1).all())
+
+
+def test_bad_optimizer_and_stem_stride_are_refused():
+    with pytest.raises(InvalidInputError, match='--optimizer must be one of adamw, sgd'):
+        replace(TINY, optimizer='adam').check()
+    with pytest.raises(InvalidInputError, match='--stem-stride must be 1 or 2'):
+        replace(TINY, stem_stride=4).check()

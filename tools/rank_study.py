@@ -85,7 +85,7 @@ def _shard(text: str):
 
 def _trained_parsers(sub) -> None:
     from rexnet_backbones.analysis.spaces import DEFAULT_SPACES, TRAINED_SPACES
-    from rexnet_backbones.analysis.trained_study import RANK_ESTIMATORS, StudySettings
+    from rexnet_backbones.analysis.trained_study import OPTIMIZERS, RANK_ESTIMATORS, StudySettings
     d = StudySettings()
     s = sub.add_parser('trained', help="RegNet's method, trained: sample, train and measure models per space")
     s.add_argument('--spaces', nargs='+', default=list(DEFAULT_SPACES), choices=TRAINED_SPACES)
@@ -93,10 +93,15 @@ def _trained_parsers(sub) -> None:
     s.add_argument('--flops', type=float, nargs=2, default=list(d.flops), metavar=('LO', 'HI'),
                    help='FLOP regime: multiply-adds of one image at --input-size')
     s.add_argument('--input-size', type=int, default=d.input_size)
+    s.add_argument('--stem-stride', type=int, default=d.stem_stride, choices=(1, 2),
+                   help="the 3x3 stem's stride: 1 (pycls's CIFAR stem, the default) or 2 (ImageNet's)")
     s.add_argument('--epochs', type=int, default=d.epochs)
     s.add_argument('--batch-size', type=int, default=d.batch_size)
+    s.add_argument('--optimizer', default=d.optimizer, choices=OPTIMIZERS)
     s.add_argument('--lr', type=float, default=d.lr)
     s.add_argument('--weight-decay', type=float, default=d.weight_decay)
+    s.add_argument('--zero-init-last', action='store_true',
+                   help="zero-init the last BN of every residual branch (pycls's BN.ZERO_INIT_FINAL_GAMMA)")
     s.add_argument('--num-train', type=int, default=d.num_train)
     s.add_argument('--num-val', type=int, default=d.num_val)
     s.add_argument('--data', default=d.data, help="ImageFolder tree with train/ and val/ (or test/); default: "
@@ -129,7 +134,8 @@ def trained(args) -> int:
     set_threads(args.threads)
     settings = trained_study.StudySettings(
         spaces=tuple(args.spaces), num_models=args.num_models, flops=tuple(args.flops), input_size=args.input_size,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        stem_stride=args.stem_stride, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+        lr=args.lr, weight_decay=args.weight_decay, zero_init_last=args.zero_init_last,
         num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
         max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed)
     new = trained_study.run_study(settings, args.out, tuple(args.shard), args.limit, device=args.device)

@@ -80,7 +80,7 @@ class LinearWidthRegNet(nn.Module):
     """
 
     def __init__(self, depth: int, w0: int, wa: float, wm: float, group_size: int, num_classes: int = 1000,
-                 stem_width: int = 32):
+                 stem_width: int = 32, stem_stride: int = 2):
         super().__init__()
         from timm.layers import ClassifierHead, ConvNormAct
         from timm.models.regnet import Bottleneck, quantize_float
@@ -88,7 +88,7 @@ class LinearWidthRegNet(nn.Module):
         quant_widths, num_stages = _regnet_stages(dict(depth=depth, w0=w0, wa=wa, wm=wm, group_size=group_size))
         if num_stages != 4:
             raise ValueError(f'these parameters give {num_stages} stages; RegNet has 4')
-        self.stem = ConvNormAct(3, stem_width, 3, stride=2)
+        self.stem = ConvNormAct(3, stem_width, 3, stride=stem_stride)
         prev, j = stem_width, 0
         for s in range(4):
             blocks = []

@@ -26,7 +26,8 @@ Block ``j`` has the continuous width ``u_j = w0 + wa * j``. Spaces:
   parameters, same initial weights) with SiLU after the expand layers (ReXNet's choice).
 
 The stride-2 blocks are the first block of each of the quantized network's four stages in every
-space, after a 3x3 stride-2 stem (timm's RegNet), so input 32x32 ends at 1x1.
+space, after a 3x3 stem of stride 2 (timm's RegNet, ImageNet's layout: 32x32 ends at 1x1) or 1
+(pycls's CIFAR stem: 32x32 ends at 2x2; the trained study's default).
 """
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ class IRNet(nn.Module):
     """
 
     def __init__(self, depth: int, w0: int, wa: float, wm: float, linear: bool = False, act_layer: str = 'relu6',
-                 num_classes: int = 1000, exp_ratio: float = IR_EXPANSION, stem_width: int = STEM_WIDTH):
+                 num_classes: int = 1000, exp_ratio: float = IR_EXPANSION, stem_width: int = STEM_WIDTH,
+                 stem_stride: int = 2):
         super().__init__()
         from timm.layers import ClassifierHead, ConvNormAct
         from timm.models.rexnet import LinearBottleneck
@@ -112,7 +114,7 @@ class IRNet(nn.Module):
         u, stages, num = stage_layout(depth, w0, wa, wm)
         if num != 4:
             raise ValueError(f'these parameters give {num} stages; the skeleton has 4')
-        self.stem = ConvNormAct(3, stem_width, 3, stride=2)
+        self.stem = ConvNormAct(3, stem_width, 3, stride=stem_stride)
         prev = stem_width
         blocks = []
         for j in range(depth):
@@ -132,10 +134,12 @@ class IRNet(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
-def init_weights(model: nn.Module) -> nn.Module:
+def init_weights(model: nn.Module, zero_init_last: bool = False) -> nn.Module:
     """pycls's initialisation, the same in every space: conv weights N(0, 2 / fan_out), BatchNorm
-    weight 1 and bias 0 (no zero-initialised last BN: pycls's default), linear weights N(0, 0.01),
-    biases 0."""
+    weight 1 and bias 0, linear weights N(0, 0.01), biases 0; with ``zero_init_last`` (pycls's
+    ``BN.ZERO_INIT_FINAL_GAMMA``, off by default there too) the last BN of every residual branch has
+    weight 0 on the channels its shortcut adds to, so each block starts as the identity there (a ReXNet
+    block's new channels, which no shortcut feeds, keep weight 1)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
@@ -147,24 +151,47 @@ def init_weights(model: nn.Module) -> nn.Module:
             nn.init.normal_(m.weight, 0.0, 0.01)
         if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
             nn.init.zeros_(m.bias)
+    if zero_init_last:
+        for m in model.modules():
+            bn = _last_residual_bn(m)
+            if bn is not None:
+                with torch.no_grad():
+                    bn.weight[:getattr(m, 'in_channels', bn.weight.numel())] = 0.0
     return model
 
 
-def build_space_model(space: str, params: Dict[str, Any], num_classes: int) -> nn.Module:
-    """The network of ``space`` with ``params`` (timm's classes), initialised by :func:`init_weights`
-    (from torch's global seed), in train mode."""
+def _last_residual_bn(block: nn.Module) -> Optional[nn.Module]:
+    """The BN that ends the residual branch of a timm RegNet ``Bottleneck`` or of a ReXNet
+    ``LinearBottleneck`` with a shortcut; ``None`` for any other module."""
+    from timm.models.regnet import Bottleneck
+    from timm.models.rexnet import LinearBottleneck
+    if isinstance(block, Bottleneck):
+        return block.conv3.bn
+    if isinstance(block, LinearBottleneck) and block.use_shortcut:
+        return block.conv_pwl.bn
+    return None
+
+
+def build_space_model(space: str, params: Dict[str, Any], num_classes: int, stem_stride: int = 2,
+                      zero_init_last: bool = False) -> nn.Module:
+    """The network of ``space`` with ``params`` (timm's classes) and a 3x3 stem of ``stem_stride``
+    (2: ImageNet's, timm's RegNet; 1: pycls's CIFAR stem), initialised by :func:`init_weights` (from
+    torch's global seed), in train mode."""
     if space == 'regnetx':
+        from timm.layers import ConvNormAct
         from timm.models.regnet import RegNet, RegNetCfg
         model: nn.Module = RegNet(RegNetCfg(**params), num_classes=num_classes)
+        if stem_stride != 2:  # timm's stem has stride 2; the same conv-BN-ReLU with another stride
+            model.stem = ConvNormAct(3, model.stem.conv.out_channels, 3, stride=stem_stride)
     elif space == 'regnetx_noquant':
         from .design_space import LinearWidthRegNet
-        model = LinearWidthRegNet(**params, num_classes=num_classes)
+        model = LinearWidthRegNet(**params, num_classes=num_classes, stem_stride=stem_stride)
     elif space in TRAINED_SPACES:
         model = IRNet(**params, linear='linear' in space, act_layer='silu' if space.endswith('_silu') else 'relu6',
-                      num_classes=num_classes)
+                      num_classes=num_classes, stem_stride=stem_stride)
     else:
         raise InvalidInputError(f'unknown design space {space!r}; choose from {", ".join(TRAINED_SPACES)}')
-    return init_weights(model)
+    return init_weights(model, zero_init_last)
 
 
 def count_acts(model: nn.Module, size: Tuple[int, int]) -> int:
@@ -188,12 +215,13 @@ def count_acts(model: nn.Module, size: Tuple[int, int]) -> int:
     return total
 
 
-def approx_macs(space: str, p: Dict[str, Any], size: Tuple[int, int], num_classes: int = 10) -> float:
+def approx_macs(space: str, p: Dict[str, Any], size: Tuple[int, int], num_classes: int = 10,
+                stem_stride: int = 2) -> float:
     """Multiply-adds of the convolutions from the widths alone (no model built): a cheap pre-filter of
     :func:`sample_model`, which then counts the built model's exactly; within a few percent."""
     base = PAIRED.get(space, space)
     u, stages, _ = stage_layout(p['depth'], p['w0'], p['wa'], p['wm'])
-    h, w = math.ceil(size[0] / 2), math.ceil(size[1] / 2)
+    h, w = math.ceil(size[0] / stem_stride), math.ceil(size[1] / stem_stride)
     total = h * w * 3 * STEM_WIDTH * 9.0
     prev = STEM_WIDTH
     for j in range(p['depth']):
@@ -214,7 +242,7 @@ def approx_macs(space: str, p: Dict[str, Any], size: Tuple[int, int], num_classe
 
 
 def sample_model(space: str, index: int, flops: Tuple[float, float], input_size: Tuple[int, int], seed: int = 0,
-                 max_tries: int = 500, num_classes: int = 10) -> Dict[str, Any]:
+                 max_tries: int = 500, num_classes: int = 10, stem_stride: int = 2) -> Dict[str, Any]:
     """Parameters of model ``index`` of ``space`` with FLOPs (multiply-adds, one image, ``count_macs``)
     in ``[flops[0], flops[1]]``, drawn from the model's own random stream (so any subset of indices,
     e.g. a shard, samples the same models); paired spaces reuse their base space's draw.
@@ -227,11 +255,11 @@ def sample_model(space: str, index: int, flops: Tuple[float, float], input_size:
     seen: List[float] = []
     for tries in range(1, max_tries + 1):
         p = pycls_regnet_params(rng, group=base.startswith('regnetx'))
-        approx = approx_macs(base, p, input_size, num_classes)
+        approx = approx_macs(base, p, input_size, num_classes, stem_stride)
         if not flops[0] / 1.3 <= approx <= flops[1] * 1.3:
             seen.append(approx)
             continue
-        f = count_macs(build_space_model(base, p, num_classes).eval(), input_size)
+        f = count_macs(build_space_model(base, p, num_classes, stem_stride).eval(), input_size)
         seen.append(f)
         if flops[0] <= f <= flops[1]:
             return dict(params=p, flops=f, tries=tries)

@@ -113,9 +113,11 @@ def report_markdown(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear
     s = records[0]['settings']
     lines = [f"**Trained design-space study** (settings `{records[0]['settings_hash']}`): "
              f"{len(records)} models, FLOPs {s['flops'][0] / 1e6:g}-{s['flops'][1] / 1e6:g} M multiply-adds at "
-             f"{s['input_size']}x{s['input_size']}, data `{s['data']}` ({s['num_train']} train / {s['num_val']} val "
-             f"images), {s['epochs']} epochs, batch {s['batch_size']}, SGD lr {s['lr']}, wd {s['weight_decay']}, "
-             f"seed {s['seed']}.", '', describe_spaces([sp for sp in s['spaces']]), '',
+             f"{s['input_size']}x{s['input_size']} (stem stride {s.get('stem_stride', 2)}), data `{s['data']}` "
+             f"({s['num_train']} train / {s['num_val']} val images), {s['epochs']} epochs, batch {s['batch_size']}, "
+             f"{s.get('optimizer', 'sgd')} lr {s['lr']}, wd {s['weight_decay']}"
+             f"{', zero-init last BN' if s.get('zero_init_last') else ''}, seed {s['seed']}.", '',
+             describe_spaces([sp for sp in s['spaces']]), '',
              '| space | models | diverged | median top-1 error % [95% CI] | min | p10 | p90 | max | MFLOPs | Mparams |',
              '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|']
     for r in space_table(records):

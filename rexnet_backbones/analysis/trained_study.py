@@ -30,10 +30,11 @@ from ..cli import InvalidInputError, ToolError
 from .estimators import rank_estimates
 from .spaces import DEFAULT_SPACES, PAIRED, TRAINED_SPACES, build_space_model, count_acts, sample_model
 
-__all__ = ['StudySettings', 'settings_hash', 'study_jobs', 'shard_jobs', 'load_data', 'train_model', 'rank_stats',
-           'run_model', 'append_record', 'read_records', 'run_study', 'ROW_FACTOR', 'RANK_ESTIMATORS']
+__all__ = ['StudySettings', 'OPTIMIZERS', 'settings_hash', 'study_jobs', 'shard_jobs', 'load_data', 'train_model',
+           'rank_stats', 'run_model', 'append_record', 'read_records', 'run_study', 'ROW_FACTOR', 'RANK_ESTIMATORS']
 
 RANK_ESTIMATORS = ('nuclear', 'effective', 'stable')
+OPTIMIZERS = ('adamw', 'sgd')
 #: a layer with fewer rows than ROW_FACTOR x channels is flagged as row-capped
 ROW_FACTOR = 4
 
@@ -43,13 +44,16 @@ class StudySettings:
     """Everything that decides a model's record (its hash is stored in every line)."""
     spaces: Tuple[str, ...] = DEFAULT_SPACES
     num_models: int = 100
-    flops: Tuple[float, float] = (2e6, 4e6)
+    flops: Tuple[float, float] = (8e6, 16e6)
     input_size: int = 32
-    epochs: int = 3
+    stem_stride: int = 1
+    epochs: int = 1
     batch_size: int = 32
-    lr: float = 0.01
-    weight_decay: float = 5e-4
-    num_train: int = 2000
+    optimizer: str = 'adamw'
+    lr: float = 6e-3
+    weight_decay: float = 0.05
+    zero_init_last: bool = False
+    num_train: int = 4000
     num_val: int = 1000
     data: str = 'generated'
     rank_images: int = 256
@@ -67,6 +71,10 @@ class StudySettings:
                 raise InvalidInputError(f'--{name.replace("_", "-")} must be >= 1, got {getattr(self, name)}')
         if not 0 < self.flops[0] <= self.flops[1]:
             raise InvalidInputError(f'--flops LO HI needs 0 < LO <= HI, got {self.flops}')
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidInputError(f'--optimizer must be one of {", ".join(OPTIMIZERS)}, got {self.optimizer!r}')
+        if self.stem_stride not in (1, 2):
+            raise InvalidInputError(f'--stem-stride must be 1 or 2, got {self.stem_stride}')
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InvalidInputError(f'--lr must be a positive number, got {self.lr}')
 
@@ -118,15 +126,21 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 # A plain loop, not mmengine's Runner: hundreds of tiny models train for seconds each, and building a
 # Runner (config, hooks, logger, visualizer, work dir) per model would cost as much as the training.
 def train_model(model: nn.Module, data: Dict[str, Any], epochs: int, batch_size: int, lr: float,
-                weight_decay: float, seed: int) -> Dict[str, Any]:
-    """SGD (momentum 0.9, Nesterov), linear warm-up over the first epoch's first 10% then cosine to 0,
-    random horizontal flips; seeded batch order. Stops at the first non-finite loss (``diverged``)."""
+                weight_decay: float, seed: int, optimizer: str = 'adamw') -> Dict[str, Any]:
+    """AdamW or SGD (momentum 0.9, Nesterov), linear warm-up over the first epoch's first 10% then
+    cosine to 0, random horizontal flips; seeded batch order. Stops at the first non-finite loss
+    (``diverged``)."""
     x, y = data['train']
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(y) / batch_size)
     total = epochs * steps_per_epoch
     warm = max(1, steps_per_epoch // 10)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    if optimizer == 'sgd':
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                                                     weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    model.to(memory_format=torch.channels_last)  # ~1.5x faster training on a CPU, every space
     model.train()
     step, losses = 0, []
     for _ in range(epochs):
@@ -135,6 +149,7 @@ def train_model(model: nn.Module, data: Dict[str, Any], epochs: int, batch_size:
         losses = []
         for idx in order.to(x.device).split(batch_size):
             xb = torch.where(flips[idx, None, None, None], x[idx].flip(-1), x[idx])
+            xb = xb.contiguous(memory_format=torch.channels_last)
             for g in opt.param_groups:
                 g['lr'] = lr * (step + 1) / warm if step < warm else \
                     0.5 * lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
@@ -194,10 +209,10 @@ def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any], de
     start, cpu = time.time(), time.process_time()
     size = (s.input_size, s.input_size)
     num_classes = len(data['classes'])
-    sample = sample_model(space, index, s.flops, size, s.seed, s.max_tries, num_classes)
+    sample = sample_model(space, index, s.flops, size, s.seed, s.max_tries, num_classes, s.stem_stride)
     seed = _model_seed(s, space, index)
     torch.manual_seed(seed)
-    model = build_space_model(space, sample['params'], num_classes)
+    model = build_space_model(space, sample['params'], num_classes, s.stem_stride, s.zero_init_last)
     rank_images = data['val'][0][:s.rank_images]
     rec: Dict[str, Any] = dict(
         settings_hash=settings_hash(s), settings=asdict(s), space=space, index=index, arch=sample['params'],
@@ -205,7 +220,7 @@ def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any], de
     model.to(device)
     rank = dict(init=rank_stats(model, rank_images, s.estimators, s.max_rows, True, s.seed))
     t0 = time.time()
-    rec.update(train_model(model, data, s.epochs, s.batch_size, s.lr, s.weight_decay, seed))
+    rec.update(train_model(model, data, s.epochs, s.batch_size, s.lr, s.weight_decay, seed, s.optimizer))
     rec['train_seconds'] = round(time.time() - t0, 2)
     if rec['status'] == 'ok':
         rec['error'] = evaluate(model, *data['val'])
