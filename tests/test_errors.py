@@ -338,14 +338,17 @@ def _documented_flags():
 
 
 def _help(tool, data_root, tmp_path):
-    subcommands = {'rank_study': ['single-layer', 'design-space']}.get(tool, [None])
-    text = ''
-    for sub in subcommands:
+    """The tool's ``--help`` and, for a tool with subcommands (``{run,report}`` in its usage), each one's."""
+    def help_of(args):
         # in-process: argparse wraps at COLUMNS, 80 as in a subprocess writing to a pipe
-        proc = run_tool_in_process(f'{tool}.py', [a for a in (sub, '--help') if a], data_root, tmp_path,
-                                   COLUMNS=80)
+        proc = run_tool_in_process(f'{tool}.py', args + ['--help'], data_root, tmp_path, COLUMNS=80)
         assert proc.returncode == 0, describe(proc)
-        text += proc.stdout
+        return proc.stdout
+    text = help_of([])
+    usage = text.split('\n\n')[0]
+    subcommands = re.search(r'\{([a-z0-9,-]+)\}', usage)
+    for sub in subcommands.group(1).split(',') if subcommands else []:
+        text += help_of([sub])
     return text
 
 
