@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import Callable, Optional, Sequence, Tuple, Type
+from typing import Callable, List, Optional, Sequence, Tuple, Type, TypeVar
 
 from .checkpoint import CheckpointLoadError
 from .config_files import ConfigNotFoundError
@@ -27,7 +27,8 @@ from .quiet import quiet_known_warnings
 from .weights import WeightsNotFoundError
 
 __all__ = ['ToolError', 'InputNotFoundError', 'InvalidInputError', 'OutputExistsError', 'USER_ERRORS', 'EXIT_USER_ERROR',
-           'DEBUG_ENV', 'run_cli', 'debug_requested', 'add_debug_arg', 'add_threads_arg', 'set_threads']
+           'DEBUG_ENV', 'run_cli', 'debug_requested', 'add_debug_arg', 'add_threads_arg', 'set_threads',
+           'parse_shard', 'take_shard']
 
 DEBUG_ENV = 'REXNET_DEBUG'
 #: exit code of a tool that stopped on a known error (argparse uses 2 for a bad command line too)
@@ -116,3 +117,28 @@ def set_threads(threads: Optional[int]) -> None:
         raise InvalidInputError(f'--threads must be >= 1, got {threads}')
     import torch
     torch.set_num_threads(threads)
+
+
+_T = TypeVar('_T')
+
+
+def parse_shard(text: Optional[str], flag: str = '--jobs') -> Tuple[int, int]:
+    """``'I/N'`` (1 <= I <= N: shard I of N, as ``tools/suite.py run --jobs`` and ``tools/rank_study.py trained
+    --shard`` take it) -> ``(I, N)``; None -> ``(1, 1)``."""
+    if text is None:
+        return 1, 1
+    try:
+        i, n = (int(v) for v in text.split('/'))
+    except ValueError:
+        raise InvalidInputError(f'{flag} must be I/N (e.g. 1/2: the first of two shards), got {text!r}') from None
+    if not 1 <= i <= n:
+        raise InvalidInputError(f'{flag} {text}: need 1 <= I <= N')
+    return i, n
+
+
+def take_shard(items: Sequence[_T], index: int, count: int) -> List[_T]:
+    """Shard ``index`` of ``count`` (1-based) of ``items``: every ``count``-th item from item ``index - 1``
+    (disjoint shards that cover every item)."""
+    if not 1 <= index <= count:
+        raise InvalidInputError(f'shard {index}/{count}: need 1 <= I <= N')
+    return [item for k, item in enumerate(items) if k % count == index - 1]

@@ -57,17 +57,17 @@ def test_tiny_study_records_every_model(full_run):
 def test_shards_and_resume_give_the_full_run(full_run, tmp_path):
     torch.set_num_threads(1)
     jobs = study_jobs(TINY)
-    halves = [shard_jobs(jobs, (i, 2)) for i in range(2)]
+    halves = [shard_jobs(jobs, (i, 2)) for i in (1, 2)]
     assert sorted(halves[0] + halves[1]) == sorted(jobs) and not set(halves[0]) & set(halves[1])
     a, b = tmp_path / 'a.jsonl', tmp_path / 'b.jsonl'
-    # shard 0 is "killed": one model done, then a write cut in the middle of a line
-    assert len(run_study(TINY, str(a), (0, 2), limit=1, progress=False)) == 1
+    # shard 1 is "killed": one model done, then a write cut in the middle of a line
+    assert len(run_study(TINY, str(a), (1, 2), limit=1, progress=False)) == 1
     with open(a, 'a') as f:
         f.write('{"settings_hash": "cut')
-    resumed = run_study(TINY, str(a), (0, 2), progress=False)
+    resumed = run_study(TINY, str(a), (1, 2), progress=False)
     assert [(r['space'], r['index']) for r in resumed] == halves[0][1:]  # the finished model is not retrained
-    assert run_study(TINY, str(a), (0, 2), progress=False) == []
-    run_study(TINY, str(b), (1, 2), progress=False)
+    assert run_study(TINY, str(a), (1, 2), progress=False) == []
+    run_study(TINY, str(b), (2, 2), progress=False)
     assert _stable(merge_records([str(a), str(b)])) == _stable(merge_records([str(full_run)]))
 
 

@@ -33,7 +33,7 @@ from rexnet_backbones.analysis import DEFAULT_RTOL, ESTIMATORS, NONLINEARITIES, 
 from rexnet_backbones.analysis import design_space as ds
 from rexnet_backbones.analysis import single_layer as sl
 from rexnet_backbones.analysis import single_layer_report as slr
-from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli, set_threads
+from rexnet_backbones.cli import add_debug_arg, add_threads_arg, parse_shard, run_cli, set_threads
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,14 +75,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _shard(text: str):
-    try:
-        i, n = (int(v) for v in text.split('/'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected I/N (e.g. 0/4), got {text!r}') from None
-    return i, n
-
-
 def _trained_parsers(sub) -> None:
     from rexnet_backbones.analysis.spaces import DEFAULT_SPACES, TRAINED_SPACES
     from rexnet_backbones.analysis.trained_study import OPTIMIZERS, RANK_ESTIMATORS, StudySettings
@@ -111,7 +103,7 @@ def _trained_parsers(sub) -> None:
     s.add_argument('--estimator', nargs='+', default=list(RANK_ESTIMATORS), choices=ESTIMATORS)
     s.add_argument('--max-tries', type=int, default=d.max_tries, help='samples per model before the FLOP error')
     s.add_argument('--seed', type=int, default=d.seed)
-    s.add_argument('--shard', type=_shard, default=(0, 1), metavar='I/N')
+    s.add_argument('--shard', metavar='I/N', help='run shard I of N (1 <= I <= N; disjoint; default: all)')
     s.add_argument('--limit', type=int, default=None, help='train at most this many models now')
     s.add_argument('--out', required=True, help='JSON-lines file; appended to, resumed from')
     s.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (not part of the study settings)")
@@ -138,7 +130,7 @@ def trained(args) -> int:
         lr=args.lr, weight_decay=args.weight_decay, zero_init_last=args.zero_init_last,
         num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
         max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed)
-    new = trained_study.run_study(settings, args.out, tuple(args.shard), args.limit, device=args.device)
+    new = trained_study.run_study(settings, args.out, parse_shard(args.shard, '--shard'), args.limit, device=args.device)
     print(f'{len(new)} models trained, appended to {args.out}')
     return 0
 

@@ -6,7 +6,7 @@ parameters, top-1 error on the validation split (``None`` and ``status='diverged
 became non-finite), and rank statistics of every block (and expand layer) at initialisation and
 after training, centred and not (:func:`rank_stats`).
 
-Scale: ``shard=(I, N)`` runs the jobs ``k`` with ``k % N == I`` of the fixed job list (disjoint,
+Scale: ``shard=(I, N)`` (1-based) runs the jobs ``k`` with ``k % N == I - 1`` of the fixed job list (disjoint,
 deterministic); every finished model is appended to the output as ONE ``os.write`` of its whole line
 to an ``O_APPEND`` file, so a killed run leaves whole lines and a rerun skips the models already
 there. :mod:`.trained_report` merges shard files (refusing files of different settings).
@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..cli import InvalidInputError, ToolError
+from ..cli import InvalidInputError, ToolError, take_shard
 from .estimators import rank_estimates
 from .spaces import DEFAULT_SPACES, PAIRED, TRAINED_SPACES, build_space_model, count_acts, sample_model
 
@@ -90,11 +90,8 @@ def study_jobs(s: StudySettings) -> List[Tuple[str, int]]:
 
 
 def shard_jobs(jobs: Sequence[Tuple[str, int]], shard: Tuple[int, int]) -> List[Tuple[str, int]]:
-    """Jobs ``k`` with ``k % N == I`` for ``shard=(I, N)``."""
-    i, n = shard
-    if not (n >= 1 and 0 <= i < n):
-        raise InvalidInputError(f'--shard I/N needs 0 <= I < N, got {i}/{n}')
-    return [j for k, j in enumerate(jobs) if k % n == i]
+    """Shard ``I`` of ``N`` (1-based, ``shard=(I, N)``) of ``jobs``: every N-th job from job ``I - 1``."""
+    return take_shard(jobs, *shard)
 
 
 def load_data(s: StudySettings) -> Dict[str, Any]:
@@ -270,7 +267,7 @@ def read_records(path: str) -> List[Dict[str, Any]]:
     return out
 
 
-def run_study(s: StudySettings, out: str, shard: Tuple[int, int] = (0, 1), limit: Optional[int] = None,
+def run_study(s: StudySettings, out: str, shard: Tuple[int, int] = (1, 1), limit: Optional[int] = None,
               progress: bool = True, device: str = 'cpu') -> List[Dict[str, Any]]:
     """Run this shard's jobs not yet in ``out`` (at most ``limit`` of them) on ``device`` (not part of the
     settings: a GPU's round-off differs from a CPU's, the study's choices do not); returns the new records."""

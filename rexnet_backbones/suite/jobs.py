@@ -11,9 +11,9 @@ import json
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from ..cli import InvalidInputError
+from ..cli import parse_shard, take_shard
 
 __all__ = ['Job', 'make_jobs', 'parse_shard', 'shard', 'job_status', 'read_result', 'write_json_atomic',
            'STATUSES']
@@ -55,22 +55,9 @@ def make_jobs(work_dir: str, models: List[str], seeds: List[int]) -> List[Job]:
     return [Job(m, s, i, osp.join(work_dir, 'jobs', m, f'seed{s}')) for i, (m, s) in enumerate(pairs)]
 
 
-def parse_shard(text: Optional[str]) -> Tuple[int, int]:
-    """``'I/N'`` (1 <= I <= N) -> ``(I, N)``; None -> ``(1, 1)``."""
-    if text is None:
-        return 1, 1
-    try:
-        i, n = (int(v) for v in text.split('/'))
-    except ValueError:
-        raise InvalidInputError(f'--jobs must be I/N (e.g. 1/2: the first of two shards), got {text!r}') from None
-    if not 1 <= i <= n:
-        raise InvalidInputError(f'--jobs {text}: need 1 <= I <= N')
-    return i, n
-
-
 def shard(jobs: List[Job], index: int, count: int) -> List[Job]:
     """The jobs of shard ``index`` of ``count`` (1-based): every ``count``-th job from ``index - 1``."""
-    return [j for j in jobs if j.index % count == index - 1]
+    return take_shard(sorted(jobs, key=lambda j: j.index), index, count)
 
 
 def read_result(job: Job) -> Optional[Dict[str, Any]]:
