@@ -482,9 +482,10 @@ def test_checkpoint_metrics(data_root, tmp_path):
         (result,) = json.load(f)['models']
     assert result['checkpoint'] == str(ckpt)
     assert 0.0 <= result['metrics']['coco/bbox_mAP'] <= 1.0, result['metrics']
-    header = next(line for line in proc.stdout.splitlines() if line.startswith('| model |'))
-    assert header.endswith('| bbox mAP |')
-    row = proc.stdout.splitlines()[-1]
+    lines = proc.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith('| model |'))  # the main table
+    assert lines[at].endswith('| bbox mAP |')
+    row = lines[at + 2]  # its one model row (the cost-model table follows)
     assert row.endswith(f"| {result['metrics']['coco/bbox_mAP']:.3f} |")
 
 
