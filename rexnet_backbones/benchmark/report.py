@@ -6,7 +6,6 @@ import datetime
 import json
 import math
 import os
-import os.path as osp
 import platform
 import statistics
 from importlib import metadata
@@ -358,9 +357,9 @@ def check_finite(report: Report) -> None:
 
 
 def write_text(path: str, text: str) -> None:
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(text)
+    """Write an output file with the project's one atomic writer, and say so."""
+    from ..checkpoint import atomic_write
+    atomic_write(path, text)
     log(f'wrote {path}')
 
 

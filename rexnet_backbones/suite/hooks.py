@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import os.path as osp
 import time
 from typing import Any, Optional
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+
+from ..checkpoint import atomic_write
 
 __all__ = ['SuiteTrainHook', 'STATS_FILE', 'read_train_stats']
 
@@ -82,7 +83,4 @@ class SuiteTrainHook(Hook):
             peak_memory_mb=max(float(self._previous.get('peak_memory_mb', 0.0)), self._peak),
             sessions=int(self._previous.get('sessions', 0)) + 1)
         path = osp.join(runner.work_dir, STATS_FILE)
-        tmp = f'{path}.tmp{os.getpid()}'
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(stats, f)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(stats))

@@ -13,6 +13,7 @@ import os.path as osp
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
+from ..checkpoint import atomic_write
 from ..cli import parse_shard, take_shard
 
 __all__ = ['Job', 'make_jobs', 'parse_shard', 'shard', 'job_status', 'read_result', 'write_json_atomic',
@@ -78,11 +79,5 @@ def job_status(job: Job) -> str:
 
 
 def write_json_atomic(path: str, data: Dict[str, Any]) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then ``os.replace`` it into place."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` as JSON with the project's one atomic writer (:func:`~rexnet_backbones.checkpoint.atomic_write`)."""
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import stats
+from ..checkpoint import atomic_write
 from ..cli import InvalidInputError
 from .report_gather import JobRecord, SuiteInfo, read_jobs, read_suite
 
@@ -263,14 +264,7 @@ def write_report(work_dir: str, out_dir: Optional[str] = None, x_axis: str = 'fl
     os.makedirs(out_dir, exist_ok=True)
     report.files = {name: osp.join(out_dir, f'results.{name}') for name in ('json', 'md', 'png')}
     plot(report, report.files['png'], x_axis=x_axis)
-    _write_text(report.files['md'], markdown(report))
-    _write_text(report.files['json'], json.dumps(report.to_json(), indent=2) + '\n')
+    atomic_write(report.files['md'], markdown(report))  # a reader never sees half a report
+    atomic_write(report.files['json'], json.dumps(report.to_json(), indent=2) + '\n')
     return report
 
-
-def _write_text(path: str, text: str) -> None:
-    """Write atomically (a temporary file renamed), so a reader never sees half a report."""
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-    os.replace(tmp, path)

@@ -20,6 +20,7 @@ import time
 import traceback
 from typing import Any, Dict, List, Optional
 
+from ..checkpoint import atomic_write
 from ..cli import InvalidInputError, ToolError
 from .definition import Suite, check_recipes, load_suite
 from .hooks import read_train_stats
@@ -55,10 +56,7 @@ def claim_work_dir(work_dir: str, suite: Suite) -> None:
     for key, model in suite.models.items():
         config = _config_file(work_dir, key)
         if not osp.isfile(config):
-            os.makedirs(osp.dirname(config), exist_ok=True)
-            tmp = f'{config}.tmp{os.getpid()}.py'
-            model.cfg.dump(tmp)
-            os.replace(tmp, config)
+            atomic_write(config, model.cfg.pretty_text)  # what Config.dump writes for a .py file
 
 
 def _config_file(work_dir: str, model: str) -> str:
