@@ -192,3 +192,14 @@ def test_bad_optimizer_and_stem_stride_are_refused():
         replace(TINY, optimizer='adam').check()
     with pytest.raises(InvalidInputError, match='--stem-stride must be 1 or 2'):
         replace(TINY, stem_stride=4).check()
+
+
+def test_study_data_goes_to_the_training_device():
+    """``--device cuda`` trains where the data is: every tensor of the loaded set is moved there
+    (before this, the data stayed on the CPU and a CUDA run failed at its first convolution)."""
+    from rexnet_backbones.analysis.trained_study import _on_device, load_data
+    s = StudySettings(num_train=8, num_val=4)
+    data = _on_device(load_data(s), 'meta')
+    tensors = [*data['train'], *data['val']]
+    assert len(tensors) == 4 and all(t.device.type == 'meta' for t in tensors)
+    assert data['classes'] == load_data(s)['classes']

@@ -267,6 +267,11 @@ def read_records(path: str) -> List[Dict[str, Any]]:
     return out
 
 
+def _on_device(data: Dict[str, Any], device: str) -> Dict[str, Any]:
+    """``data`` with its train and validation tensors on ``device`` (the loop and the rank pass run there)."""
+    return dict(data, **{k: tuple(t.to(device) for t in data[k]) for k in ('train', 'val')})
+
+
 def run_study(s: StudySettings, out: str, shard: Tuple[int, int] = (1, 1), limit: Optional[int] = None,
               progress: bool = True, device: str = 'cpu') -> List[Dict[str, Any]]:
     """Run this shard's jobs not yet in ``out`` (at most ``limit`` of them) on ``device`` (not part of the
@@ -280,7 +285,7 @@ def run_study(s: StudySettings, out: str, shard: Tuple[int, int] = (1, 1), limit
                         'give a new --out file or the same settings as that run')
     finished = {(r['space'], r['index']) for r in done}
     todo = [j for j in shard_jobs(study_jobs(s), shard) if j not in finished][:limit]
-    data = load_data(s) if todo else None
+    data = _on_device(load_data(s), device) if todo else None
     if progress:
         print(f'shard {shard[0]}/{shard[1]}: {len(todo)} models to train, {len(finished)} already in {out}',
               file=sys.stderr, flush=True)
