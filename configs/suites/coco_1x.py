@@ -11,9 +11,10 @@
 #
 # Cost: 6 models x 3 seeds = 18 RetinaNet 1x trainings (12 epochs, 16 images per batch, 8 GPUs each).
 # mmdet 3.3's metafiles publish the baselines' training memory (RetinaNet R-18 1.7 GB, RegNetX-800MF
-# 2.5 GB per GPU) but no training time; an estimate is 18 x (8 GPUs x the hours of one 1x run of mmdet's
-# logs for that backbone), which is to be filled in from a first measured job: the first result.json
-# of each model holds train.time_s.
+# 2.5 GB per GPU) but no training time. Measured proxy on one H200 (torchvision's RetinaNet on the same timm
+# backbones, 800x1333, 2 images per GPU, fp32/TF32; README "Measured on a GPU"): 7.7-9.3 H200-hours per 1x
+# run, about 160 H200-hours (about 20 hours on 8 GPUs) for the 18 jobs, evaluation and data loading not
+# included; each job's result.json holds the measured train.time_s.
 #
 # Every model: our retinanet_rexnet.py (mmdet's RetinaNet R-50 FPN 1x recipe on COCO), SGD lr 0.01 for
 # 16 images, weight decay 5e-5 (mmdet's RegNet recipe), gradient clipping at 35, the backbone's ImageNet
