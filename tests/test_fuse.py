@@ -127,6 +127,41 @@ def test_fuse_bn_matches_sequential():
         fuse_bn(nn.Sequential(nn.Conv2d(5, 7, 1), nn.BatchNorm2d(8)))
 
 
+@pytest.mark.parametrize('name', ['rexnet_100', 'rexnet_lite_100'])
+def test_deploy_float32_within_1e4_of_eager(name):
+    """The deploy forms the benchmark times (in-place residual, SE gate and ReLU6, channels_last or not;
+    the 'pad' residual of the ONNX export), float32 on random input: within the benchmark's 1e-4 of
+    the eval model, the input left as it was."""
+    torch.manual_seed(0)
+    model = randomize_bn(timm.create_model(name, features_only=True, out_indices=(1, 2, 3, 4)))
+    x = torch.randn(2, 3, 160, 128)
+    kept = x.clone()
+    with torch.no_grad():
+        ref = model(x)
+        for residual, channels_last in (('inplace', True), ('inplace', False), ('pad', False)):
+            d = deploy_model(model, residual=residual, channel_multiple=8, channels_last=channels_last)
+            inputs = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            assert max_diff(ref, d(inputs)) < 1e-4, (residual, channels_last)
+    assert torch.equal(x, kept)
+    assert float(ref[-1].abs().max()) > 1e-2
+
+
+def test_deploy_inplace_ops_keep_autograd():
+    """With an input that requires grad the SE gate runs out of place: backward works and the
+    outputs are the same as without grad."""
+    torch.manual_seed(0)
+    d = deploy_model(randomize_bn(timm.create_model('rexnet_100', features_only=True, out_indices=(2,))))
+    se_blocks = [m for m in d.modules() if type(m).__name__ == 'DeploySE']
+    assert len(se_blocks) == 2
+    assert all(b.block.act_dw.inplace for b in d.modules() if isinstance(b, DeployBottleneck))
+    x = torch.randn(1, 3, 64, 64, requires_grad=True)
+    out = d(x)[0]
+    out.sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    with torch.no_grad():
+        assert max_diff(out.detach(), d(x.detach())[0]) == 0
+
+
 def test_inplace_and_copy():
     model = randomize_bn(timm.create_model('rexnet_lite_100', num_classes=0))
     n = count_batchnorm(model)

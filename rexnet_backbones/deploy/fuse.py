@@ -14,7 +14,7 @@ convolution's weight and bias, keeping the activation:
 
 ``deploy_model(model)`` folds and also wraps every ReXNet block (timm's ``LinearBottleneck``, our
 ``LiteBottleneck``) in a :class:`DeployBottleneck` whose partial residual does not copy the whole
-output (see ``residual``); optionally it zero-pads the ReXNet widths (:func:`.pad.pad_channels`)
+output (see ``residual``), with the SE gate (:class:`DeploySE`) and the ReLU6 after it in place; optionally it zero-pads the ReXNet widths (:func:`.pad.pad_channels`)
 and converts to channels_last. The outputs are those of the eval-mode model up to float rounding
 (tests: within 1e-5 in float32).
 """
@@ -88,8 +88,10 @@ class DeploySE(nn.Module):
     """Squeeze-excitation after BN folding: global average pool -> fc1 -> act -> fc2 -> gate.
 
     The squeeze is ``adaptive_avg_pool2d`` (ONNX ``GlobalAveragePool``, which ONNX Runtime runs in
-    its blocked NCHWc layout) instead of timm's ``mean`` (``ReduceMean``, which it does not); that
-    pooling op is the whole difference to timm's ``SEModule.forward``.
+    its blocked NCHWc layout) instead of timm's ``mean`` (``ReduceMean``, which it does not), and the
+    gate multiplies ``x`` in place (no new full-size tensor; out of place when ``x`` requires grad):
+    the block's depthwise output, which nothing else reads. The values are those of timm's
+    ``SEModule.forward``.
     """
 
     def __init__(self, fc1: nn.Conv2d, act: nn.Module, fc2: nn.Conv2d, gate: nn.Module):
@@ -101,8 +103,8 @@ class DeploySE(nn.Module):
         self.gate = gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.fc2(self.act(self.fc1(F.adaptive_avg_pool2d(x, 1))))
-        return x * self.gate(s)
+        gate = self.gate(self.fc2(self.act(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
+        return x * gate if x.requires_grad else x.mul_(gate)
 
 
 class DeployBottleneck(nn.Module):
@@ -234,6 +236,13 @@ def _to_deploy_se(se: Optional[nn.Module]) -> Optional[nn.Module]:
     return DeploySE(se.fc1, se.act, se.fc2, se.gate) if plain else se
 
 
+def _inplace_relu6(block: nn.Module) -> None:
+    """ReXNet v1's ``act_dw`` (after the depthwise conv and SE gate, on a tensor nothing else reads) in place."""
+    act = getattr(block, 'act_dw', None)
+    if type(act) is nn.ReLU6 and not act.inplace:
+        block.act_dw = nn.ReLU6(inplace=True)
+
+
 def _wrap_blocks(module: nn.Module, residual: str) -> int:
     n = 0
     for name, child in list(module.named_children()):
@@ -242,6 +251,7 @@ def _wrap_blocks(module: nn.Module, residual: str) -> int:
         elif isinstance(child, REXNET_BLOCKS):
             if getattr(child, 'se', None) is not None:
                 child.se = _to_deploy_se(child.se)
+            _inplace_relu6(child)
             setattr(module, name, DeployBottleneck(child, residual))
             n += 1
         else:
