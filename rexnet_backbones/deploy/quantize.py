@@ -90,8 +90,15 @@ def _copy_metadata(src: Any, dst: Any) -> None:
             entry.key, entry.value = p.key, p.value
 
 
+def _output_nodes(model: Any) -> List[str]:
+    """Names of the nodes that compute the graph's outputs."""
+    outputs = {o.name for o in model.graph.output}
+    return [n.name for n in model.graph.node if outputs.intersection(n.output)]
+
+
 def quantize_onnx(fp32_file: PathLike, out_file: PathLike, inputs: Sequence[Any], *, method: str = 'minmax',
-                  per_channel: bool = True, op_types: Optional[List[str]] = None) -> QuantizeResult:
+                  per_channel: bool = True, op_types: Optional[List[str]] = None,
+                  fp32_outputs: bool = True) -> QuantizeResult:
     """Quantize ``fp32_file`` to int8 (QDQ, int8 per-channel weights, uint8 activations) into ``out_file``.
 
     Args:
@@ -100,6 +107,7 @@ def quantize_onnx(fp32_file: PathLike, out_file: PathLike, inputs: Sequence[Any]
             (99.999%) of ONNX Runtime.
         per_channel: one weight scale per output channel (else one per tensor).
         op_types: the operator types to quantize (default: all ONNX Runtime can).
+        fp32_outputs: keep the layers that compute the model's outputs (a detector's class and box convs) in fp32.
     """
     if method not in CALIBRATION_METHODS:
         raise InvalidInputError(f'unknown calibration method {method!r}; choose one of {list(CALIBRATION_METHODS)}')
@@ -108,24 +116,36 @@ def quantize_onnx(fp32_file: PathLike, out_file: PathLike, inputs: Sequence[Any]
     onnx = require('onnx')
     q = require('onnxruntime.quantization')
     fp32 = onnx.load(str(fp32_file))
+    ort = require('onnxruntime')
+    # the calibration sessions warn about every initializer the optimiser drops: errors only, then ORT's default
+    ort.set_default_logger_severity(3)
+    try:
+        _quantize(onnx, q, fp32, str(fp32_file), out_file, inputs, method, per_channel, op_types, fp32_outputs)
+    finally:
+        ort.set_default_logger_severity(2)
+    counts = count_qdq_nodes(out_file)
+    return QuantizeResult(str(out_file), len(inputs), method, counts.get('QuantizeLinear', 0),
+                          counts.get('DequantizeLinear', 0))
+
+
+def _quantize(onnx: Any, q: Any, fp32: Any, fp32_file: str, out_file: PathLike, inputs: Sequence[Any], method: str,
+              per_channel: bool, op_types: Optional[List[str]], fp32_outputs: bool) -> None:
     input_name = fp32.graph.input[0].name
     calibrate = {'minmax': q.CalibrationMethod.MinMax, 'entropy': q.CalibrationMethod.Entropy,
                  'percentile': q.CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory(prefix='rexnet_int8_') as tmp:
         prepared, quantized = osp.join(tmp, 'prepared.onnx'), osp.join(tmp, 'int8.onnx')
         # shape inference + ORT's graph optimisations (BN folding, ...), as ONNX Runtime recommends first
-        q.quant_pre_process(str(fp32_file), prepared, skip_symbolic_shape=True)
+        q.quant_pre_process(fp32_file, prepared, skip_symbolic_shape=True)
+        exclude = _output_nodes(onnx.load(prepared)) if fp32_outputs else None
         q.quantize_static(prepared, quantized, _reader(input_name, inputs), quant_format=q.QuantFormat.QDQ,
                           per_channel=per_channel, reduce_range=False, activation_type=q.QuantType.QUInt8,
                           weight_type=q.QuantType.QInt8, calibrate_method=calibrate,
-                          op_types_to_quantize=op_types,
+                          op_types_to_quantize=op_types, nodes_to_exclude=exclude,
                           extra_options=dict(CalibTensorRangeSymmetric=False, CalibMovingAverage=False))
         model = onnx.load(quantized)
         _copy_metadata(fp32, model)
         atomic_write(out_file, model.SerializeToString())
-    counts = count_qdq_nodes(out_file)
-    return QuantizeResult(str(out_file), len(inputs), method, counts.get('QuantizeLinear', 0),
-                          counts.get('DequantizeLinear', 0))
 
 
 def int8_deviation(fp32_file: PathLike, int8_file: PathLike, inputs: Sequence[Any],
