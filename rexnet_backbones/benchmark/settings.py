@@ -107,7 +107,8 @@ class Settings:
     def _check_int8(self) -> None:
         if 'int8' not in self.precisions:
             if self.calib is not None:
-                raise BenchmarkError('--calib calibrates the int8 paths: add int8 to --precisions, or leave out --calib')
+                raise BenchmarkError('--calib calibrates the int8 paths: add int8 to --precisions, or leave '
+                                     'out --calib')
             return
         if not any(b in INT8_BACKENDS for b in self.backends):
             raise BenchmarkError(f'--precisions int8 runs on {" or ".join(INT8_BACKENDS)}: add one of them to '
