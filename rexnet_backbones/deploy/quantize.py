@@ -41,12 +41,9 @@ class QuantizeResult:
     dequantize_nodes: int
 
 
-def _calibration_reader_base() -> Any:
-    return require('onnxruntime.quantization').CalibrationDataReader
-
-
 class InputsReader:
-    """A ``CalibrationDataReader`` over a list of input arrays (``N x C x H x W`` float32) of one input."""
+    """ONNX Runtime's ``CalibrationDataReader`` over a list of input arrays (``N x C x H x W`` float32) of one
+    input (its abstract base recognises the class by ``get_next``; nothing here imports onnxruntime)."""
 
     def __init__(self, input_name: str, inputs: Sequence[Any]):
         import numpy as np
@@ -63,14 +60,6 @@ class InputsReader:
 
     def __len__(self) -> int:
         return len(self.inputs)
-
-
-def _reader(input_name: str, inputs: Sequence[Any]) -> Any:
-    """An :class:`InputsReader` registered as ONNX Runtime's ``CalibrationDataReader`` (its ABC checks
-    ``get_next`` only, so nothing is subclassed at import time, when onnxruntime may be missing)."""
-    reader = InputsReader(input_name, inputs)
-    assert isinstance(reader, _calibration_reader_base())
-    return reader
 
 
 def count_qdq_nodes(onnx_file: PathLike) -> Dict[str, int]:
@@ -138,7 +127,7 @@ def _quantize(onnx: Any, q: Any, fp32: Any, fp32_file: str, out_file: PathLike, 
         # shape inference + ORT's graph optimisations (BN folding, ...), as ONNX Runtime recommends first
         q.quant_pre_process(fp32_file, prepared, skip_symbolic_shape=True)
         exclude = _output_nodes(onnx.load(prepared)) if fp32_outputs else None
-        q.quantize_static(prepared, quantized, _reader(input_name, inputs), quant_format=q.QuantFormat.QDQ,
+        q.quantize_static(prepared, quantized, InputsReader(input_name, inputs), quant_format=q.QuantFormat.QDQ,
                           per_channel=per_channel, reduce_range=False, activation_type=q.QuantType.QUInt8,
                           weight_type=q.QuantType.QInt8, calibrate_method=calibrate,
                           op_types_to_quantize=op_types, nodes_to_exclude=exclude,
