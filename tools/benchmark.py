@@ -6,7 +6,8 @@
                               [--device {cpu,cuda}] [--threads N] [--backbone-only]
                               [--backends eager channels_last compile onnxruntime openvino]
                               [--deploy {off,on,both}] [--reference MODEL|auto|none]
-                              [--precisions fp32 [bf16]] [--out-indices I ...]
+                              [--precisions fp32 [bf16] [int8]] [--calib DIR] [--calib-images N]
+                              [--out-indices I ...]
                               [--checkpoints CKPT [CKPT ...]] [--work-dir DIR] [--layers [N]]
                               [--out-json FILE] [--out-md FILE] [--debug]
     python tools/benchmark.py CONFIG [CONFIG ...] --train-step [--batch-sizes B] [--input-size H W]
@@ -79,8 +80,14 @@ def parse_args(argv=None):
                         help='reference of the ratio columns: a MODEL (added when not measured '
                         'anyway), none, or auto (default: RegNetX-800MF, i.e. regnetx_008 or '
                         "mmdet's RetinaNet RegNetX-800MF config, when it is measured)")
-    parser.add_argument('--precisions', nargs='+', choices=['fp32', 'bf16'], default=['fp32'],
-                        help='with --backends: bf16 adds bf16 columns with their deviation')
+    parser.add_argument('--precisions', nargs='+', choices=['fp32', 'bf16', 'int8'], default=['fp32'],
+                        help='with --backends: bf16 adds bf16 columns, int8 post-training int8 columns of the ONNX '
+                        'runtimes (ONNX Runtime static QDQ), each with its deviation from eager fp32')
+    parser.add_argument('--calib', metavar='DIR', default=None,
+                        help='int8: calibrate on images of DIR resized to --input-size (default: seeded random '
+                        'inputs made as the timed one)')
+    parser.add_argument('--calib-images', type=int, default=4, metavar='N',
+                        help='int8: number of calibration inputs (default 4)')
     parser.add_argument('--out-indices', nargs='+', type=int, default=[1, 2, 3, 4], metavar='I',
                         help='feature levels of timm models (features_only; default: 1 2 3 4)')
     parser.add_argument('--channel-multiple', type=int, default=8,
@@ -114,7 +121,7 @@ def benchmark(args, argv) -> int:
         out_indices=tuple(args.out_indices), precisions=tuple(args.precisions),
         channel_multiple=args.channel_multiple, tolerance=args.tolerance, layers=args.layers,
         train_step=args.train_step,
-        mem_efficient=args.mem_efficient)
+        mem_efficient=args.mem_efficient, calib=args.calib, calib_images=args.calib_images)
     if settings.train_step:
         report, status = run_train_step_benchmark(settings, argv=argv)
         sys.stdout.write(write_train_step_outputs(report, args.out_json, args.out_md))

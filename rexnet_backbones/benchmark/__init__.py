@@ -48,6 +48,9 @@ What is reported per model (the JSON has all raw numbers and the environment):
   so that a change of machine load hits all columns alike. Columns: median ms, ratio to the
   reference model on the same backend, and parity = max |output - eager fp32 output| on the same
   input. ``bf16`` in ``precisions`` adds bf16 columns (torch autocast, OpenVINO bf16) with their
+  deviation from eager fp32; ``int8`` adds int8 columns of the ONNX runtimes, which run a post-training int8
+  (QDQ) file of :func:`rexnet_backbones.deploy.quantize.quantize_onnx` calibrated on ``calib_images``
+  seeded random inputs made as the timed one (or images of ``calib`` resized to the input size), with their
   deviation from eager fp32. "best" is the fastest fp32 path whose parity is within ``tolerance``.
 * cost model (every run): activations = output elements of every conv and matmul
   (``mmengine.analysis.ActivationAnalyzer``, RegNet's metric), bytes moved per image under the

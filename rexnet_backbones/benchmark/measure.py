@@ -3,6 +3,7 @@ size (latency) or prepare its backend paths, which :func:`time_backends` times r
 models (run ``i`` of every path before run ``i + 1``)."""
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import time
@@ -21,7 +22,8 @@ from .report import fmt_g, fmt_m
 from .results import ModelResult, PathResult, Timing
 from .settings import Settings, log
 
-__all__ = ['PendingPaths', 'time_forward', 'measure_model', 'time_latency', 'prepare_paths', 'time_backends']
+__all__ = ['PendingPaths', 'time_forward', 'measure_model', 'time_latency', 'prepare_paths', 'calibration_inputs',
+           'time_backends']
 
 
 @dataclass
@@ -123,10 +125,30 @@ def prepare_paths(built: BuiltModel, result: ModelResult, settings: Settings, tm
     make = module_factory(built, batch, settings.channel_multiple)
     with torch.no_grad():
         reference_out = batch.forward(batch.inputs)
-    runs, errors = build_runs(make, batch.inputs, settings, tmp_dir, result.label)
+    calibration = functools.partial(calibration_inputs, built, settings, batch.inputs.shape)
+    runs, errors = build_runs(make, batch.inputs, settings, tmp_dir, result.label, calibration)
     result.backends = {key: PathResult(error=message) for key, message in errors.items()}
     result.output_max_abs = max(float(o.detach().abs().max()) for o in flatten_outputs(reference_out)[0])
     return PendingPaths(result, runs, reference_out)
+
+
+def calibration_inputs(built: BuiltModel, settings: Settings, shape: Sequence[int]) -> Tuple[List[Any], str]:
+    """The int8 calibration inputs of ``built``, each of the timed input's ``shape``, and what they are: the
+    images of ``settings.calib`` resized to the input size and normalised as the model expects (in batches of
+    the timed batch size), or inputs made as the timed one with other seeds."""
+    import numpy as np
+    height, width = settings.input_size
+    n, batch_size = settings.calib_images, int(shape[0])
+    if settings.calib is None:
+        inputs = [built.batch(batch_size, height, width, seed=1000 + i).inputs.cpu().numpy() for i in range(n)]
+        return inputs, 'random (as the timed input, other seeds)'
+    from ..deploy.calibration import find_images, resized_inputs
+    images = resized_inputs(built.model, find_images(settings.calib, n * batch_size), (height, width))
+    images = [images[i % len(images)] for i in range(n * batch_size)]
+    inputs = [np.concatenate(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    if tuple(inputs[0].shape) != tuple(shape):
+        raise ValueError(f'calibration inputs of shape {inputs[0].shape}, the timed input is {tuple(shape)}')
+    return inputs, f'images from {settings.calib}'
 
 
 def _warm_up(paths: List[Tuple[PendingPaths, BackendRun]], warmup: int) -> Dict[int, Any]:

@@ -73,9 +73,10 @@ def _data_sample_class(scope: str) -> type:
 
 
 def make_batch(model: nn.Module, scope: str, batch_size: int, height: int,
-               width: int) -> Tuple[torch.Tensor, List[Any]]:
-    """Random uint8 images through the model's data_preprocessor (on the model's device)."""
-    gen = torch.Generator().manual_seed(batch_size)
+               width: int, seed: Optional[int] = None) -> Tuple[torch.Tensor, List[Any]]:
+    """Random uint8 images through the model's data_preprocessor (on the model's device); ``seed``
+    defaults to the batch size."""
+    gen = torch.Generator().manual_seed(batch_size if seed is None else seed)
     sample_cls = _data_sample_class(scope)
     images = [torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=gen)
               for _ in range(batch_size)]
@@ -87,9 +88,9 @@ def make_batch(model: nn.Module, scope: str, batch_size: int, height: int,
     return data['inputs'], data['data_samples']
 
 
-def timm_inputs(batch_size: int, height: int, width: int) -> torch.Tensor:
-    """A seeded ``N(0, 1)`` batch (the input of timm models)."""
-    gen = torch.Generator().manual_seed(batch_size)
+def timm_inputs(batch_size: int, height: int, width: int, seed: Optional[int] = None) -> torch.Tensor:
+    """A seeded ``N(0, 1)`` batch (the input of timm models); ``seed`` defaults to the batch size."""
+    gen = torch.Generator().manual_seed(batch_size if seed is None else seed)
     return torch.randn(batch_size, 3, height, width, generator=gen)
 
 
@@ -148,10 +149,11 @@ class BuiltModel:
         """What the backbone columns measure (the whole model for timm)."""
         return self.model if self.is_timm else self.model.backbone
 
-    def batch(self, batch_size: int, height: int, width: int) -> Batch:
-        """A seeded batch on the model's device and the call that is timed on it."""
+    def batch(self, batch_size: int, height: int, width: int, seed: Optional[int] = None) -> Batch:
+        """A seeded batch on the model's device and the call that is timed on it (``seed``: see
+        :func:`make_batch`; another seed gives, e.g., int8 calibration inputs)."""
         if self.is_timm:
             device = next(self.model.parameters()).device
-            return Batch(timm_inputs(batch_size, height, width).to(device), self.model)
-        inputs, samples = make_batch(self.model, self.scope, batch_size, height, width)
+            return Batch(timm_inputs(batch_size, height, width, seed).to(device), self.model)
+        inputs, samples = make_batch(self.model, self.scope, batch_size, height, width, seed)
         return Batch(inputs, TensorForward(self.model, samples, self.backbone_only), samples)

@@ -64,7 +64,10 @@ def plan(settings: Settings) -> List[PlannedModel]:
             if path not in seen:  # a baseline also given as MODEL is measured once
                 models.append(PlannedModel(spec, 'config', path, label))
     _mark_reference(models, settings.reference, baseline_labels)
-    _check_backends_installed(settings.backends)
+    _check_backends_installed(settings.backends, 'int8' in settings.precisions)
+    if settings.calib is not None:  # a missing or empty folder stops the run before anything is built
+        from ..deploy.calibration import find_images
+        find_images(settings.calib, settings.calib_images)
     return models
 
 
@@ -104,9 +107,11 @@ def _mark_reference(models: List[PlannedModel], reference: str, baseline_labels:
     models.append(added)
 
 
-def _check_backends_installed(backends: Sequence[str]) -> None:
+def _check_backends_installed(backends: Sequence[str], int8: bool = False) -> None:
     graph = [b for b in backends if b in GRAPH_BACKENDS]
     needed = (['onnx'] if graph else []) + graph
+    if int8 and graph and 'onnxruntime' not in needed:  # quantize_onnx
+        needed.append('onnxruntime')
     missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
         raise BenchmarkError(f'--backends {" ".join(graph)}: {", ".join(missing)} not installed; '

@@ -16,7 +16,7 @@ import torch
 from .layers import markdown_layers
 from .results import Environment, ModelResult, PathResult, Report
 from .roofline import achieved_fraction
-from .settings import BACKENDS, GRAPH_BACKENDS, log
+from .settings import BACKENDS, GRAPH_BACKENDS, PRECISIONS, log
 
 __all__ = ['environment', 'markdown', 'markdown_backends', 'markdown_costs', 'write_outputs', 'check_finite',
            'fmt_m', 'fmt_g', 'fmt_ms', 'fmt_ips', 'fmt_fraction']
@@ -195,8 +195,8 @@ def _column_keys(models: List[ModelResult]) -> List[str]:
     order = {b: i for i, b in enumerate(BACKENDS)}
 
     def rank(key: str) -> tuple:
-        base = key.split(' ')[0]
-        return ('bf16' in key, '+deploy' in base, order.get(base.split('+')[0], 99))
+        base, _, precision = key.partition(' ')
+        return (PRECISIONS.index(precision or 'fp32'), '+deploy' in base, order.get(base.split('+')[0], 99))
     return sorted(keys, key=rank)
 
 
@@ -241,13 +241,19 @@ def _backend_notes(report: Report) -> List[str]:
         f'(ms = median). Load average {env.load_average_start[0]:.1f} at start, {end:.1f} at the end.',
         '',
         f'parity = max |output - eager fp32 output| on the same input ("!": above {s.tolerance:g}, '
-        'not eligible as best fp32); for bf16 rows it is the deviation from fp32. '
+        'not eligible as best fp32); for bf16 and int8 rows it is the deviation from fp32. '
         f'ratio = model / reference ({ref.label if ref else "none"}) on the same path; the last row '
         'compares the best fp32 path of each model. "+deploy" = BN folded, ReXNet widths zero-padded '
         f'to multiples of {s.channel_multiple}, partial residual without cat '
         '(rexnet_backbones.deploy.fuse.deploy_model). OpenVINO: PERFORMANCE_HINT=LATENCY, the '
         "precision column is the compiled model's INFERENCE_PRECISION_HINT.",
     ]
+    if 'int8' in s.precisions:
+        calib = f'{s.calib_images} images of {s.calib}' if s.calib else \
+            f'{s.calib_images} seeded random inputs made as the timed one'
+        lines += ['', 'int8 = post-training int8 ONNX file (ONNX Runtime quantize_static: QDQ, int8 per-channel '
+                  f'weights, uint8 activations, minmax) calibrated on {calib}, run by each ONNX runtime '
+                  '(OpenVINO: its other layers in the precision shown).']
     ratios = [f'{m.label}: ' + ', '.join(f'{b} {v:.2f}' for b, v in m.backend_ratios.items())
               for m in report.models if m is not ref and m.backend_ratios]
     if ratios:
@@ -315,7 +321,7 @@ def _fractions_table(report: Report) -> List[str]:
     """Backends: the achieved fraction of every path (rows) of every model (columns)."""
     keys = _column_keys(report.models)
     rows = [[key] + [fmt_fraction(m.roofline_fractions.get(key)) for m in report.models] for key in keys]
-    return ['', 'Achieved fraction of the roofline per path (bf16 paths against the fp32 roofline):', ''] + \
+    return ['', 'Achieved fraction of the roofline per path (bf16 and int8 paths against the fp32 roofline):', ''] + \
         _table(['path'] + [m.label for m in report.models], rows, left=1)
 
 

@@ -201,6 +201,9 @@ class ReportSettings:
     out_indices: List[int]
     reference: str
     traffic_model: str = TRAFFIC_MODEL
+    #: int8 paths: the calibration folder (None: seeded random inputs) and the number of inputs
+    calib: Optional[str] = None
+    calib_images: int = 4
 
 
 @dataclass

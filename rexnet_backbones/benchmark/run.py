@@ -53,7 +53,8 @@ def _report_settings(settings: Settings, devices: List[str]) -> ReportSettings:
         threads=torch.get_num_threads(), timed=TIMED_BACKBONE if settings.backbone_only else TIMED,
         flops_convention=FLOPS_NOTE, backends=list(settings.backends), deploy=settings.deploy,
         precisions=list(settings.precisions), channel_multiple=settings.channel_multiple,
-        tolerance=settings.tolerance, out_indices=list(settings.out_indices), reference=settings.reference)
+        tolerance=settings.tolerance, out_indices=list(settings.out_indices), reference=settings.reference,
+        calib=settings.calib, calib_images=settings.calib_images)
 
 
 def evaluate(planned: PlannedModel, settings: Settings) -> Dict[str, float]:

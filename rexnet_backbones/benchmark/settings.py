@@ -12,7 +12,7 @@ from ..deploy.runtime import INSTALL_HINT
 from ..engine.errors import ToolError
 
 __all__ = ['BASELINES', 'REFERENCE', 'TORCH_BACKENDS', 'GRAPH_BACKENDS', 'BACKENDS', 'BF16_BACKENDS',
-           'INSTALL_HINT', 'BenchmarkError', 'Settings', 'log']
+           'INT8_BACKENDS', 'PRECISIONS', 'INSTALL_HINT', 'BenchmarkError', 'Settings', 'log']
 
 #: (label, config) of mmdet's own detectors added by ``baselines``
 BASELINES = [
@@ -30,8 +30,11 @@ GRAPH_BACKENDS = ('onnxruntime', 'openvino')
 BACKENDS = TORCH_BACKENDS + GRAPH_BACKENDS
 #: backends that have a bf16 column with ``precisions=('fp32', 'bf16')``
 BF16_BACKENDS = ('eager', 'channels_last', 'openvino')
+#: backends that have an int8 column with ``precisions=(..., 'int8')``: the post-training int8 (QDQ) file of
+#: :func:`rexnet_backbones.deploy.quantize.quantize_onnx`, which both ONNX runtimes run
+INT8_BACKENDS = GRAPH_BACKENDS
 DEPLOY_MODES = ('off', 'on', 'both')  # also the values of mem_efficient
-PRECISIONS = ('fp32', 'bf16')
+PRECISIONS = ('fp32', 'bf16', 'int8')
 
 
 class BenchmarkError(ToolError):
@@ -68,6 +71,10 @@ class Settings:
     train_step: bool = False
     #: with ``train_step``: ReXNet backbones' memory-efficient training forward 'on', 'off' or 'both'
     mem_efficient: str = 'on'
+    #: int8 paths: calibrate on images of this folder (resized to the input size), else on seeded random inputs
+    calib: Optional[str] = None
+    #: int8 paths: the number of calibration inputs (images or random batches)
+    calib_images: int = 4
 
     def check(self) -> None:
         """Raise :class:`BenchmarkError` for values no run can use."""
@@ -85,7 +92,8 @@ class Settings:
         if self.deploy not in DEPLOY_MODES:
             raise BenchmarkError(f"--deploy must be 'off', 'on' or 'both', got {self.deploy!r}")
         if any(p not in PRECISIONS for p in self.precisions) or 'fp32' not in self.precisions:
-            raise BenchmarkError(f"--precisions: 'fp32' and optionally 'bf16', got {list(self.precisions)}")
+            raise BenchmarkError(f"--precisions: 'fp32' and optionally 'bf16' and 'int8', got {list(self.precisions)}")
+        self._check_int8()
         if self.layers is not None and (self.layers < 1 or self.runs < 1):
             raise BenchmarkError('--layers N needs N >= 1 and --runs >= 1 (the layers are timed)')
         if self.mem_efficient not in DEPLOY_MODES:
@@ -95,6 +103,18 @@ class Settings:
                                  'and --device cuda')
         if self.backends and self.device == 'cuda':
             raise BenchmarkError('--backends compares CPU backends: use --device cpu (or leave it out)')
+
+    def _check_int8(self) -> None:
+        if 'int8' not in self.precisions:
+            if self.calib is not None:
+                raise BenchmarkError('--calib calibrates the int8 paths: add int8 to --precisions, or leave '
+                                     'out --calib')
+            return
+        if not any(b in INT8_BACKENDS for b in self.backends):
+            raise BenchmarkError(f'--precisions int8 runs on {" or ".join(INT8_BACKENDS)}: add one of them to '
+                                 '--backends')
+        if self.calib_images < 1:
+            raise BenchmarkError(f'--calib-images must be >= 1, got {self.calib_images}')
 
     @property
     def deploy_variants(self) -> List[bool]:

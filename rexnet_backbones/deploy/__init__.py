@@ -1,6 +1,7 @@
 """Inference deployment: BN folding and the deploy form (``fuse``: ``fuse_bn``, ``deploy_model``;
 ``pad``: zero-padded widths), ONNX export and verification (``onnx``), and mmdet/mmseg models that
-run their network in ONNX Runtime or OpenVINO (``ort_model``).
+run their network in ONNX Runtime or OpenVINO (``ort_model``), and post-training int8 quantization
+(``quantize``, calibrated on images preprocessed by ``calibration``).
 
 Everything here needs the optional deployment packages: ``pip install -e '.[deploy]'``; they (and
 mmengine, for the ``ort_model`` part) are imported only when used.
@@ -11,12 +12,12 @@ import importlib
 from typing import Any
 
 from .onnx import (DeployDependencyError, ExportResult, OnnxVerificationError, TensorMode,
-                   build_source_model, export_onnx, make_session, verify_onnx)
+                   build_source_model, export_onnx, load_source_model, make_session, verify_onnx)
 
 __all__ = [
     'DeployDependencyError', 'ExportResult', 'OnnxVerificationError', 'TensorMode', 'build_source_model',
-    'export_onnx', 'make_session', 'verify_onnx', 'use_onnx_backend', 'ORTDetector', 'ORTSegmentor',
-    'fuse_bn', 'deploy_model',
+    'load_source_model', 'export_onnx', 'make_session', 'verify_onnx', 'use_onnx_backend', 'ORTDetector',
+    'ORTSegmentor',    'fuse_bn', 'deploy_model',
 ]
 
 _ORT_MODEL_NAMES = ('use_onnx_backend', 'ORTDetector', 'ORTSegmentor')
