@@ -1,5 +1,6 @@
 """Shared helpers of the test modules that run the tools (not a test module)."""
 import contextlib
+import itertools
 import os
 import os.path as osp
 import re
@@ -109,6 +110,7 @@ def run_tool_in_process(tool: str, args, data_root: str, cwd, **env) -> subproce
             mp.setenv(key, str(value))
         try:
             with _redirected(out, err):
+                _fresh_mmengine_logger()
                 code = _run_as_main(path)
         finally:
             if threads is not None:
@@ -116,6 +118,17 @@ def run_tool_in_process(tool: str, args, data_root: str, cwd, **env) -> subproce
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(argv, code, out.read(), err.read())
+
+
+_LOGGERS = itertools.count()
+
+
+def _fresh_mmengine_logger() -> None:
+    """What a new process has: mmengine's current logger (``print_log(logger='current')`` before a Runner makes its
+    own) writes to the captured stdout, not to a stream of an earlier test (a Runner built in a test or fixture)."""
+    mm_logging = sys.modules.get('mmengine.logging')
+    if mm_logging is not None:
+        mm_logging.MMLogger.get_instance(f'run_tool_in_process_{next(_LOGGERS)}', logger_name='mmengine')
 
 
 def _run_as_main(path: str) -> int:
