@@ -1,5 +1,6 @@
 """Shared helpers of the test modules that run the tools (not a test module)."""
 import contextlib
+import itertools
 import os
 import os.path as osp
 import re
@@ -86,16 +87,20 @@ def logged_metric(text: str, name: str, occurrence: int = -1) -> float:
 def run_tool_in_process(tool: str, args, data_root: str, cwd, **env) -> subprocess.CompletedProcess:
     """``python tools/<tool> ARGS`` run inside the test process: the script executes as ``__main__`` (runpy),
     its ``sys.exit`` code is the return code, and what it writes to stdout/stderr (file descriptors 1 and 2) is
-    captured. For the checks of a command line and of errors found before any work starts: the imports of torch
-    and mmdet are paid once per session instead of once per call. Every tool keeps at least one real subprocess
-    in tests/test_errors.py (exit code and streams as a user sees them).
+    captured. For the checks of a command line, of errors found before any work starts, and of short runs (a tiny
+    training or test) whose real command line is tested elsewhere: the imports of torch and mmdet are paid once per
+    session instead of once per call. Every tool keeps at least one real subprocess in tests/test_errors.py (exit
+    code and streams as a user sees them).
 
-    ``SYNTHETIC_DATA_ROOT=data_root`` and ``env`` are set for this call only; variables that a library reads when it is imported (``HF_HUB_CACHE``,
+    ``SYNTHETIC_DATA_ROOT=data_root`` and ``env`` are set for this call only, and torch's thread count (``--threads``)
+    is restored after it; variables that a library reads when it is imported (``HF_HUB_CACHE``,
     ``OMP_NUM_THREADS``) do not take effect here: use :func:`run_tool` for those."""
     import pytest
 
     path = osp.join(TOOLS, tool)
     argv = [path, *map(str, args)]
+    torch = sys.modules.get('torch')
+    threads = torch.get_num_threads() if torch is not None else None
     with tempfile.TemporaryFile('w+') as out, tempfile.TemporaryFile('w+') as err, \
             pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)
@@ -103,11 +108,27 @@ def run_tool_in_process(tool: str, args, data_root: str, cwd, **env) -> subproce
         mp.setenv('SYNTHETIC_DATA_ROOT', str(data_root))
         for key, value in env.items():
             mp.setenv(key, str(value))
-        with _redirected(out, err):
-            code = _run_as_main(path)
+        try:
+            with _redirected(out, err):
+                _fresh_mmengine_logger()
+                code = _run_as_main(path)
+        finally:
+            if threads is not None:
+                torch.set_num_threads(threads)
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(argv, code, out.read(), err.read())
+
+
+_LOGGERS = itertools.count()
+
+
+def _fresh_mmengine_logger() -> None:
+    """What a new process has: mmengine's current logger (``print_log(logger='current')`` before a Runner makes its
+    own) writes to the captured stdout, not to a stream of an earlier test (a Runner built in a test or fixture)."""
+    mm_logging = sys.modules.get('mmengine.logging')
+    if mm_logging is not None:
+        mm_logging.MMLogger.get_instance(f'run_tool_in_process_{next(_LOGGERS)}', logger_name='mmengine')
 
 
 def _run_as_main(path: str) -> int:

@@ -2,7 +2,8 @@
 backend selection and the parity column on a tiny input, and a tiny end-to-end run (slow).
 
 The end-to-end test runs the tool as a subprocess on the ReXNet-1.0x RetinaNet config and mmdet's
-RetinaNet R-18 baseline at 128x128 (timing) and at 256x256 (params and FLOPs only, ``--runs 0``).
+RetinaNet R-18 baseline at 128x128 (timing) and at 256x256 (params and FLOPs only, ``--runs 0``); the run with
+``--checkpoints`` (COCO metrics) runs the same tool in the test process (``run_tool_in_process``).
 """
 import importlib.util
 import json
@@ -14,6 +15,7 @@ import sys
 
 import pytest
 
+from _helpers_tools import run_tool_in_process
 from rexnet_backbones import benchmark as bm
 from rexnet_backbones.benchmark import BenchmarkError, Settings
 
@@ -464,7 +466,7 @@ def test_checkpoint_metrics(data_root, tmp_path):
     pytest.importorskip('mmdet')
     pytest.importorskip('pycocotools')
     import torch
-    from _helpers_tools import DET_CONFIG, describe, run_tool
+    from _helpers_tools import DET_CONFIG, describe
 
     pytest.importorskip('rexnet_backbones.engine', exc_type=ImportError)  # evaluates with engine.test
     from rexnet_backbones.sources import build_source
@@ -473,10 +475,9 @@ def test_checkpoint_metrics(data_root, tmp_path):
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
 
     out_json = tmp_path / 'metrics.json'
-    proc = run_tool('benchmark.py', [DET_CONFIG, '--checkpoints', ckpt, '--input-size', 128, 128,
-                                     '--runs', 0, '--device', 'cpu', '--out-json', out_json,
-                                     '--work-dir', tmp_path / 'work'],
-                    data_root, cwd=tmp_path, timeout=600)
+    proc = run_tool_in_process('benchmark.py', [DET_CONFIG, '--checkpoints', ckpt, '--input-size', 128, 128,
+                                                '--runs', 0, '--device', 'cpu', '--out-json', out_json,
+                                                '--work-dir', tmp_path / 'work'], data_root, tmp_path)
     assert proc.returncode == 0, describe(proc)
     with open(out_json) as f:
         (result,) = json.load(f)['models']

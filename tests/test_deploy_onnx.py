@@ -20,6 +20,7 @@ ort = pytest.importorskip('onnxruntime')
 timm = pytest.importorskip('timm')
 
 import rexnet_backbones  # noqa: E402,F401
+from _helpers_tools import run_tool_in_process  # noqa: E402
 from rexnet_backbones.deploy import (OnnxVerificationError, TensorMode, build_source_model,  # noqa: E402
                                      export_onnx, verify_onnx)
 from rexnet_backbones.deploy.onnx import (STRUCTURE_KEY, flatten_outputs, read_structure,  # noqa: E402
@@ -202,11 +203,9 @@ def test_fused_export_matches_unfused_model(tmp_path):
 
 # ------------------------------------------------------------------------------------ tools/export.py
 def _tool(argv, capsys=None):
-    """tools/export.py as a user runs it: (None, exit code, stdout, stderr)."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore',
-               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get('PYTHONPATH', '')]))
-    proc = subprocess.run([sys.executable, EXPORT_TOOL, *[str(a) for a in argv]], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=os.getcwd())
+    """tools/export.py ARGV in this process (``run_tool_in_process``; its real command line runs as a subprocess
+    in tests/test_errors.py, tests/test_sources.py and below): (None, exit code, stdout, stderr)."""
+    proc = run_tool_in_process('export.py', argv, '', os.getcwd())
     return None, proc.returncode, proc.stdout, proc.stderr
 
 
@@ -375,12 +374,11 @@ def test_retinanet_same_map_through_onnxruntime(trained_det, tmp_path):
     for k in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'):
         assert ort_metrics[k] == pytest.approx(torch_metrics[k], abs=1e-3), (k, torch_metrics, ort_metrics)
 
-    # the same through the command line: tools/test.py CONFIG MODEL.onnx --backend onnxruntime
-    env = dict(os.environ, SYNTHETIC_DATA_ROOT=trained_det.data_root, OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'test.py'), DET_CONFIG, str(tmp_path / 'retinanet.onnx'),
-                           '--backend', 'onnxruntime', '--work-dir', str(tmp_path / 'cli')],
-                          env=env, capture_output=True, text=True, timeout=600)
+    # the same through the command line: tools/test.py CONFIG MODEL.onnx --backend onnxruntime (in this process;
+    # its real command line: tests/test_errors.py)
+    proc = run_tool_in_process('test.py', [DET_CONFIG, tmp_path / 'retinanet.onnx', '--backend', 'onnxruntime',
+                                           '--threads', '1', '--work-dir', tmp_path / 'cli'],
+                               trained_det.data_root, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cli_map = float(re.findall(r'coco/bbox_mAP: ([0-9.]+)', proc.stdout + proc.stderr)[-1])
     assert cli_map == pytest.approx(torch_metrics['coco/bbox_mAP'], abs=1e-3)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers_tools import run_tool_in_process
 
 from rexnet_backbones.analysis import (ESTIMATORS, effective_rank, feature_matrix, find_layers, nuclear_rank,
                                        numerical_rank, rank_estimates, rank_ratios, single_layer_study,
@@ -201,7 +202,10 @@ def test_rank_study_design_space_cli(tmp_path):
     assert [dict(n['params'], act_layer='relu6') for n in rex] == [n['params'] for n in relu6]
     assert len(data['summary']) == 4 * 2 * 2
     assert '| rexnet_relu6 | 3 |' in (tmp_path / 'out' / 'design_space.md').read_text()
-    # reproducible for a seed (one space is enough: each space has its own random stream)
-    _run(args + ['--spaces', 'rexnet', '--out-dir', 'out2'], tmp_path)
+    # reproducible for a seed (one space is enough: each space has its own random stream), here in this process on
+    # one thread as the subprocess above (its real command line was that run)
+    again = run_tool_in_process('rank_study.py', args[1:] + ['--spaces', 'rexnet', '--threads', '1', '--out-dir',
+                                                             'out2'], '', tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
     again = json.loads((tmp_path / 'out2' / 'design_space.json').read_text())['networks']
     assert [(n['params'], n['mean']) for n in again] == [(n['params'], n['mean']) for n in rex]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from _helpers_tools import DET_CONFIG, TOOLS, describe, run_tool, tool_env
+from _helpers_tools import DET_CONFIG, TOOLS, describe, run_tool, run_tool_in_process, tool_env
 
 pytest.importorskip('mmdet')
 
@@ -38,6 +38,12 @@ def suite_tool(args, data_root, cwd, timeout=300):
     return run_tool('suite.py', [str(a) for a in args], data_root, cwd, timeout)
 
 
+def suite_in_process(args, data_root, cwd):
+    """The same command line in this process (``run_tool_in_process``): for runs that stop early or find nothing to
+    do; the runs that train are real subprocesses (``suite_tool``)."""
+    return run_tool_in_process('suite.py', args, data_root, cwd)
+
+
 def results(work_dir: Path) -> dict:
     out = {}
     for path in sorted(work_dir.glob('jobs/*/seed*/result.json')):
@@ -52,7 +58,7 @@ def full_run(data_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('suite_full')
     suite = write_suite(tmp / 'tiny.py')
     first = suite_tool(['run', suite, '--work-dir', tmp / 'w', '--threads', 1], data_root, tmp)
-    second = suite_tool(['run', suite, '--work-dir', tmp / 'w', '--threads', 1], data_root, tmp)
+    second = suite_in_process(['run', suite, '--work-dir', tmp / 'w', '--threads', 1], data_root, tmp)
     return tmp / 'w', first, second
 
 
@@ -165,7 +171,7 @@ def _one_error_line(proc) -> str:
 
 def test_missing_config_is_one_error_line(data_root, tmp_path):
     suite = write_suite(tmp_path / 'bad.py', models=dict(a=dict(config='det/no_such_config.py')))
-    line = _one_error_line(suite_tool(['run', suite, '--work-dir', tmp_path / 'w'], data_root, tmp_path))
+    line = _one_error_line(suite_in_process(['run', suite, '--work-dir', tmp_path / 'w'], data_root, tmp_path))
     assert "model 'a'" in line and 'det/no_such_config.py' in line
     assert not (tmp_path / 'w').exists()
 
@@ -176,18 +182,18 @@ def test_another_suite_definition_in_the_work_dir_is_refused(data_root, tmp_path
     monkeypatch.setenv('SYNTHETIC_DATA_ROOT', data_root)
     claim_work_dir(str(tmp_path / 'w'), load_suite(write_suite(tmp_path / 'a.py', seeds=[0, 1])))
     other = write_suite(tmp_path / 'b.py', seeds=[0, 1, 2])
-    line = _one_error_line(suite_tool(['run', other, '--work-dir', tmp_path / 'w'], data_root, tmp_path))
+    line = _one_error_line(suite_in_process(['run', other, '--work-dir', tmp_path / 'w'], data_root, tmp_path))
     assert 'another definition of suite' in line and 'use another --work-dir' in line
     assert not (tmp_path / 'w' / 'jobs').exists()
 
 
 def test_unmatched_recipe_is_refused_unless_allowed(data_root, tmp_path):
     models = dict(a=dict(config=DET_CONFIG), b=dict(config=DET_CONFIG, options={'train_dataloader.batch_size': 4}))
-    line = _one_error_line(suite_tool(['run', write_suite(tmp_path / 'r.py', models=models), '--dry-run'],
-                                      data_root, tmp_path))
+    line = _one_error_line(suite_in_process(['run', write_suite(tmp_path / 'r.py', models=models), '--dry-run'],
+                                            data_root, tmp_path))
     assert 'train_dataloader.batch_size' in line and 'allow_recipe_differences=True' in line
     allowed = write_suite(tmp_path / 'ok.py', models=models, allow_recipe_differences=True)
-    proc = suite_tool(['run', allowed, '--dry-run'], data_root, tmp_path)
+    proc = suite_in_process(['run', allowed, '--dry-run'], data_root, tmp_path)
     assert proc.returncode == 0 and 'b seed 1 [missing]' in proc.stdout, describe(proc)
 
 

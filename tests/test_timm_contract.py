@@ -4,6 +4,10 @@ The sdist is fetched with pip once and its tests are kept under ``~/.cache/rexne
 is skipped only when the package index can not be reached. ``-p rexnet_backbones`` registers our models
 in the pytest process that runs timm's tests, before they are collected (timm parametrizes over
 ``list_models()`` at import time).
+
+Every model we register gets timm's cheap per-model checks (forward, default cfgs, ``features_only``); the
+expensive ones (backward, TorchScript, FX tracing and their combinations: the same code at every width) run on one
+model per family, the smallest (``FAMILIES``). ``test_our_models_are_all_checked`` keeps that list complete.
 """
 from __future__ import annotations
 
@@ -23,12 +27,18 @@ import rexnet_backbones  # noqa: F401  (registers our models in this process too
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'rexnet-backbones'
-MODELS = ['rexnet_lite_100', 'rexnet_lite_130', 'rexnet_lite_150', 'rexnet_lite_200', 'rexnet_090', 'rexnet_220']
+#: our timm modules (``rexnet_backbones/models/<module>.py``) and their models; the first of each: all of timm's tests
+FAMILIES = {
+    'rexnet_lite': ['rexnet_lite_100', 'rexnet_lite_130', 'rexnet_lite_150', 'rexnet_lite_200'],
+    'rexnet_v1': ['rexnet_090', 'rexnet_220'],
+}
+MODELS = [m for models in FAMILIES.values() for m in models]
+REPRESENTATIVES = [models[0] for models in FAMILIES.values()]
 # timm's per-model tests that select our models (the others are parametrized over named timm models,
 # or over timm modules such as 'rexnet' that our entrypoints are not registered in)
-TIMM_TESTS = {
-    'test_model_forward', 'test_model_backward', 'test_model_default_cfgs', 'test_model_forward_torchscript',
-    'test_model_forward_features', 'test_model_forward_fx', 'test_model_backward_fx',
+CHEAP_TESTS = {'test_model_forward', 'test_model_default_cfgs', 'test_model_forward_features'}
+TIMM_TESTS = CHEAP_TESTS | {
+    'test_model_backward', 'test_model_forward_torchscript', 'test_model_forward_fx', 'test_model_backward_fx',
     'test_model_forward_fx_torchscript',
 }
 _UNREACHABLE = ('NewConnectionError', 'NameResolutionError', 'Failed to establish a new connection',
@@ -81,7 +91,7 @@ def test_timm_own_model_tests_pass(tmp_path):
     cmd = [sys.executable, '-m', 'pytest', str(src / 'tests' / 'test_models.py'),
            '-c', str(src / 'pyproject.toml'), '--rootdir', str(src), '-o', 'addopts=',
            '-p', 'rexnet_backbones', '-p', 'no:cacheprovider', '-W', 'ignore::pytest.PytestUnknownMarkWarning',
-           '-k', ' or '.join(MODELS), '-q', '--junitxml', str(report)]
+           '-k', _selection(), '-q', '--junitxml', str(report)]
     r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
     tail = (r.stdout + r.stderr)[-6000:]
     assert report.is_file(), tail
@@ -97,7 +107,23 @@ def test_timm_own_model_tests_pass(tmp_path):
     assert r.returncode == 0 and not not_passed, f'{not_passed}\n{tail}'
     assert set(ran) == set(MODELS), tail
     for model in MODELS:
-        assert ran[model] == TIMM_TESTS, (model, sorted(ran[model] ^ TIMM_TESTS))
+        expected = TIMM_TESTS if model in REPRESENTATIVES else CHEAP_TESTS
+        assert ran[model] == expected, (model, sorted(ran[model] ^ expected))
+
+
+def _selection() -> str:
+    """pytest ``-k``: every test of the representatives, the cheap ones (no backward, fx or TorchScript) of the rest."""
+    others = [m for m in MODELS if m not in REPRESENTATIVES]
+    return (f"{' or '.join(REPRESENTATIVES)} or (({' or '.join(others)}) "
+            'and not backward and not fx and not torchscript)')
+
+
+def test_our_models_are_all_checked():
+    """FAMILIES is what importing rexnet_backbones registers in timm, module by module."""
+    ours = [m for m in timm.list_models() if timm.models.model_entrypoint(m).__module__.startswith('rexnet_backbones.')]
+    assert sorted(ours) == sorted(MODELS)
+    for module, models in FAMILIES.items():
+        assert timm.list_models(module=module) == models, module
 
 
 # timm runs these over its own modules (FEAT_INTER_FILTERS, named models); ours are not in those lists,
@@ -129,7 +155,7 @@ def timm_test_models():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('model_name', ['rexnet_lite_100', 'rexnet_lite_150', 'rexnet_090'])
+@pytest.mark.parametrize('model_name', REPRESENTATIVES)  # the same code at every width: one model per family
 def test_timm_family_tests_on_our_models(model_name, timm_test_models):
     import warnings
 

@@ -14,7 +14,7 @@ import pytest
 
 from _helpers_tools import (
     DET_CONFIG, DET_DIST_CONFIG, NUM_VAL, SEG_CONFIG, TOOLS, describe, free_port,
-    logged_metric, run, run_tool)
+    logged_metric, run, run_tool, run_tool_in_process)
 
 pytest.importorskip('mmdet')
 pytest.importorskip('mmseg')
@@ -113,8 +113,7 @@ def test_train_det_resume_latest(det_run, data_root, tmp_path):
 @pytest.mark.slow
 def test_missing_dataset_gives_clear_error(tmp_path):
     missing = tmp_path / 'nowhere'
-    proc = run_tool('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd'], str(missing),
-                    cwd=tmp_path, timeout=180)
+    proc = run_tool_in_process('train.py', [DET_CONFIG, '--work-dir', tmp_path / 'wd'], str(missing), tmp_path)
     assert proc.returncode != 0
     assert 'Traceback' not in proc.stderr, describe(proc)
     err = proc.stderr

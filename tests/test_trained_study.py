@@ -1,16 +1,17 @@
 """The trained design-space study: a tiny two-space study, its shards and resume, the FLOP-budget
-error, diverged models, mixed-settings merges, bad --data folders, and the design spaces."""
+error, diverged models, mixed-settings merges, bad --data folders, and the design spaces.
+
+The tool's errors run in this process (``run_tool_in_process``); its real command line: tests/test_errors.py."""
 from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from _helpers_tools import run_tool_in_process
 
 from rexnet_backbones.analysis.spaces import (FlopBudgetError, approx_macs, build_space_model, pycls_regnet_params,
                                               sample_model, stage_layout)
@@ -21,7 +22,6 @@ from rexnet_backbones.cli import ToolError
 from rexnet_backbones.cli import InvalidInputError
 from rexnet_backbones.data.classification import load_image_folder, make_shape_classification
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = StudySettings(spaces=('regnetx', 'ir_linear'), num_models=3, flops=(0.3e6, 8e6), input_size=16, epochs=1,
                      batch_size=16, num_train=48, num_val=24, rank_images=16, max_rows=128, max_tries=50)
 VOLATILE = ('seconds', 'train_seconds', 'cpu_seconds')
@@ -80,9 +80,8 @@ def test_mixed_settings_are_refused(full_run, tmp_path):
         merge_records([str(full_run), str(mixed)])
     with pytest.raises(ToolError, match='other study settings'):
         run_study(TINY, str(mixed), progress=False)
-    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'rank_study.py'), 'trained-report', '--inputs',
-                           str(full_run), str(mixed), '--out-dir', str(tmp_path / 'rep')],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_tool_in_process('rank_study.py', ['trained-report', '--inputs', full_run, mixed, '--out-dir',
+                                                 tmp_path / 'rep'], '', tmp_path)
     assert proc.returncode == 2 and proc.stderr.count('\n') == 1 and 'different study settings' in proc.stderr
 
 
@@ -124,9 +123,8 @@ def test_train_model_stops_at_non_finite_loss():
 
 def test_bad_data_folder_is_one_error_line(tmp_path):
     (tmp_path / 'empty').mkdir()
-    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'rank_study.py'), 'trained', '--data',
-                           str(tmp_path / 'empty'), '--num-models', '1', '--out', str(tmp_path / 'x.jsonl')],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_tool_in_process('rank_study.py', ['trained', '--data', tmp_path / 'empty', '--num-models', '1',
+                                                 '--out', tmp_path / 'x.jsonl'], '', tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith('error: --data') and proc.stderr.count('\n') == 1
     assert 'train/ and val/' in proc.stderr
 
