@@ -63,7 +63,8 @@ def test_timm_classifier_export_matches_eager(tmp_path):
 
 
 def test_timm_features_only_export_and_openvino(tmp_path):
-    model, size = build_source_model('rexnet_lite_100', features_only=True)
+    model, src = build_source_model('rexnet_lite_100', features_only=True)
+    size = src.input_size
     assert size == (224, 224)
     res = export_onnx(model, tmp_path / 'feat.onnx', (1, 3, 64, 96), verify=True)
     assert res.output_names == [f'output_{i}' for i in range(5)]
@@ -147,7 +148,8 @@ def test_mm_backbone_export_matches_eager(tmp_path):
 def test_detector_tensor_mode_export_matches_eager(tmp_path):
     pytest.importorskip('mmdet')
     torch.manual_seed(0)
-    model, size = build_source_model(DET_CONFIG)
+    model, src = build_source_model(DET_CONFIG)
+    size = src.input_size
     assert isinstance(model, TensorMode) and size == (128, 128)
     res = export_onnx(model, tmp_path / 'det.onnx', (1, 3, *size), verify=True)
     # RetinaNet head: (cls_scores, bbox_preds), 5 FPN levels each
@@ -164,7 +166,8 @@ def test_detector_tensor_mode_export_matches_eager(tmp_path):
 def test_segmentor_export_falls_back_to_fixed_size(tmp_path):
     pytest.importorskip('mmseg')
     torch.manual_seed(0)
-    model, size = build_source_model(SEG_CONFIG)
+    model, src = build_source_model(SEG_CONFIG)
+    size = src.input_size
     # mmseg's Upsample turns the traced sizes into Python ints: H and W cannot stay dynamic. The config's
     # init (conv_seg: normal, std 0.01) gives logits of ~2e-3, so the wrong-size error (~1e-5) shows at 1e-6
     with pytest.warns(UserWarning, match='EncoderDecoder does not allow dynamic spatial axes'):
@@ -309,7 +312,8 @@ def test_ort_detector_predicts_as_pytorch(backend, tmp_path):
     from mmengine.registry import MODELS, DefaultScope
     from rexnet_backbones.deploy import use_onnx_backend
     torch.manual_seed(0)
-    model, size = build_source_model(DET_CONFIG)
+    model, src = build_source_model(DET_CONFIG)
+    size = src.input_size
     export_onnx(model, tmp_path / 'det.onnx', (1, 3, *size))
     cfg = Config.fromfile(DET_CONFIG)
     cfg.load_from = 'epoch_1.pth'
@@ -364,7 +368,8 @@ def test_retinanet_same_map_through_onnxruntime(trained_det, tmp_path):
     the network in ONNX Runtime: the COCO metrics are equal."""
     from rexnet_backbones.deploy import use_onnx_backend
     torch_metrics = trained_det.metrics
-    model, size = build_source_model(DET_CONFIG, str(trained_det.checkpoint))
+    model, src = build_source_model(DET_CONFIG, str(trained_det.checkpoint))
+    size = src.input_size
     res = export_onnx(model, tmp_path / 'retinanet.onnx', (1, 3, *size), verify=True)
     assert res.dynamic_spatial
     ort_cfg = use_onnx_backend(copy.deepcopy(trained_det.cfg), str(tmp_path / 'retinanet.onnx'), num_threads=1)
@@ -389,7 +394,8 @@ def test_segmentor_same_miou_through_onnxruntime(trained_seg, tmp_path):
     """The same for the tiny Semantic-FPN segmentor (tests/conftest.py) and mmseg's IoUMetric."""
     from rexnet_backbones.deploy import use_onnx_backend
     torch_metrics = trained_seg.metrics
-    model, size = build_source_model(SEG_CONFIG, str(trained_seg.checkpoint))
+    model, src = build_source_model(SEG_CONFIG, str(trained_seg.checkpoint))
+    size = src.input_size
     with pytest.warns(UserWarning, match='does not allow dynamic spatial axes'):
         export_onnx(model, tmp_path / 'fpn.onnx', (1, 3, *size), verify=True)
     ort_cfg = use_onnx_backend(copy.deepcopy(trained_seg.cfg), str(tmp_path / 'fpn.onnx'), num_threads=1)

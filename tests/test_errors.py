@@ -280,7 +280,8 @@ def test_test_runs_the_export_of_its_config_in_openvino(data_root, tmp_path, mon
     from rexnet_backbones.deploy import build_source_model, export_onnx
     with monkeypatch.context() as mp:
         mp.setenv('SYNTHETIC_DATA_ROOT', str(data_root))
-        model, size = build_source_model(DET_CONFIG)
+        model, src = build_source_model(DET_CONFIG)
+        size = src.input_size
     export_onnx(model, tmp_path / 'det.onnx', (1, 3, *size))
     proc = run_tool_in_process('test.py', [DET_CONFIG, tmp_path / 'det.onnx', '--backend', 'openvino', '--threads',
                                            '1', '--work-dir', tmp_path / 'wd'], data_root, tmp_path)

@@ -21,7 +21,7 @@ timm = pytest.importorskip('timm')
 
 from rexnet_backbones.benchmark import BenchmarkError, Settings  # noqa: E402
 from rexnet_backbones.cli import InputNotFoundError  # noqa: E402
-from rexnet_backbones.deploy import export_onnx, load_source_model, make_session  # noqa: E402
+from rexnet_backbones.deploy import build_source_model, export_onnx, make_session  # noqa: E402
 from rexnet_backbones.deploy.calibration import calibration_inputs, find_images  # noqa: E402
 from rexnet_backbones.deploy.onnx import STRUCTURE_KEY, read_structure  # noqa: E402
 from rexnet_backbones.deploy.quantize import count_qdq_nodes, quantize_onnx  # noqa: E402
@@ -78,7 +78,7 @@ def test_calibration_inputs_are_the_test_dataloaders(data_root):
     pytest.importorskip('mmdet')
     from mmengine.registry import DATASETS, DefaultScope
     os.environ['SYNTHETIC_DATA_ROOT'] = data_root  # restored by conftest's _restore_environment
-    model, src = load_source_model(DET_CONFIG)
+    model, src = build_source_model(DET_CONFIG)
     files = find_images(osp.join(data_root, 'coco', 'val2017'), 2)
     got = calibration_inputs(model, files, src.input_size, src.cfg, src.scope)
     with DefaultScope.overwrite_default_scope('mmdet'):
@@ -115,7 +115,7 @@ def test_export_tool_int8_detector(data_root, tmp_path):
     assert int(m.group(1)) > 50 and float(m.group(3)) < 0.05 * float(m.group(4))
     assert not [f for f in os.listdir(tmp_path) if f != 'int8.onnx']  # no temporary file left
     os.environ['SYNTHETIC_DATA_ROOT'] = data_root
-    model, size = load_source_model(DET_CONFIG)[0], (128, 128)
+    model, size = build_source_model(DET_CONFIG)[0], (128, 128)
     export_onnx(model, tmp_path / 'fp32.onnx', (1, 3, *size))
     x = np.random.RandomState(0).randn(1, 3, 96, 128).astype(np.float32)  # another size: the axes stay dynamic
     fp32 = make_session(tmp_path / 'fp32.onnx', num_threads=1).run(x)

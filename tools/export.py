@@ -80,14 +80,14 @@ def _check_int8_args(args) -> list:
 
 
 def export(args):
-    from rexnet_backbones.deploy import deploy_model, export_onnx, load_source_model
+    from rexnet_backbones.deploy import build_source_model, deploy_model, export_onnx
     from rexnet_backbones.deploy.onnx import require
     set_threads(args.threads)
     images = _check_int8_args(args)
     require('onnx')
     if args.verify or args.int8:
         require('onnxruntime' if args.int8 else args.backend)
-    model, src = load_source_model(args.source, args.checkpoint, args.features_only, args.fuse_bn)
+    model, src = build_source_model(args.source, args.checkpoint, args.features_only, args.fuse_bn)
     size = tuple(args.input_size) if args.input_size else src.input_size
     reference = model
     if args.deploy:  # as the benchmark's '+deploy' ONNX Runtime / OpenVINO paths

@@ -12,11 +12,11 @@ import importlib
 from typing import Any
 
 from .onnx import (DeployDependencyError, ExportResult, OnnxVerificationError, TensorMode,
-                   build_source_model, export_onnx, load_source_model, make_session, verify_onnx)
+                   build_source_model, export_onnx, make_session, verify_onnx)
 
 __all__ = [
     'DeployDependencyError', 'ExportResult', 'OnnxVerificationError', 'TensorMode', 'build_source_model',
-    'load_source_model', 'export_onnx', 'make_session', 'verify_onnx', 'use_onnx_backend', 'ORTDetector',
+    'export_onnx', 'make_session', 'verify_onnx', 'use_onnx_backend', 'ORTDetector',
     'ORTSegmentor',    'fuse_bn', 'deploy_model',
 ]
 

@@ -45,7 +45,8 @@ def find_images(calib_dir: str, num_images: int) -> List[str]:
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, 'model', model) if type(model).__name__ == 'TensorMode' else model
+    from .onnx import TensorMode
+    return model.model if isinstance(model, TensorMode) else model
 
 
 def _timm_transform(model: nn.Module, size: Tuple[int, int]) -> Callable[[str], torch.Tensor]:

@@ -14,7 +14,8 @@ convolution's weight and bias, keeping the activation:
 
 ``deploy_model(model)`` folds and also wraps every ReXNet block (timm's ``LinearBottleneck``, our
 ``LiteBottleneck``) in a :class:`DeployBottleneck` whose partial residual does not copy the whole
-output (see ``residual``), with the SE gate (:class:`DeploySE`) and the ReLU6 after it in place; optionally it zero-pads the ReXNet widths (:func:`.pad.pad_channels`)
+output (see ``residual``), with the SE gate (:class:`DeploySE`) and the ReLU6 after it in place;
+optionally it zero-pads the ReXNet widths (:func:`.pad.pad_channels`)
 and converts to channels_last. The outputs are those of the eval-mode model up to float rounding
 (tests: within 1e-5 in float32).
 """

@@ -28,7 +28,7 @@ from .runtime import (DeployDependencyError, PathLike, Structure, flatten_output
 
 __all__ = [
     'DeployDependencyError', 'OnnxVerificationError', 'ExportResult', 'TensorMode', 'STRUCTURE_KEY',
-    'require', 'build_source_model', 'load_source_model', 'default_input_size', 'export_onnx', 'verify_onnx',
+    'require', 'build_source_model', 'default_input_size', 'export_onnx', 'verify_onnx',
     'flatten_outputs', 'unflatten_outputs', 'max_abs_diff', 'read_structure', 'make_session',
 ]
 
@@ -55,16 +55,6 @@ class TensorMode(nn.Module):
 
 
 def build_source_model(source: str, checkpoint: Optional[str] = None, features_only: bool = False,
-                       fuse_bn: bool = False, *, checkpoint_prefix: Optional[str] = None,
-                       trusted: Optional[bool] = None) -> Tuple[nn.Module, Tuple[int, int]]:
-    """The eval-mode module to export for ``source`` and its default input size ``(H, W)``
-    (see :func:`load_source_model`)."""
-    model, src = load_source_model(source, checkpoint, features_only, fuse_bn, checkpoint_prefix=checkpoint_prefix,
-                                   trusted=trusted)
-    return model, src.input_size
-
-
-def load_source_model(source: str, checkpoint: Optional[str] = None, features_only: bool = False,
                       fuse_bn: bool = False, *, checkpoint_prefix: Optional[str] = None,
                       trusted: Optional[bool] = None) -> Tuple[nn.Module, Any]:
     """The eval-mode module to export for ``source`` and the :class:`~rexnet_backbones.sources.Source` it came
