@@ -12,14 +12,16 @@ disappears. :class:`ConvBnAct` holds the same tensors under the same ``state_dic
 
 :func:`split_norm_act` switches a built model's ``ConvNormAct`` modules to :class:`ConvBnAct` in place,
 sharing the parameter and buffer objects (an optimizer built before keeps working).
+:func:`norm_layers_ignoring_children` finds what a converter broke in a model that was not split.
 """
-from typing import Optional
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from timm.layers import BatchNormAct2d, ConvNormAct
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ['ConvBnAct', 'split_norm_act']
+__all__ = ['ConvBnAct', 'split_norm_act', 'norm_layers_ignoring_children']
 
 
 class ConvBnAct(ConvNormAct):
@@ -61,3 +63,18 @@ def split_norm_act(model: nn.Module) -> nn.Module:
             module.drop = norm_act.drop
             module.act = norm_act.act
     return model
+
+
+def norm_layers_ignoring_children(model: nn.Module, norm_forwards: Sequence[Callable] = ()) -> List[str]:
+    """Names (with the class and the ignored children) of the BatchNorm layers in ``model`` that carry child
+    modules their forward never calls: what a converter leaves when it replaces a norm-with-activation
+    (timm's ``BatchNormAct2d``) by a plain (Sync)BatchNorm and re-attaches the old children. A layer counts
+    as plain when its class runs torch's ``_BatchNorm.forward`` or ``SyncBatchNorm.forward``, or one of
+    ``norm_forwards`` (e.g. mmcv's ``SyncBatchNorm.forward``)."""
+    plain = {_BatchNorm.forward, nn.SyncBatchNorm.forward, *norm_forwards}
+    found = []
+    for name, module in model.named_modules():
+        children = [n for n, c in module.named_children() if not isinstance(c, nn.Identity)]
+        if children and type(module).forward in plain:
+            found.append(f"{name or '(model)'} ({type(module).__name__}; ignores {', '.join(children)})")
+    return found
