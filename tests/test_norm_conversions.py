@@ -185,3 +185,49 @@ def test_whole_model_conversions_keep_the_network(rel, converter):
     torch.manual_seed(0)
     cfg, model = _build(rel)
     _check_kept(_randomise_norms(model), _tensor_outputs(cfg), CONVERTERS[converter])
+
+
+class _Toy:
+    """A one-layer model for mmengine's Runner: timm's ConvNormAct (BN with SiLU inside), optionally split."""
+
+    @staticmethod
+    def build(split: bool):
+        from mmengine.model import BaseModel
+        from timm.layers import ConvNormAct
+
+        from rexnet_backbones.models.conv_bn_act import split_norm_act
+
+        class Toy(BaseModel):
+            def __init__(self):
+                super().__init__()
+                layer = ConvNormAct(3, 4, 3, act_layer='silu')
+                self.layer = nn.SyncBatchNorm.convert_sync_batchnorm(split_norm_act(layer) if split else layer)
+
+            def forward(self, inputs, data_samples=None, mode='tensor'):
+                out = self.layer(torch.stack(inputs) if isinstance(inputs, list) else inputs)
+                return dict(loss=out.square().mean()) if mode == 'loss' else out
+        return Toy()
+
+
+@pytest.mark.parametrize('split', [False, True], ids=['timm_layer', 'split_layer'])
+def test_runner_refuses_a_model_whose_conversion_dropped_an_activation(tmp_path, split):
+    """mmengine's Runner (not distributed) reverts SyncBatchNorm to ``_BatchNormXd``; a norm layer that held
+    its activation is left with a SiLU it never calls, and the hook stops the run before its first iteration
+    with one message. The split layer trains."""
+    from mmengine.runner import Runner
+
+    import rexnet_backbones.engine.hooks  # noqa: F401  (registers the hook)
+    from rexnet_backbones.engine.errors import ToolError
+    runner = Runner(
+        model=_Toy.build(split), work_dir=str(tmp_path),
+        train_dataloader=dict(dataset=[dict(inputs=torch.randn(3, 8, 8)) for _ in range(2)], batch_size=2,
+                              sampler=dict(type='DefaultSampler', shuffle=False), collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=1), optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        custom_hooks=[dict(type='NormConversionCheckHook')], default_hooks=dict(checkpoint=None), default_scope=None)
+    if split:
+        runner.train()
+        assert runner.iter == 1
+    else:
+        with pytest.raises(ToolError, match=r'BatchNorm conversion changed the network: 1 norm layer.*ignores act'):
+            runner.train()
+        assert runner.iter == 0
