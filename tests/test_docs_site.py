@@ -33,7 +33,8 @@ def test_site_builds_strictly(tmp_path):
 def test_every_page_is_in_the_nav():
     nav = yaml.safe_load((ROOT / 'mkdocs.yml').read_text(encoding='utf-8'))['nav']
     pages = {next(iter(item.values())) for item in nav}
-    assert pages == {p.name for p in DOCS.glob('*.md')} | {'results/index.md'}
+    on_disk = {p.name for p in DOCS.glob('*.md')} | {'results/index.md'}
+    assert pages == on_disk, f'mkdocs.yml nav lacks {sorted(on_disk - pages)}, names missing {sorted(pages - on_disk)}'
 
 
 @pytest.mark.parametrize('link, fragment', [('missing.md', "contains a link 'missing.md'"),
@@ -122,7 +123,8 @@ def _documents():
 
 
 def test_machine_path_finder_finds_them():
-    assert machine_paths('ran in /tmp/inst-clone and ~/x, /opt/rh/gcc-toolset-13/root/usr/bin/c++') == ['/tmp/inst-clone']
+    text = 'ran in /tmp/inst-clone and ~/x, /opt/rh/gcc-toolset-13/root/usr/bin/c++'
+    assert machine_paths(text) == ['/tmp/inst-clone']
     assert machine_paths(f'see {ROOT}/configs/det and {ROOT.parent}/shared', ROOT) == [f'{ROOT}/configs/det',
                                                                                       f'{ROOT.parent}/shared']
     assert machine_paths('"cmd": "/root/out/x.json", /home/me/data') == ['/root/out/x.json', '/home/me/data']
@@ -142,11 +144,12 @@ def test_every_results_file_states_its_conditions():
     assert len(tables) >= 25
     missing = [f'{p.relative_to(ROOT)}: {k}' for p in tables
                for k in keys if k not in '\n'.join(p.read_text(encoding='utf-8').splitlines()[:30])]
-    assert not missing, '\n'.join(missing)
+    assert not missing, 'start each results file with these fields (docs/contributing.md):\n' + '\n'.join(missing)
 
 
 def test_results_index_lists_every_results_file():
     index = (RESULTS / 'index.md').read_text(encoding='utf-8')
     listed = set(re.findall(r'\]\(([^)#]+\.md)\)', index))
     on_disk = {p.relative_to(RESULTS).as_posix() for p in RESULTS.rglob('*.md') if p.name != 'index.md'}
-    assert on_disk == listed
+    assert on_disk == listed, (f'docs/results/index.md lacks a row for {sorted(on_disk - listed)}, '
+                               f'lists missing files {sorted(listed - on_disk)}')
