@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 CONSTRAINTS := requirements/constraints.txt
 PIP_C := $(PY) -m pip install -c $(CONSTRAINTS)
 
-.PHONY: setup demo test test-fast wheel-check clean-venv test-torch213 gpu-check
+.PHONY: setup demo test test-fast docs wheel-check clean-venv test-torch213 gpu-check
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow" $(PYTEST_ARGS)
+
+# the documentation site (mkdocs.yml, docs/) into work_dirs/site; `make test` builds it too (tests/test_docs_site.py)
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict -d work_dirs/site
 
 # the wheel (not editable) from outside the checkout: configs, model, demo training, tools/test.py
 wheel-check: $(STAMP)

@@ -49,16 +49,26 @@ MM = [
     # and the constraints pin 80.8.0, which does not warn.
     'setuptools>=77.0.3,<82',
 ]
-DEV = ['pytest>=8', 'matplotlib', 'psutil']
+# mkdocs + mkdocstrings: the docs site (mkdocs.yml), built with --strict by tests/test_docs_site.py
+DEV = ['pytest>=8', 'matplotlib', 'psutil', 'mkdocs>=1.6,<2', 'mkdocstrings[python]>=0.29']
 # ONNX export / ONNX Runtime / OpenVINO (rexnet_backbones.deploy, tools/export.py); lower bounds = the
 # versions tested with torch 2.14.1 (onnxscript: torch's dynamo-based exporter, `--dynamo`).
 DEPLOY = ['onnx>=1.23', 'onnxruntime>=1.32', 'openvino>=2026.4', 'onnxscript>=0.7']
+
+LONG_DESCRIPTION = """\
+ReXNet (Han et al., *Rethinking Channel Dimensions for Efficient Model Design*, CVPR 2021) as timm models
+(ReXNet v1 and ReXNet-lite, with `features_only` feature pyramids and conversion of the official checkpoints)
+and as `type='ReXNet'`, a backbone in the mmdet and mmseg registries, with configs for RetinaNet, Faster R-CNN,
+Mask R-CNN, SSDLite, Semantic FPN, DeepLabV3+ and LR-ASPP, and tools to train, test, export and benchmark.
+
+Documentation: the `docs/` folder of the source repository (an mkdocs site: `mkdocs serve`).
+"""
 
 setup(
     name='rexnet_backbones',
     version='0.1.0',
     description='ReXNet v1 and ReXNet-lite backbones for timm, mmdetection and mmsegmentation',
-    long_description=open('README.md', encoding='utf-8').read(),
+    long_description=LONG_DESCRIPTION,
     long_description_content_type='text/markdown',
     license='MIT',
     python_requires='>=3.10',

@@ -10,7 +10,7 @@ A config argument (:func:`resolve_config`) is one of
 * ``mmdet::path`` / ``mmseg::path`` (any installed package with ``.mim/configs``), as mmengine's
   ``Config.fromfile`` resolves it;
 * one of ours by short name: ``rexnet_backbones::det/retinanet_rexnet.py``, or, when no such local
-  file exists, ``det/retinanet_rexnet.py`` or ``configs/det/retinanet_rexnet.py`` (the README's
+  file exists, ``det/retinanet_rexnet.py`` or ``configs/det/retinanet_rexnet.py`` (the docs'
   commands then work outside a checkout too).
 
 mmengine 0.10's ``pkg::path`` only knows OpenMMLab's packages, so our short names are resolved here,

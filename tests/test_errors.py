@@ -312,12 +312,23 @@ def _flags_after_tools(text):
             yield tool, value
 
 
+def _docs(results=True):
+    """README.md and every markdown file under docs/ (docs/results/ too, unless ``results=False``)."""
+    found = []
+    for folder, _, files in os.walk(_repo('docs')):
+        rel = os.path.relpath(folder, REPO_ROOT).replace(os.sep, '/')
+        if not results and (rel + '/').startswith('docs/results/'):
+            continue
+        found += [f'{rel}/{n}' for n in files if n.endswith('.md')]
+    return ['README.md'] + sorted(found)
+
+
 def _documented_flags():
     """{tool: {flag: place}} of the flags the docs give a tool: in a command of a code block (a line, or
     one continued with a backslash), in an inline code span that names the tool, or in the tool's row of
     a table."""
     found = {}
-    for doc in ['README.md'] + sorted(f'docs/{n}' for n in os.listdir(_repo('docs')) if n.endswith('.md')):
+    for doc in _docs():
         with open(_repo(doc), encoding='utf-8') as f:
             lines = f.read().replace('\\\n', ' ').splitlines()
         fenced = False
@@ -350,8 +361,8 @@ def _help(tool, data_root, tmp_path):
 
 
 def _tools_table():
-    """{tool: the flags of its row in the README's Tools table}."""
-    with open(_repo('README.md'), encoding='utf-8') as f:
+    """{tool: the flags of its row in the Tools table of docs/tools.md}."""
+    with open(_repo('docs/tools.md'), encoding='utf-8') as f:
         rows = [line for line in f if re.match(r'\|\s*`tools/\w+\.py`', line)]
     return {_TOOL_RE.search(row).group(1): set(_FLAG_RE.findall(row)) for row in rows}
 
@@ -360,7 +371,7 @@ def test_docs_and_tools_agree_on_every_flag(data_root, tmp_path):
     """Every flag the docs give a tool is one it accepts; every flag it accepts is in its Tools-table row."""
     documented, table = _documented_flags(), _tools_table()
     tools = sorted(f[:-3] for f in os.listdir(TOOLS) if f.endswith('.py'))
-    assert set(tools) <= set(table), 'tools missing from the README Tools table'
+    assert set(tools) <= set(table), 'tools missing from the Tools table of docs/tools.md'
     wrong = []
     for tool in tools:
         text = _help(tool, data_root, tmp_path)
@@ -368,15 +379,16 @@ def test_docs_and_tools_agree_on_every_flag(data_root, tmp_path):
         options = set(re.findall(r'^\s+(--[a-z][a-z0-9_-]*)', text, re.M)) - {'--help', '--local_rank'}
         wrong += [f'{where}: tools/{tool}.py {flag} is not accepted'
                   for flag, where in documented.get(tool, {}).items() if flag not in accepted]
-        wrong += [f'README.md Tools table: tools/{tool}.py lacks {flag}' for flag in sorted(options - table[tool])]
+        wrong += [f'docs/tools.md Tools table: tools/{tool}.py lacks {flag}' for flag in sorted(options - table[tool])]
     assert not wrong, '\n'.join(wrong)
 
 
 def test_docs_write_to_work_dirs_not_over_tracked_files():
     """Commands (code blocks, inline code naming a tool) never write into docs/; prose may say that the tracked
-    files there came from these commands."""
+    files there came from these commands. docs/results/ is left out: each file there records the exact command
+    that wrote it."""
     pattern = re.compile(r'(--out-dir|--out-json|--out-md|--work-dir|--out)\s+docs/')
-    for doc in ['README.md'] + [f'docs/{n}' for n in os.listdir(_repo('docs')) if n.endswith('.md')]:
+    for doc in _docs(results=False):
         with open(_repo(doc), encoding='utf-8') as f:
             text = f.read().replace('\\\n', ' ')
         commands = re.findall(r'```.*?```', text, re.S) + [s for s in re.findall(r'`([^`\n]*)`', text) if 'tools/' in s]

@@ -192,7 +192,7 @@ def test_retinanet_keeps_its_map_through_int8(trained_det, tmp_path):
     Issue 18 asks for 0.01. Measured on this machine with the fixture's recipe: 0.260 (PyTorch and fp32 ONNX) ->
     0.248 (int8); on 8 val images one box moves the mAP by about 0.01, and this barely trained model amplifies
     small perturbations (quantizing only its stem moves the outputs by up to 15% of their spread, rms). So the
-    test holds the int8 file to 0.02, and the README reports the measured difference."""
+    test holds the int8 file to 0.02, and docs/results/int8_accuracy.md reports the measured difference."""
     train_dir = osp.join(trained_det.data_root, 'coco', 'train2017')
     proc = _tool([DET_CONFIG, tmp_path / 'int8.onnx', '--checkpoint', trained_det.checkpoint, '--int8', '--calib',
                   train_dir, '--calib-images', 32, '--threads', 1], tmp_path, trained_det.data_root)

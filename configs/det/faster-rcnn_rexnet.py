@@ -9,5 +9,5 @@ _base_ = [
     './_base_/rexnet-1.0x.py',
 ]
 model = dict(backbone={{_base_.rexnet_backbone}}, neck=dict(in_channels={{_base_.rexnet_out_channels}}))
-# lr 0.02 for 16 images, as mmdet's Faster R-CNN RegNetX configs (see README "Hyper-parameters")
+# lr 0.02 for 16 images, as mmdet's Faster R-CNN RegNetX configs (see docs/openmmlab.md "Hyper-parameters")
 optim_wrapper = dict(optimizer=dict(lr=0.02, weight_decay={{_base_.rexnet_weight_decay}}))

@@ -1,6 +1,6 @@
 _base_ = './mask-rcnn_rexnet.py'
 # ImageNet init: the official clovaai file rexnet_lite_1.5.pth (or its timm-format conversion)
-# at checkpoints/rexnet_lite_1.5.pth; see README "Pretrained weights".
+# at checkpoints/rexnet_lite_1.5.pth; see docs/models.md "Pretrained weights".
 model = dict(
     backbone=dict(arch='rexnet_lite_150', init_cfg=dict(checkpoint='checkpoints/rexnet_lite_1.5.pth')),
     neck=dict(in_channels=[56, 88, 192, 272]))

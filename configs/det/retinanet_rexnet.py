@@ -9,5 +9,5 @@ _base_ = [
     './_base_/rexnet-1.0x.py',
 ]
 model = dict(backbone={{_base_.rexnet_backbone}}, neck=dict(in_channels={{_base_.rexnet_out_channels}}))
-# lr 0.01 for 16 images as mmdet's RetinaNet R18/R50 (see README "Hyper-parameters")
+# lr 0.01 for 16 images as mmdet's RetinaNet R18/R50 (see docs/openmmlab.md "Hyper-parameters")
 optim_wrapper = dict(optimizer=dict(lr=0.01, weight_decay={{_base_.rexnet_weight_decay}}))

@@ -18,7 +18,7 @@ model = dict(
         output_stride=8,
         norm_cfg=dict(type='SyncBN', eps=0.001, requires_grad=True),
         norm_eval=False,
-        # the official clovaai file (or its timm-format conversion); see README "Pretrained weights"
+        # the official clovaai file (or its timm-format conversion); see docs/models.md "Pretrained weights"
         init_cfg=dict(type='Pretrained', checkpoint='checkpoints/rexnet_lite_1.0.pth')),
     decode_head=dict(in_channels=(16, 40, 184)))
 # optimizer: the base's SGD lr 0.01, weight decay 5e-4 for 16 images (mmseg's LR-ASPP recipe).

@@ -12,7 +12,7 @@
 # Cost: 6 models x 3 seeds = 18 RetinaNet 1x trainings (12 epochs, 16 images per batch, 8 GPUs each).
 # mmdet 3.3's metafiles publish the baselines' training memory (RetinaNet R-18 1.7 GB, RegNetX-800MF
 # 2.5 GB per GPU) but no training time. Measured proxy on one H200 (torchvision's RetinaNet on the same timm
-# backbones, 800x1333, 2 images per GPU, fp32/TF32; README "Measured on a GPU"): 7.7-9.3 H200-hours per 1x
+# backbones, 800x1333, 2 images per GPU, fp32/TF32; docs/results/gpu_h200/train_throughput.md): 7.7-9.3 H200-hours per 1x
 # run, about 160 H200-hours (about 20 hours on 8 GPUs) for the 18 jobs, evaluation and data loading not
 # included; each job's result.json holds the measured train.time_s.
 #

@@ -48,7 +48,7 @@ NONLINEARITIES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 #: d_in / d_out ratios (the d_in actually used is ``round(ratio * d_out)``, at least 1)
 DEFAULT_DIM_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.5, 2.0)
-#: the weight scale of a plain run, and of the sweep the README reports
+#: the weight scale of a plain run, and of the sweep docs/rank.md reports
 DEFAULT_WEIGHT_SCALES = ('fan_in',)
 SWEEP_WEIGHT_SCALES = ('fan_in', 'unit', '8')
 #: a pre-activation where ``|f'|`` is below this is in a flat (clipped or saturated) part of ``f``

@@ -38,7 +38,7 @@ def hub_reachable(timeout: float = 5.0) -> bool:
 
 def _ways_out(key: str) -> str:
     return (f'Give a local file with --cfg-options {key}.checkpoint=path/to/weights.pth (timm-format or official '
-            'clovaai file, see README "Pretrained weights"), or train from scratch with '
+            'clovaai file, see docs/models.md "Pretrained weights"), or train from scratch with '
             f'--cfg-options {key}=None')
 
 
