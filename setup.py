@@ -49,7 +49,9 @@ MM = [
     # and the constraints pin 80.8.0, which does not warn.
     'setuptools>=77.0.3,<82',
 ]
-DEV = ['pytest>=8', 'matplotlib', 'psutil']
+# import-linter: `lint-imports` checks the layer contract in .importlinter (tests/test_layers.py);
+# 2.x has the acyclic_siblings contract it uses.
+DEV = ['pytest>=8', 'matplotlib', 'psutil', 'import-linter>=2.17,<3']
 # ONNX export / ONNX Runtime / OpenVINO (rexnet_backbones.deploy, tools/export.py); lower bounds = the
 # versions tested with torch 2.14.1 (onnxscript: torch's dynamo-based exporter, `--dynamo`).
 DEPLOY = ['onnx>=1.23', 'onnxruntime>=1.32', 'openvino>=2026.4', 'onnxscript>=0.7']

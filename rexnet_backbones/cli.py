@@ -4,8 +4,8 @@
   ``error: <what is wrong and what to do>`` (details may follow on indented lines), and exit code
   :data:`EXIT_USER_ERROR` (2, as argparse's own errors). The traceback is printed too only with
   ``--debug`` or ``REXNET_DEBUG=1``. Anything else is a bug and ends in Python's traceback.
-* Known errors are :class:`ToolError` (and its subclasses, which also derive from the built-in
-  exception a caller would expect) and the library's own exceptions in :data:`USER_ERRORS`.
+* Known errors are the exceptions in :data:`rexnet_backbones.errors.USER_ERRORS` (:class:`ToolError` and
+  its subclasses, and the library's own errors with a message for the user).
 * Every tool that computes takes ``--threads N`` (:func:`add_threads_arg`, :func:`set_threads`);
   without it torch (and ONNX Runtime / OpenVINO) use what the machine has.
 
@@ -19,42 +19,15 @@ import sys
 import traceback
 from typing import Callable, List, Optional, Sequence, Tuple, Type, TypeVar
 
-from .checkpoint import CheckpointLoadError
-from .config_files import ConfigNotFoundError
-from .convert import CheckpointMismatchError
-from .data.checks import AnnotationFileError, DatasetMismatchError, DatasetNotFoundError
+from .errors import USER_ERRORS, InvalidInputError
 from .quiet import quiet_known_warnings
-from .weights import WeightsNotFoundError
 
-__all__ = ['ToolError', 'InputNotFoundError', 'InvalidInputError', 'OutputExistsError', 'USER_ERRORS', 'EXIT_USER_ERROR',
-           'DEBUG_ENV', 'run_cli', 'debug_requested', 'add_debug_arg', 'add_threads_arg', 'set_threads',
-           'parse_shard', 'take_shard']
+__all__ = ['EXIT_USER_ERROR', 'DEBUG_ENV', 'run_cli', 'debug_requested', 'add_debug_arg', 'add_threads_arg',
+           'set_threads', 'parse_shard', 'take_shard']
 
 DEBUG_ENV = 'REXNET_DEBUG'
 #: exit code of a tool that stopped on a known error (argparse uses 2 for a bad command line too)
 EXIT_USER_ERROR = 2
-
-
-class ToolError(RuntimeError):
-    """A problem with the command line, the config or an input file, explained in the message."""
-
-
-class InputNotFoundError(ToolError, FileNotFoundError):
-    """A file, folder or model that the user named does not exist."""
-
-
-class InvalidInputError(ToolError, ValueError):
-    """A value that no run can use (the message lists what is accepted)."""
-
-
-class OutputExistsError(ToolError, FileExistsError):
-    """An output that a tool refuses to overwrite."""
-
-
-#: errors that come with a message meant for the user; the tools print it without a traceback
-USER_ERRORS: Tuple[Type[BaseException], ...] = (
-    ToolError, ConfigNotFoundError, CheckpointMismatchError, CheckpointLoadError, WeightsNotFoundError,
-    DatasetNotFoundError, AnnotationFileError, DatasetMismatchError)
 
 
 def debug_requested(debug: bool = False) -> bool:

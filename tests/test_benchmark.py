@@ -17,7 +17,8 @@ import pytest
 
 from _helpers_tools import run_tool_in_process
 from rexnet_backbones import benchmark as bm
-from rexnet_backbones.benchmark import BenchmarkError, Settings
+from rexnet_backbones.benchmark import Settings
+from rexnet_backbones.errors import BenchmarkError
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO_ROOT, 'tools', 'benchmark.py')

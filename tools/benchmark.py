@@ -33,8 +33,9 @@ import argparse
 import os.path as osp
 import sys
 
-from rexnet_backbones.benchmark import (BACKENDS, BenchmarkError, Settings, run_benchmark, run_train_step_benchmark,
-                                        write_outputs, write_train_step_outputs)
+from rexnet_backbones.benchmark import (BACKENDS, Settings, run_benchmark, run_train_step_benchmark, write_outputs,
+                                        write_train_step_outputs)
+from rexnet_backbones.errors import BenchmarkError
 from rexnet_backbones.cli import add_debug_arg, add_threads_arg, run_cli
 
 

@@ -8,7 +8,7 @@
 The architecture is detected from the tensors unless ``--arch`` is given; the input may be a raw
 state_dict or one wrapped under ``state_dict``/``model``, with or without ``module.``. The output is
 written atomically, ``.safetensors`` by extension. The job is
-:func:`rexnet_backbones.convert.convert_checkpoint_file`. A known error (missing or unreadable SRC, a
+:func:`rexnet_backbones.weights.convert_checkpoint_file`. A known error (missing or unreadable SRC, a
 checkpoint of another model) prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from rexnet_backbones.cli import add_debug_arg, run_cli
-from rexnet_backbones.convert import convert_checkpoint_file
+from rexnet_backbones.weights import convert_checkpoint_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -67,7 +67,7 @@ def parse_args(argv=None):
 
 def _check_int8_args(args) -> list:
     """The calibration images of ``--int8 --calib`` (checked before anything is built), else []."""
-    from rexnet_backbones.cli import InvalidInputError
+    from rexnet_backbones.errors import InvalidInputError
     if not args.int8:
         if args.calib is not None:
             raise InvalidInputError('--calib is for --int8: add --int8 to write an int8 model, or leave out --calib')
@@ -117,7 +117,7 @@ def export(args):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from rexnet_backbones.deploy import DeployDependencyError, OnnxVerificationError
+    from rexnet_backbones.errors import DeployDependencyError, OnnxVerificationError
     return run_cli(lambda _: export(args), debug=args.debug, errors=(DeployDependencyError, OnnxVerificationError))
 
 

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from .. import sources
 from ..sources import is_config_spec
-from .settings import BenchmarkError
+from ..errors import BenchmarkError
 
 __all__ = ['resolve_config', 'is_config_spec', 'config_label', 'check_timm_name', 'describe_backbone',
            'make_batch', 'timm_inputs', 'TensorForward', 'Batch', 'BuiltModel']

@@ -17,24 +17,13 @@ import os.path as osp
 import re
 from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
+from ..errors import AnnotationFileError, DatasetMismatchError, DatasetNotFoundError
+
 __all__ = [
-    'DatasetNotFoundError', 'AnnotationFileError', 'DatasetMismatchError', 'check_annotation_files',
+    'check_annotation_files',
     'check_coco_contents', 'MissingPath', 'find_missing_dataset_paths', 'check_dataset_paths',
     'format_missing_dataset_message', 'splits_for_training'
 ]
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset path referenced by the config does not exist."""
-
-
-class AnnotationFileError(ValueError):
-    """An annotation file exists but cannot be read (corrupt or truncated JSON, ...)."""
-
-
-class DatasetMismatchError(ValueError):
-    """The dataset's files exist but hold something else than the config reads (e.g. ``COCO_ROOT``
-    pointing at another dataset): no image, none of the config's classes, images elsewhere."""
 
 
 class MissingPath(NamedTuple):

@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from ..cli import InputNotFoundError, InvalidInputError
+from ..errors import InputNotFoundError, InvalidInputError
 
 __all__ = ['IMAGE_SUFFIXES', 'find_images', 'calibration_inputs', 'resized_inputs']
 

@@ -15,7 +15,7 @@ import copy
 import os.path as osp
 from typing import Any, List, Optional, Tuple
 
-from ..cli import InputNotFoundError, InvalidInputError
+from ..errors import InputNotFoundError, InvalidInputError
 from ..sources import pretrained_entries
 
 __all__ = ['check_pretrained_weights', 'hub_reachable', 'check_onnx_model']
@@ -49,7 +49,8 @@ def check_pretrained_weights(model_cfg: Any) -> List[str]:
     that is not cached (and not offline) costs one quick request to the hub. URLs with a scheme
     (``torchvision://``, ``open-mmlab://``) are left to mmengine.
     """
-    from ..weights import WeightsNotFoundError, check_weights_readable, is_hub_tag
+    from ..weights import check_weights_readable, is_hub_tag
+    from ..errors import WeightsNotFoundError
     checked = []
     for key, checkpoint in pretrained_entries(model_cfg):
         if '://' in checkpoint:
@@ -113,7 +114,8 @@ def check_onnx_model(cfg: Any, onnx_file: str, config: str) -> None:
     import torch
     from mmengine.registry import MODELS, DefaultScope
 
-    from ..deploy.onnx import TensorMode, default_input_size, flatten_outputs
+    from ..deploy.onnx import TensorMode, flatten_outputs
+    from ..sources import default_input_size
     from ..mm.checks import check_exportable
     if not osp.isfile(onnx_file):
         raise InputNotFoundError(f'ONNX model not found: {onnx_file}. Export one with python tools/export.py '

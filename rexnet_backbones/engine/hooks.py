@@ -20,7 +20,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..checkpoint import atomic_write
-from ..convert import CheckpointMismatchError
+from ..state_dicts import mismatch_error
 from .fileio import BACKEND_NAME
 
 __all__ = ['AtomicCheckpointHook', 'CheckpointCheckHook', 'diff_checkpoint']
@@ -173,9 +173,9 @@ class CheckpointCheckHook(Hook):
                 f'shape ({loaded} of {len(model_state)} would load).\n  Likely cause: '
                 f'{_likely_cause(missing, unexpected)}.')
         if self.allow_partial:
-            print_log(f'--allow-partial: loading what fits. {CheckpointMismatchError(what, missing, unexpected, mismatched)}',
+            print_log(f'--allow-partial: loading what fits. {mismatch_error(what, missing, unexpected, mismatched)}',
                       logger='current', level=30)
             return
-        raise CheckpointMismatchError(
+        raise mismatch_error(
             what + '\n  To load what fits anyway, pass --allow-partial (tools/train.py, tools/test.py).',
             missing, unexpected, mismatched)
