@@ -56,6 +56,10 @@ DEV = ['pytest>=8', 'matplotlib', 'psutil', 'import-linter>=2.17,<3']
 # versions tested with torch 2.14.1 (onnxscript: torch's dynamo-based exporter, `--dynamo`).
 DEPLOY = ['onnx>=1.23', 'onnxruntime>=1.32', 'openvino>=2026.4', 'onnxscript>=0.7']
 
+# The commands: each tool's ``main`` lives in ``rexnet_cli`` (argparse before torch); ``tools/*.py`` are shims.
+COMMANDS = ['train', 'test', 'export', 'benchmark', 'make_synthetic_data', 'convert_checkpoint', 'demo', 'suite',
+            'rank_analysis', 'rank_study', 'check_setup']
+
 setup(
     name='rexnet_backbones',
     version='0.1.0',
@@ -64,7 +68,8 @@ setup(
     long_description_content_type='text/markdown',
     license='MIT',
     python_requires='>=3.10',
-    packages=find_packages(include=['rexnet_backbones', 'rexnet_backbones.*']),
+    packages=find_packages(include=['rexnet_backbones', 'rexnet_backbones.*', 'rexnet_cli']),
+    entry_points={'console_scripts': [f"rexnet-{name.replace('_', '-')} = rexnet_cli.{name}:main" for name in COMMANDS]},
     # The configs, where OpenMMLab packages keep theirs (<package>/.mim/configs). In the checkout
     # rexnet_backbones/.mim/configs is a symlink to configs/: an editable install uses the checkout's
     # files, a wheel (or sdist) gets a copy. rexnet_backbones.config_file() finds them in both.

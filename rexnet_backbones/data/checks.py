@@ -249,11 +249,11 @@ def format_missing_dataset_message(cfg, missing: Iterable[MissingPath]) -> str:
         lines.append(f'  * or set the environment variable(s) this config reads: {names}')
     lines.append('  * or, for a quick smoke run without the real data, generate a small synthetic '
                  'set with')
-    lines.append('      python tools/make_synthetic_data.py        '
-                 '(writes data/synthetic/coco and data/synthetic/seg)')
+    lines.append('      rexnet-make-synthetic-data        (python tools/make_synthetic_data.py in a checkout; '
+                 'writes data/synthetic/coco and data/synthetic/seg)')
     seg = _get(cfg, 'default_scope') == 'mmseg' or any(t in _SEG_TYPES for t in types)
-    example = 'tests/configs/fpn_tiny_synthetic_seg.py' if seg else \
-        'tests/configs/retinanet_tiny_synthetic.py'
+    example = 'rexnet_backbones::seg/fpn_rexnet_synthetic.py' if seg else \
+        'rexnet_backbones::det/retinanet_rexnet_synthetic.py'
     lines.append(f'    and use a config that reads it (3 shape classes), e.g. {example}')
     return '\n'.join(lines)
 
@@ -312,7 +312,7 @@ def check_coco_contents(key: str, path: str, data: Any, ds: dict,
     root = ds.get('data_root') or ''
     where = f'annotation file {path} ({key}, data_root {root!r})' if root else f'annotation file {path} ({key})'
     fix = ('Point data_root (e.g. COCO_ROOT=/path/to/coco/) at the dataset this config is for, or use a config '
-           'written for this data (for the synthetic shapes: tests/configs/retinanet_tiny_synthetic.py).')
+           'written for this data (for the synthetic shapes: rexnet_backbones::det/retinanet_rexnet_synthetic.py).')
     if not data['images']:
         raise DatasetMismatchError(f'{where} lists no image. {fix}')
     names = [str(c.get('name')) for c in data['categories'] if isinstance(c, dict)]
@@ -367,4 +367,4 @@ def _read_json(path: str, key: str) -> Any:
         raise AnnotationFileError(
             f"annotation file {path} ({key}) is not valid JSON: {e}.\n"
             'It is corrupt or truncated: download or convert it again (for the synthetic data, '
-            'delete its folder and run `python tools/make_synthetic_data.py`).') from None
+            'delete its folder and run `rexnet-make-synthetic-data`).') from None

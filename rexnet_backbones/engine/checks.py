@@ -65,8 +65,8 @@ def check_pretrained_weights(model_cfg: Any) -> List[str]:
                     f'(HF_HUB_OFFLINE=1). {_ways_out(key)}; or download them once while online.') from None
             if hub:
                 raise InputNotFoundError(f'{key}: {e}. {_ways_out(key)}.') from None
-            lite = ' (the lite configs read the official release file or its conversion: python ' \
-                f'tools/convert_checkpoint.py rexnet_lite_1.0.pth {checkpoint})' if 'rexnet_lite' in checkpoint else ''
+            lite = ' (the lite configs read the official release file or its conversion: ' \
+                f'rexnet-convert-checkpoint rexnet_lite_1.0.pth {checkpoint})' if 'rexnet_lite' in checkpoint else ''
             raise InputNotFoundError(
                 f'{key}: the pretrained weights file {checkpoint} does not exist (looked for '
                 f'{osp.abspath(osp.expanduser(checkpoint))}). Put it there{lite}. {_ways_out(key)}.') from e
