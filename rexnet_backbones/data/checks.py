@@ -252,9 +252,10 @@ def format_missing_dataset_message(cfg, missing: Iterable[MissingPath]) -> str:
     lines.append('      rexnet-make-synthetic-data        (python tools/make_synthetic_data.py in a checkout; '
                  'writes data/synthetic/coco and data/synthetic/seg)')
     seg = _get(cfg, 'default_scope') == 'mmseg' or any(t in _SEG_TYPES for t in types)
-    example = 'rexnet_backbones::seg/fpn_rexnet_synthetic.py' if seg else \
-        'rexnet_backbones::det/retinanet_rexnet_synthetic.py'
-    lines.append(f'    and use a config that reads it (3 shape classes), e.g. {example}')
+    example, tiny = ('seg/fpn_rexnet_synthetic.py', 'fpn_tiny_synthetic_seg.py') if seg else \
+        ('det/retinanet_rexnet_synthetic.py', 'retinanet_tiny_synthetic.py')
+    lines.append(f'    and use a config that reads it (3 shape classes), e.g. rexnet_backbones::{example} '
+                 f'(or, in a checkout, the tiny tests/configs/{tiny})')
     return '\n'.join(lines)
 
 
