@@ -21,11 +21,11 @@ import json
 import os
 import sys
 
-from rexnet_backbones.analysis import DEFAULT_RTOL, ESTIMATORS, analyse_models
-from rexnet_backbones.analysis.network_report import plot_profiles, profile_markdown
-from rexnet_backbones.cli import run_cli, set_threads
-
 from ._args import add_debug_arg, add_threads_arg
+
+#: = rexnet_backbones.analysis.ESTIMATORS and DEFAULT_RTOL (tests/test_commands.py)
+ESTIMATORS = ('nuclear', 'effective', 'stable', 'numerical', 'numerical_rtol')
+DEFAULT_RTOL = 1e-3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def analyse(args) -> int:
+    from rexnet_backbones.analysis import analyse_models
+    from rexnet_backbones.analysis.network_report import plot_profiles, profile_markdown
+    from rexnet_backbones.cli import set_threads
     set_threads(args.threads)
     results = analyse_models(
         args.models, args.checkpoint, args.images, args.num_images, tuple(args.input_size), args.estimator,
@@ -80,6 +83,7 @@ def analyse(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from rexnet_backbones.cli import run_cli
     return run_cli(lambda _: analyse(args), debug=args.debug)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = sorted(p.stem for p in (ROOT / 'rexnet_cli').glob('*.py') if not p.stem.startswith('_'))
 #: commands whose parser needs the library's tables (estimators, spaces, study defaults): torch loads first
-PARSE_AFTER_IMPORT = ('rank_analysis', 'rank_study')
+PARSE_AFTER_IMPORT = ('rank_study',)
 
 PROBE = """
 import json, sys, importlib, io, contextlib
@@ -66,15 +66,16 @@ def test_help_and_a_wrong_flag_answer_before_torch_is_imported():
 
 
 def test_the_parsers_use_the_library_values():
-    from rexnet_backbones import cli, demo
+    from rexnet_backbones import analysis, cli, demo
     from rexnet_backbones.benchmark import BACKENDS
     from rexnet_backbones.data import synthetic
     from rexnet_backbones.engine.runner import ONNX_BACKENDS
-    from rexnet_cli import _args, benchmark, make_synthetic_data
+    from rexnet_cli import _args, benchmark, make_synthetic_data, rank_analysis
     from rexnet_cli import demo as demo_command
     assert _args.DEBUG_ENV == cli.DEBUG_ENV
     assert _args.ONNX_BACKENDS == ONNX_BACKENDS
     assert benchmark.BACKENDS == BACKENDS
+    assert (rank_analysis.ESTIMATORS, rank_analysis.DEFAULT_RTOL) == (analysis.ESTIMATORS, analysis.DEFAULT_RTOL)
     assert (make_synthetic_data.DEFAULT_DATA_ROOT, make_synthetic_data.DET_SUBDIR, make_synthetic_data.SEG_SUBDIR) \
         == (synthetic.DEFAULT_DATA_ROOT, synthetic.DET_SUBDIR, synthetic.SEG_SUBDIR)
     assert os.path.normpath(demo_command.DEFAULT_WORK_DIR) == os.path.normpath(demo.DEFAULT_WORK_DIR)

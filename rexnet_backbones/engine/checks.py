@@ -49,8 +49,8 @@ def check_pretrained_weights(model_cfg: Any) -> List[str]:
     that is not cached (and not offline) costs one quick request to the hub. URLs with a scheme
     (``torchvision://``, ``open-mmlab://``) are left to mmengine.
     """
-    from ..weights import check_weights_readable, is_hub_tag
     from ..errors import WeightsNotFoundError
+    from ..weights import check_weights_readable, is_hub_tag
     checked = []
     for key, checkpoint in pretrained_entries(model_cfg):
         if '://' in checkpoint:

@@ -24,9 +24,8 @@ from ..checkpoint import (TORCH_NO_WEIGHTS_ONLY_ENV, TRUST_ENV, enable_trusted_l
                           remove_stale_temp_files, safe_load, torch_unsafe_loading_forced,
                           trusted_loading_requested)
 from ..config_files import resolve_config
-from ..errors import ConfigNotFoundError
 from ..data.checks import check_annotation_files, check_dataset_paths
-from ..errors import ToolError
+from ..errors import ConfigNotFoundError, ToolError
 
 __all__ = ['load_config', 'apply_train_options', 'resolve_resume',
            'check_checkpoint_file', 'check_datasets', 'set_up_trust', 'use_atomic_checkpoints',

@@ -11,9 +11,9 @@ import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg
 
+from ..errors import WeightsNotFoundError
 from ..hub import hub_offline, resolve_hub_weights
 from ..weights import read_checkpoint
-from ..errors import WeightsNotFoundError
 
 
 def _pretrained_cfg(variant: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
