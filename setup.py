@@ -49,8 +49,11 @@ MM = [
     # and the constraints pin 80.8.0, which does not warn.
     'setuptools>=77.0.3,<82',
 ]
-# mkdocs + mkdocstrings: the docs site (mkdocs.yml), built with --strict by tests/test_docs_site.py
-DEV = ['pytest>=8', 'matplotlib', 'psutil', 'mkdocs>=1.6,<2', 'mkdocstrings[python]>=0.29']
+# mkdocs + mkdocstrings: the docs site (mkdocs.yml), built with --strict by tests/test_docs_site.py;
+# import-linter: `lint-imports` checks the layer contract in .importlinter (tests/test_layers.py);
+# 2.x has the acyclic_siblings contract it uses.
+DEV = ['pytest>=8', 'matplotlib', 'psutil', 'mkdocs>=1.6,<2', 'mkdocstrings[python]>=0.29',
+       'import-linter>=2.17,<3']
 # ONNX export / ONNX Runtime / OpenVINO (rexnet_backbones.deploy, tools/export.py); lower bounds = the
 # versions tested with torch 2.14.1 (onnxscript: torch's dynamo-based exporter, `--dynamo`).
 DEPLOY = ['onnx>=1.23', 'onnxruntime>=1.32', 'openvino>=2026.4', 'onnxscript>=0.7']
@@ -63,6 +66,9 @@ Mask R-CNN, SSDLite, Semantic FPN, DeepLabV3+ and LR-ASPP, and tools to train, t
 
 Documentation: the `docs/` folder of the source repository (an mkdocs site: `mkdocs serve`).
 """
+# The commands: each tool's ``main`` lives in ``rexnet_cli`` (argparse before torch); ``tools/*.py`` are shims.
+COMMANDS = ['train', 'test', 'export', 'benchmark', 'make_synthetic_data', 'convert_checkpoint', 'demo', 'suite',
+            'rank_analysis', 'rank_study', 'check_setup']
 
 setup(
     name='rexnet_backbones',
@@ -72,7 +78,8 @@ setup(
     long_description_content_type='text/markdown',
     license='MIT',
     python_requires='>=3.10',
-    packages=find_packages(include=['rexnet_backbones', 'rexnet_backbones.*']),
+    packages=find_packages(include=['rexnet_backbones', 'rexnet_backbones.*', 'rexnet_cli']),
+    entry_points={'console_scripts': [f"rexnet-{name.replace('_', '-')} = rexnet_cli.{name}:main" for name in COMMANDS]},
     # The configs, where OpenMMLab packages keep theirs (<package>/.mim/configs). In the checkout
     # rexnet_backbones/.mim/configs is a symlink to configs/: an editable install uses the checkout's
     # files, a wheel (or sdist) gets a copy. rexnet_backbones.config_file() finds them in both.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
-__all__ = ['REXNET_ARCHS', 'LITE_ARCHS', 'V1_ARCHS', 'official_name']
+__all__ = ['REXNET_ARCHS', 'LITE_ARCHS', 'V1_ARCHS']
 
 #: every ReXNet name this package knows, with the official release name (None: no official file)
 REXNET_ARCHS: Dict[str, Optional[str]] = {
@@ -29,13 +29,3 @@ LITE_ARCHS = tuple(a for a in REXNET_ARCHS if a.startswith('rexnet_lite_'))
 #: ReXNet v1 names (timm's own, plus ``rexnet_090``/``rexnet_220`` registered by this package)
 V1_ARCHS = tuple(a for a in REXNET_ARCHS if a not in LITE_ARCHS)
 
-
-def official_name(arch: str) -> Optional[str]:
-    """Official release name of ``arch`` (e.g. ``'rexnetv1_lite_1.0'``), None when none was released.
-
-    Raises ``KeyError`` naming the known architectures for an unknown name.
-    """
-    try:
-        return REXNET_ARCHS[arch]
-    except KeyError:
-        raise KeyError(f'unknown ReXNet arch {arch!r}; known: {", ".join(REXNET_ARCHS)}') from None

@@ -29,7 +29,9 @@ from typing import Any, Callable, Union
 import numpy as np
 import torch
 
-__all__ = ['safe_load', 'CheckpointLoadError', 'CheckpointNotFoundError', 'register_mmengine_safe_globals',
+from .errors import CheckpointLoadError, CheckpointNotFoundError
+
+__all__ = ['safe_load', 'register_mmengine_safe_globals',
            'enable_trusted_loading', 'trusted_loading_requested', 'atomic_write', 'save_state_dict', 'remove_stale_temp_files']
 
 logger = logging.getLogger(__name__)
@@ -142,17 +144,6 @@ def _blocked_globals(message: str, path: str) -> list[str]:
         with contextlib.suppress(Exception):  # static scan adds the other offenders, if any
             names += torch.serialization.get_unsafe_globals_in_checkpoint(path)
     return sorted(set(names))
-
-
-class CheckpointLoadError(RuntimeError):
-    """A checkpoint cannot be read safely: missing, truncated/corrupt, or holding non-allowlisted objects."""
-
-
-class CheckpointNotFoundError(FileNotFoundError, CheckpointLoadError):
-    """The checkpoint file does not exist."""
-
-    def __str__(self) -> str:
-        return f"checkpoint file not found: '{self.filename}' (check the path)"
 
 
 def _blocked_error(path: str, blocked: list[str]) -> RuntimeError:

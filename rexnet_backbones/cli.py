@@ -1,60 +1,32 @@
-"""The one command-line convention of the tools in ``tools/`` (imports no OpenMMLab package).
+"""The one command-line convention of the commands (:mod:`rexnet_cli`; imports no OpenMMLab package).
 
 * A known error -- one a user can fix -- ends a tool with ONE line on stderr,
   ``error: <what is wrong and what to do>`` (details may follow on indented lines), and exit code
   :data:`EXIT_USER_ERROR` (2, as argparse's own errors). The traceback is printed too only with
   ``--debug`` or ``REXNET_DEBUG=1``. Anything else is a bug and ends in Python's traceback.
-* Known errors are :class:`ToolError` (and its subclasses, which also derive from the built-in
-  exception a caller would expect) and the library's own exceptions in :data:`USER_ERRORS`.
-* Every tool that computes takes ``--threads N`` (:func:`add_threads_arg`, :func:`set_threads`);
+* Known errors are the exceptions in :data:`rexnet_backbones.errors.USER_ERRORS` (:class:`ToolError` and
+  its subclasses, and the library's own errors with a message for the user).
+* Every command that computes takes ``--threads N`` (``rexnet_cli._args.add_threads_arg``, :func:`set_threads`);
   without it torch (and ONNX Runtime / OpenVINO) use what the machine has.
 
-A tool is argparse, then ``run_cli(lambda _: library_call(...), debug=args.debug)``.
+A command is argparse (in :mod:`rexnet_cli`, before torch is imported), then
+``run_cli(lambda _: library_call(...), debug=args.debug)``.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import traceback
 from typing import Callable, List, Optional, Sequence, Tuple, Type, TypeVar
 
-from .checkpoint import CheckpointLoadError
-from .config_files import ConfigNotFoundError
-from .convert import CheckpointMismatchError
-from .data.checks import AnnotationFileError, DatasetMismatchError, DatasetNotFoundError
+from .errors import USER_ERRORS, InvalidInputError
 from .quiet import quiet_known_warnings
-from .weights import WeightsNotFoundError
 
-__all__ = ['ToolError', 'InputNotFoundError', 'InvalidInputError', 'OutputExistsError', 'USER_ERRORS', 'EXIT_USER_ERROR',
-           'DEBUG_ENV', 'run_cli', 'debug_requested', 'add_debug_arg', 'add_threads_arg', 'set_threads',
-           'parse_shard', 'take_shard']
+__all__ = ['EXIT_USER_ERROR', 'DEBUG_ENV', 'run_cli', 'debug_requested', 'set_threads', 'parse_shard', 'take_shard']
 
 DEBUG_ENV = 'REXNET_DEBUG'
 #: exit code of a tool that stopped on a known error (argparse uses 2 for a bad command line too)
 EXIT_USER_ERROR = 2
-
-
-class ToolError(RuntimeError):
-    """A problem with the command line, the config or an input file, explained in the message."""
-
-
-class InputNotFoundError(ToolError, FileNotFoundError):
-    """A file, folder or model that the user named does not exist."""
-
-
-class InvalidInputError(ToolError, ValueError):
-    """A value that no run can use (the message lists what is accepted)."""
-
-
-class OutputExistsError(ToolError, FileExistsError):
-    """An output that a tool refuses to overwrite."""
-
-
-#: errors that come with a message meant for the user; the tools print it without a traceback
-USER_ERRORS: Tuple[Type[BaseException], ...] = (
-    ToolError, ConfigNotFoundError, CheckpointMismatchError, CheckpointLoadError, WeightsNotFoundError,
-    DatasetNotFoundError, AnnotationFileError, DatasetMismatchError)
 
 
 def debug_requested(debug: bool = False) -> bool:
@@ -85,28 +57,6 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Se
         print(f'error: {message}', file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
     return result if isinstance(result, int) else 0
-
-
-def add_debug_arg(parser: argparse.ArgumentParser) -> None:
-    """``--debug``: print the traceback of a known error too."""
-    parser.add_argument('--debug', action='store_true',
-                        help=f'show the traceback of errors (or set {DEBUG_ENV}=1)')
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a whole number of threads, got {value!r}') from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {number}')
-    return number
-
-
-def add_threads_arg(parser: argparse.ArgumentParser, default: Optional[int] = None,
-                    help: str = 'CPU threads of torch (default: what the machine has, as torch chooses)') -> None:
-    """``--threads N`` (N >= 1; ``default`` None keeps the libraries' own choice)."""
-    parser.add_argument('--threads', type=_positive_int, default=default, metavar='N', help=help)
 
 
 def set_threads(threads: Optional[int]) -> None:

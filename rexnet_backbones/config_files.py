@@ -24,17 +24,15 @@ import os
 import os.path as osp
 from typing import List
 
-__all__ = ['PACKAGE', 'ConfigNotFoundError', 'configs_dir', 'config_file', 'list_configs',
+from .errors import ConfigNotFoundError
+
+__all__ = ['PACKAGE', 'configs_dir', 'config_file', 'list_configs',
            'is_config_spec', 'resolve_config']
 
 PACKAGE = 'rexnet_backbones'
 _MIM_CONFIGS = osp.join('.mim', 'configs')
 #: the package's own data folder (the one place where a path is built from this file's location)
 _OUR_CONFIGS = osp.join(osp.dirname(osp.abspath(__file__)), _MIM_CONFIGS)
-
-
-class ConfigNotFoundError(FileNotFoundError, ValueError):
-    """A config argument that names no file; the message says what was looked for."""
 
 
 def configs_dir() -> str:

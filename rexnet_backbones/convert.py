@@ -12,13 +12,11 @@ import torch
 import torch.nn as nn
 
 from .archs import REXNET_ARCHS
-# the state-dict diff, its error, unwrapping and prefix hints live in the weights loader (one of each)
-from .weights import StateDict, CheckpointMismatchError, check_state_dict, common_prefix_hint, unwrap_state_dict
+from .state_dicts import StateDict, check_state_dict, unwrap_state_dict
 
 __all__ = [
-    'CheckpointMismatchError', 'official_key_map', 'unwrap_state_dict', 'is_official_layout',
-    'detect_arch', 'convert_official_state_dict', 'to_timm_state_dict', 'check_state_dict',
-    'common_prefix_hint', 'num_classes_of', 'convert_checkpoint_file',
+    'official_key_map', 'is_official_layout', 'detect_arch', 'convert_official_state_dict', 'to_timm_state_dict',
+    'num_classes_of',
 ]
 
 def is_official_layout(sd: Mapping[str, torch.Tensor]) -> bool:
@@ -170,40 +168,3 @@ def detect_arch(sd: object, candidates: Optional[List[str]] = None) -> str:
         check_state_dict(f'{kind} compared with {arch}', sd, layout)
     check_state_dict(f'{kind} checkpoint matches no ReXNet architecture; closest is {arch}:', sd, layout)
     raise AssertionError('unreachable')
-
-
-def convert_checkpoint_file(src: str, dst: str, arch: Optional[str] = None, trusted: Optional[bool] = None,
-                            verify: bool = True) -> Dict[str, object]:
-    """Convert an official (or re-save a timm-format) ReXNet checkpoint file to a timm-format file.
-
-    ``dst`` ending in ``.safetensors`` selects that format; an existing directory receives
-    ``<dst>/<name of src>``. The file is written atomically (a new file gets the usual
-    umask mode, a replaced one keeps its mode). Returns a summary (``dst``, ``arch``, ``layout``,
-    ``tensors``, ``parameters``). Raises ``FileNotFoundError``, ``RuntimeError`` (unreadable or
-    unsafe file) or :class:`CheckpointMismatchError` with what is wrong.
-    """
-    import os
-
-    import timm
-
-    from .checkpoint import save_state_dict
-    from .weights import load_weights, read_checkpoint
-    sd = read_checkpoint(src, trusted=trusted)
-    arch = arch or detect_arch(sd)
-    known = timm.list_models('rexnet*')
-    if arch not in known:
-        raise CheckpointMismatchError(f'unknown arch {arch!r}; choose one of {known}')
-    model = timm.create_model(arch, num_classes=num_classes_of(sd))
-    out = to_timm_state_dict(sd, model)
-    if verify:
-        load_weights(model, out, strict=True)
-    if os.path.isdir(dst):
-        dst = os.path.join(dst, os.path.basename(src))
-    folder = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(folder):
-        from .cli import InputNotFoundError
-        raise InputNotFoundError(f'cannot write {dst}: the folder {folder} does not exist (create it first)')
-    save_state_dict(out, dst)
-    stats = ('running_mean', 'running_var', 'num_batches_tracked')
-    return dict(dst=dst, arch=arch, layout='official' if is_official_layout(sd) else 'timm-format',
-                tensors=len(out), parameters=sum(v.numel() for k, v in out.items() if not k.endswith(stats)))

@@ -96,5 +96,5 @@ def resolve_hub_weights(hf_hub_id: str, filename: Optional[str] = None,
         f'cache {cache}. Give a local file instead: timm.create_model(NAME, pretrained=True, '
         "pretrained_cfg_overlay=dict(file='path/to/weights.safetensors')), or for the mm backbone "
         "init_cfg=dict(type='Pretrained', checkpoint='path/to/weights.pth'). timm-format and official "
-        'clovaai files both work (official ones can be converted once with python tools/convert_checkpoint.py '
+        'clovaai files both work (official ones can be converted once with rexnet-convert-checkpoint '
         'SRC DST). Or download it once while online (HF_HUB_OFFLINE unset).')

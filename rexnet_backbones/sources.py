@@ -25,13 +25,13 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .cli import InvalidInputError
 from .config_files import is_config_spec, resolve_config
+from .errors import InvalidInputError, ToolError
 from .weights import (LoadedWeights, check_weights_readable, load_weights, read_checkpoint, select_prefix,
                       to_model_layout)
 
 __all__ = ['Source', 'build_source', 'pretrained_entries', 'strip_pretrained', 'is_config_spec', 'resolve_config',
-           'default_input_size', 'quiet_init_logs']
+           'default_input_size', 'quiet_init_logs', 'register_scope_modules']
 
 
 @dataclass
@@ -137,11 +137,32 @@ def _type_name(cfg: Any) -> str:
     return kind if isinstance(kind, str) else getattr(kind, '__name__', str(kind))
 
 
+def register_scope_modules(cfg) -> str:
+    """Register all modules of the config's ``default_scope`` package (mmdet, mmseg, ...)."""
+    import importlib
+
+    from mmengine.logging import print_log
+    scope = cfg.get('default_scope', None)
+    if scope is None:
+        print_log('the config has no default_scope; only mmengine modules (and those imported '
+                  'via custom_imports) are registered', logger='current', level=logging.WARNING)
+        return ''
+    try:
+        utils = importlib.import_module(f'{scope}.utils')
+    except ImportError as e:
+        raise ToolError(f'default_scope={scope!r} but the package cannot be imported: {e}') from None
+    register = getattr(utils, 'register_all_modules', None)
+    if register is None:
+        raise ToolError(f'default_scope={scope!r}: {scope}.utils has no register_all_modules()')
+    register(init_default_scope=False)  # the Runner sets the scope from cfg.default_scope
+    if scope == 'mmdet':
+        utils.setup_cache_size_limit_of_dynamo()  # as mmdet's tools
+    return scope
+
+
 def _build_config(spec: str, pretrained: bool, backbone_only: bool) -> Source:
     from mmengine.config import Config
     from mmengine.registry import MODELS, DefaultScope, init_default_scope
-
-    from .engine.config import register_scope_modules
     path = resolve_config(spec)
     cfg = Config.fromfile(path)  # also imports cfg.custom_imports (rexnet_backbones)
     if 'model' not in cfg:
@@ -166,9 +187,7 @@ def _build_config(spec: str, pretrained: bool, backbone_only: bool) -> Source:
 
 # ------------------------------------------------------------------------------------------ timm
 def _check_timm_name(name: str) -> None:
-    import timm
-
-    import rexnet_backbones  # noqa: F401  (registers the ReXNet-lite family and extra widths)
+    import timm  # our entrypoints are registered: importing any module of the package ran its __init__
     if name not in timm.list_models() and not timm.is_model(name):
         rexnets = ', '.join(sorted(m for m in timm.list_models() if m.startswith('rexnet')))
         raise InvalidInputError(f'unknown model {name!r}: not a config (file, mmdet::path.py, mmseg::path.py) nor '

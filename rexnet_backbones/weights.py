@@ -11,27 +11,32 @@ benchmark). A checkpoint is
   Hugging Face cache (see :mod:`rexnet_backbones.hub`), downloaded by timm when online, and refused at once
   with the local-file alternative when offline.
 
-Official clovaai files are converted to timm's layout on the fly (:mod:`rexnet_backbones.convert`).
-:func:`check_state_dict` is the one comparison of a state_dict with a model: missing, unexpected and
-shape-mismatched keys, raised as :class:`CheckpointMismatchError` with the likely cause.
+Official clovaai files are converted to timm's layout on the fly (:mod:`rexnet_backbones.convert`);
+:func:`convert_checkpoint_file` writes a converted file. The comparison with the model is
+:func:`rexnet_backbones.state_dicts.check_state_dict`. The whole path from file to tensors is in
+``docs/layers.md``.
 """
 from __future__ import annotations
 
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
+from .checkpoint import safe_load, save_state_dict
+from .convert import (convert_official_state_dict, detect_arch, is_official_layout, num_classes_of,
+                      to_timm_state_dict)
+from .errors import CheckpointMismatchError, InputNotFoundError, WeightsNotFoundError
+from .hub import resolve_hub_weights
+from .state_dicts import StateDict, check_state_dict, common_prefix_hint, prefix_advice, prefix_hint, unwrap_state_dict
+
 __all__ = [
-    'StateDict', 'CheckpointMismatchError', 'WeightsNotFoundError', 'LoadedWeights', 'unwrap_state_dict',
-    'common_prefix_hint', 'prefix_hint', 'check_state_dict', 'is_hub_tag', 'check_weights_readable',
-    'read_checkpoint', 'select_prefix', 'to_model_layout', 'load_weights',
+    'LoadedWeights', 'is_hub_tag', 'check_weights_readable', 'read_checkpoint', 'select_prefix', 'to_model_layout',
+    'load_weights', 'convert_checkpoint_file',
 ]
 
-StateDict = Dict[str, torch.Tensor]
 Checkpoint = Union[str, 'os.PathLike[str]', Mapping[str, Any]]
 
 #: names ending like this are files, never hub tags
@@ -39,37 +44,6 @@ FILE_SUFFIXES = ('.pth', '.pt', '.bin', '.safetensors', '.ckpt', '.pkl', '.onnx'
 LOCAL_FILE_ADVICE = ('Give a local file instead (a timm-format or official clovaai .pth/.safetensors, or a '
                      "detector/segmentor checkpoint), e.g. init_cfg=dict(type='Pretrained', "
                      "checkpoint='path/to/file.pth') or --checkpoint path/to/file.pth")
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model (or the requested ReXNet architecture).
-
-    Lists the missing, unexpected and shape-mismatched keys; ``hint`` (by default: derived from the
-    unexpected keys when keys are missing, see ``common_prefix_hint``) names the likely cause.
-    """
-
-    def __init__(self, what: str, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
-                 mismatched: Iterable[Tuple[str, tuple, tuple]] = (), hint: Optional[str] = None):
-        self.missing, self.unexpected, self.mismatched = list(missing), list(unexpected), list(mismatched)
-        if hint is None and self.missing:
-            hint = _prefix_advice(self.unexpected)
-        self.hint = hint
-        lines = [what]
-        for title, items in (('missing keys', self.missing), ('unexpected keys', self.unexpected)):
-            if items:
-                lines.append(f'  {title} ({len(items)}): {", ".join(items[:8])}' + (' ...' if len(items) > 8 else ''))
-        if self.mismatched:
-            shown = '; '.join(f'{k}: checkpoint {tuple(a)} vs model {tuple(b)}' for k, a, b in self.mismatched[:8])
-            more = ' ...' if len(self.mismatched) > 8 else ''
-            lines.append(f'  shape mismatches ({len(self.mismatched)}): {shown}{more}')
-        if hint:
-            lines.append(f'  likely cause: {hint}')
-        super().__init__('\n'.join(lines))
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """The weights a checkpoint names cannot be had: no such file, or a hub tag that is not cached while
-    the hub is offline (or that has no weights). The message says what to give instead."""
 
 
 @dataclass
@@ -85,103 +59,6 @@ class LoadedWeights:
     unexpected: List[str] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------------------------------ state dicts
-#: first key components of ReXNet state_dicts: timm/our layout (stem, features, head), official (features, output)
-_ROOTS = ('stem', 'features', 'head', 'output')
-
-
-def common_prefix_hint(keys: Iterable[str]) -> Optional[str]:
-    """The prefix (such as ``'backbone.'``) in front of the ReXNet keys of a checkpoint, None if there is none.
-
-    A detector/segmentor checkpoint holds the backbone under ``backbone.`` next to ``neck.``/``*_head.``
-    keys; the prefix shared by the keys that contain a ReXNet layout (``stem.``, ``features.``, ``head.``,
-    ``output.``) is returned when every such key has one.
-    """
-    prefixes: Counter = Counter()
-    for key in keys:
-        parts = key.split('.')
-        for i, part in enumerate(parts[:-1]):
-            if part in _ROOTS:
-                prefixes['.'.join(parts[:i]) + '.' if i else ''] += 1
-                break
-    if not prefixes or '' in prefixes:
-        return None
-    return prefixes.most_common(1)[0][0]
-
-
-def _prefix_advice(keys: Iterable[str], prefix: Optional[str] = None,
-                   subject: str = 'the ReXNet keys') -> Optional[str]:
-    prefix = prefix or common_prefix_hint(keys)
-    if prefix is None:
-        return None
-    return (f"{subject} start with {prefix!r} (a detector/segmentor or wrapped checkpoint); strip it, e.g. "
-            f"prefix={prefix!r} in init_cfg=dict(type='Pretrained', checkpoint=..., prefix={prefix!r}), "
-            f"load_weights(..., prefix={prefix!r}) or the tools' --checkpoint-prefix {prefix}")
-
-
-def prefix_hint(keys: Iterable[str], own: Iterable[str]) -> Optional[str]:
-    """The prefix that, stripped from ``keys``, gives most of the model's keys ``own``; None if none does.
-
-    Works for any model (a ResNet detector's ``backbone.layer1...``); falls back to
-    :func:`common_prefix_hint` for ReXNet layouts (e.g. an official file under ``backbone.``).
-    """
-    keys, own = list(keys), set(own)
-    if own & set(keys):
-        return None
-    counts: Counter = Counter()
-    for key in keys:
-        parts = key.split('.')
-        for i in range(1, len(parts)):
-            if '.'.join(parts[i:]) in own:
-                counts['.'.join(parts[:i]) + '.'] += 1
-                break
-    if counts:
-        best, n = counts.most_common(1)[0]
-        if n >= max(1, len(own) // 2):
-            return best
-    return common_prefix_hint(keys)
-
-
-def unwrap_state_dict(obj: object) -> StateDict:
-    """Return the tensors of a raw state_dict, or of one wrapped under ``state_dict``/``model``,
-    with any DataParallel/DDP ``module.`` prefix removed."""
-    for _ in range(3):
-        if isinstance(obj, Mapping) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-            for key in ('state_dict', 'model', 'model_state', 'module'):
-                if isinstance(obj.get(key), Mapping):
-                    obj = obj[key]
-                    break
-            else:
-                break
-    if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointMismatchError('not a ReXNet checkpoint: expected a state_dict of tensors '
-                                      '(raw, or under "state_dict"/"model")')
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd:
-        raise CheckpointMismatchError('not a ReXNet checkpoint: the file holds no tensors')
-    if all(k.startswith('module.') for k in sd):
-        sd = {k[len('module.'):]: v for k, v in sd.items()}
-    return sd
-
-
-def check_state_dict(what: str, got: Mapping[str, torch.Tensor], expected_shapes: Mapping[str, Tuple[int, ...]],
-                     *, strict: bool = True, hint: Optional[str] = None) -> Tuple[List[str], List[str]]:
-    """The one state-dict diff: raise ``CheckpointMismatchError`` (headed ``what``) unless ``got`` has
-    exactly the keys of ``expected_shapes`` with those shapes.
-
-    The error lists missing, unexpected and mismatched keys and names the likely cause (``hint``, or the
-    prefix such as ``backbone.`` that the keys carry). ``strict=False`` only refuses shape mismatches.
-    Returns ``(missing, unexpected)``.
-    """
-    missing = [k for k in expected_shapes if k not in got]
-    unexpected = [k for k in got if k not in expected_shapes]
-    mismatched = [(k, tuple(got[k].shape), tuple(s)) for k, s in expected_shapes.items()
-                  if k in got and tuple(got[k].shape) != tuple(s)]
-    if mismatched or (strict and (missing or unexpected)):
-        raise CheckpointMismatchError(what, missing, unexpected, mismatched, hint)
-    return missing, unexpected
-
-
 # ------------------------------------------------------------------------------------------ reading
 def _hub_model_name(checkpoint: str) -> Optional[str]:
     """timm model name (``'rexnet_100.nav_in1k'`` or ``'hf-hub:org/repo'``) of a hub tag; None for a
@@ -195,9 +72,7 @@ def _hub_model_name(checkpoint: str) -> Optional[str]:
         return checkpoint[len('timm/'):]
     if os.sep in checkpoint or (os.altsep and os.altsep in checkpoint) or '/' in checkpoint:
         return None
-    import timm
-
-    import rexnet_backbones  # noqa: F401  (our entrypoints)
+    import timm  # our entrypoints are registered: importing any module of the package ran its __init__
     return checkpoint if timm.is_model(checkpoint.split('.')[0]) else None
 
 
@@ -218,7 +93,6 @@ def _hub_source(name: str, checkpoint: str) -> Tuple[Optional[str], Optional[str
         repo_id = cfg.hf_hub_id
     if not repo_id:
         return None, None
-    from .hub import resolve_hub_weights
     try:
         return resolve_hub_weights(repo_id), repo_id
     except FileNotFoundError:
@@ -261,7 +135,6 @@ def _read_file(path: str, trusted: Optional[bool]) -> StateDict:
     if path.endswith('.safetensors'):
         from safetensors.torch import load_file
         return load_file(path)
-    from .checkpoint import safe_load
     return unwrap_state_dict(safe_load(path, trusted=trusted))
 
 
@@ -312,7 +185,6 @@ def to_model_layout(state_dict: Mapping[str, torch.Tensor], model: nn.Module) ->
     adapt = getattr(model, 'adapt_state_dict', None)
     if callable(adapt):
         return adapt(dict(state_dict))
-    from .convert import convert_official_state_dict, is_official_layout
     if is_official_layout(state_dict):
         if not _is_rexnet(model):
             raise CheckpointMismatchError(f'an official ReXNet checkpoint cannot be loaded into '
@@ -344,12 +216,42 @@ def load_weights(model: nn.Module, checkpoint: Checkpoint, *, prefix: Optional[s
     raw = read_checkpoint(checkpoint, trusted=trusted)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     sd = select_prefix(raw, prefix, label, own)
-    from .convert import is_official_layout
     layout = 'official' if is_official_layout(sd) else 'as is'
     found = None if prefix else prefix_hint(sd, own)
     sd = to_model_layout(sd, model)
     what = f'checkpoint does not match {_name(model)}: {label}'
     missing, unexpected = check_state_dict(what, sd, own, strict=strict,
-                                           hint=_prefix_advice((), found, "the checkpoint's keys") if found else None)
+                                           hint=prefix_advice((), found, "the checkpoint's keys") if found else None)
     model.load_state_dict(sd, strict=strict)
     return LoadedWeights(label, layout, prefix, [k for k in sd if k in own], missing, unexpected)
+
+
+def convert_checkpoint_file(src: str, dst: str, arch: Optional[str] = None, trusted: Optional[bool] = None,
+                            verify: bool = True) -> Dict[str, object]:
+    """Convert an official (or re-save a timm-format) ReXNet checkpoint file to a timm-format file.
+
+    ``dst`` ending in ``.safetensors`` selects that format; an existing directory receives
+    ``<dst>/<name of src>``. The file is written atomically (a new file gets the usual
+    umask mode, a replaced one keeps its mode). Returns a summary (``dst``, ``arch``, ``layout``,
+    ``tensors``, ``parameters``). Raises ``FileNotFoundError``, ``RuntimeError`` (unreadable or
+    unsafe file) or :class:`CheckpointMismatchError` with what is wrong.
+    """
+    import timm
+    sd = read_checkpoint(src, trusted=trusted)
+    arch = arch or detect_arch(sd)
+    known = timm.list_models('rexnet*')
+    if arch not in known:
+        raise CheckpointMismatchError(f'unknown arch {arch!r}; choose one of {known}')
+    model = timm.create_model(arch, num_classes=num_classes_of(sd))
+    out = to_timm_state_dict(sd, model)
+    if verify:
+        load_weights(model, out, strict=True)
+    if os.path.isdir(dst):
+        dst = os.path.join(dst, os.path.basename(src))
+    folder = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(folder):
+        raise InputNotFoundError(f'cannot write {dst}: the folder {folder} does not exist (create it first)')
+    save_state_dict(out, dst)
+    stats = ('running_mean', 'running_var', 'num_batches_tracked')
+    return dict(dst=dst, arch=arch, layout='official' if is_official_layout(sd) else 'timm-format',
+                tensors=len(out), parameters=sum(v.numel() for k, v in out.items() if not k.endswith(stats)))

@@ -1,10 +1,10 @@
 """Shared helpers of the test modules that run the tools (not a test module)."""
 import contextlib
+import importlib
 import itertools
 import os
 import os.path as osp
 import re
-import runpy
 import socket
 import subprocess
 import sys
@@ -85,8 +85,9 @@ def logged_metric(text: str, name: str, occurrence: int = -1) -> float:
 
 
 def run_tool_in_process(tool: str, args, data_root: str, cwd, **env) -> subprocess.CompletedProcess:
-    """``python tools/<tool> ARGS`` run inside the test process: the script executes as ``__main__`` (runpy),
-    its ``sys.exit`` code is the return code, and what it writes to stdout/stderr (file descriptors 1 and 2) is
+    """``python tools/<tool> ARGS`` run inside the test process: the command's ``main`` (``rexnet_cli.<tool name>``,
+    imported, as the console command ``rexnet-<tool name>`` runs it) is called with ``ARGS``; its return or
+    ``sys.exit`` code is the return code, and what it writes to stdout/stderr (file descriptors 1 and 2) is
     captured. For the checks of a command line, of errors found before any work starts, and of short runs (a tiny
     training or test) whose real command line is tested elsewhere: the imports of torch and mmdet are paid once per
     session instead of once per call. Every tool keeps at least one real subprocess in tests/test_errors.py (exit
@@ -111,7 +112,7 @@ def run_tool_in_process(tool: str, args, data_root: str, cwd, **env) -> subproce
         try:
             with _redirected(out, err):
                 _fresh_mmengine_logger()
-                code = _run_as_main(path)
+                code = _run_main(tool, argv[1:])
         finally:
             if threads is not None:
                 torch.set_num_threads(threads)
@@ -131,16 +132,17 @@ def _fresh_mmengine_logger() -> None:
         mm_logging.MMLogger.get_instance(f'run_tool_in_process_{next(_LOGGERS)}', logger_name='mmengine')
 
 
-def _run_as_main(path: str) -> int:
-    """Run the script ``path`` as ``__main__``; its exit code as the interpreter would make it."""
+def _run_main(tool: str, args) -> int:
+    """``rexnet_cli.<tool>.main(args)``; its exit code as the console command's wrapper makes it."""
+    main = importlib.import_module(f'rexnet_cli.{osp.splitext(tool)[0]}').main
     try:
-        runpy.run_path(path, run_name='__main__')
+        code = main(list(args))
     except SystemExit as e:
-        if e.code is None or isinstance(e.code, int):
-            return e.code or 0
-        print(e.code, file=sys.stderr)
-        return 1
-    return 0
+        code = e.code
+    if code is None or isinstance(code, int):
+        return code or 0
+    print(code, file=sys.stderr)
+    return 1
 
 
 #: text streams on file descriptors 1 and 2, never closed: a logging handler that a tool run in-process made on

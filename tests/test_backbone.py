@@ -13,7 +13,7 @@ import torch.nn as nn
 pytest.importorskip('mmengine')
 import rexnet_backbones  # noqa: E402,F401
 from rexnet_backbones import ReXNet  # noqa: E402
-from rexnet_backbones.convert import CheckpointMismatchError  # noqa: E402
+from rexnet_backbones.errors import CheckpointMismatchError  # noqa: E402
 
 
 def _bns(module):

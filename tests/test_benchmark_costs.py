@@ -11,11 +11,22 @@ from rexnet_backbones.benchmark.costs import layer_costs, layer_kind
 from rexnet_backbones.benchmark.layers import CLOCKS, layer_report, markdown_layers, module_times
 from rexnet_backbones.benchmark.roofline import (LayerCost, MachinePeak, achieved_fraction, probe_machine,
                                                  roofline_of)
-from rexnet_backbones.benchmark.traffic import TrafficAnalyzer, conv_bytes
+from rexnet_backbones.benchmark.traffic import TrafficAnalyzer
 
 MACHINE = MachinePeak(peak_flops_per_s=1e9, bandwidth_bytes_per_s=1e8, one_thread_flops_per_s=1e9,
                       one_thread_bandwidth_bytes_per_s=1e8, median_flops_per_s=1e9, median_bandwidth_bytes_per_s=1e8,
                       threads=1, matmul_size=8, copy_mib=1, chunk_mib=1, seconds=0.0, method='fixed')
+
+
+def conv_bytes(conv, in_shape, out_shape, element_bytes: int = 4) -> int:
+    """Reference: the traffic of one conv by formula, input + weights (+ bias) + output elements, in bytes."""
+    def numel(shape) -> int:
+        n = 1
+        for s in shape:
+            n *= s
+        return n
+    weights = conv.weight.numel() + (conv.bias.numel() if conv.bias is not None else 0)
+    return (numel(in_shape) + weights + numel(out_shape)) * element_bytes
 
 
 class SE(nn.Module):

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import rexnet_backbones
-from rexnet_backbones.config_files import (ConfigNotFoundError, config_file, configs_dir, is_config_spec,
-                                           list_configs, resolve_config)
+from rexnet_backbones.config_files import config_file, configs_dir, is_config_spec, list_configs, resolve_config
+from rexnet_backbones.errors import ConfigNotFoundError
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

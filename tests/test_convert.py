@@ -16,8 +16,9 @@ import torch
 import rexnet_backbones  # noqa: F401
 from _helpers_tools import run_tool_in_process
 from rexnet_backbones.archs import REXNET_ARCHS
-from rexnet_backbones.convert import (CheckpointMismatchError, check_state_dict, common_prefix_hint, detect_arch,
-                                      num_classes_of, official_key_map, to_timm_state_dict)
+from rexnet_backbones.convert import detect_arch, num_classes_of, official_key_map, to_timm_state_dict
+from rexnet_backbones.errors import CheckpointMismatchError
+from rexnet_backbones.state_dicts import check_state_dict, common_prefix_hint
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [('rexnetv1_1.0', 'rexnet_100'), ('rexnetv1_lite_1.0', 'rexnet_lite_100')]
@@ -167,7 +168,7 @@ def test_pickled_code_never_executed(tmp_path):
 
 
 def test_convert_does_not_import_models():
-    """convert.py and archs.py sit below the models (no import cycle); the old name stays importable."""
+    """convert.py and archs.py sit below the models (no import cycle)."""
     import ast
 
     for name in ('convert.py', 'archs.py', 'hub.py'):
@@ -175,8 +176,7 @@ def test_convert_does_not_import_models():
         imported = [n.module or '' for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         assert not [m for m in imported if 'models' in m.split('.')], (name, imported)
-    from rexnet_backbones.models import REXNET_ARCHS as old
-    assert old is REXNET_ARCHS and len(REXNET_ARCHS) == 11
+    assert len(REXNET_ARCHS) == 11
 
 
 @pytest.mark.parametrize('prefix', ['backbone.', 'model.backbone.'])

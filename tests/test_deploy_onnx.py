@@ -21,8 +21,8 @@ timm = pytest.importorskip('timm')
 
 import rexnet_backbones  # noqa: E402,F401
 from _helpers_tools import run_tool_in_process  # noqa: E402
-from rexnet_backbones.deploy import (OnnxVerificationError, TensorMode, build_source_model,  # noqa: E402
-                                     export_onnx, verify_onnx)
+from rexnet_backbones.deploy import TensorMode, build_source_model, export_onnx, verify_onnx  # noqa: E402
+from rexnet_backbones.errors import OnnxVerificationError
 from rexnet_backbones.deploy.onnx import (STRUCTURE_KEY, flatten_outputs, read_structure,  # noqa: E402
                                           unflatten_outputs)
 

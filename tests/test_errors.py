@@ -8,7 +8,7 @@ error comes before the config dump. The docs name only flags the tools accept.
 The tools run on the tiny synthetic RetinaNet config (tests/configs). Each tool runs at least once as a real
 subprocess (the exit code and the streams as a user sees them); the other error cases, which stop before any work,
 and the few that train or test the tiny model (whose real command lines tests/test_tools.py runs) run the same
-script in the test process (``run_tool_in_process``: ``__main__`` through runpy, fd 1/2 captured), so that the
+command in the test process (``run_tool_in_process``: the command's ``main``, fd 1/2 captured), so that the
 imports of torch and mmdet are paid once instead of once per case.
 """
 import os

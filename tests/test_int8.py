@@ -19,8 +19,9 @@ onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
 timm = pytest.importorskip('timm')
 
-from rexnet_backbones.benchmark import BenchmarkError, Settings  # noqa: E402
-from rexnet_backbones.cli import InputNotFoundError  # noqa: E402
+from rexnet_backbones.benchmark import Settings  # noqa: E402
+from rexnet_backbones.errors import BenchmarkError
+from rexnet_backbones.errors import InputNotFoundError  # noqa: E402
 from rexnet_backbones.deploy import build_source_model, export_onnx, make_session  # noqa: E402
 from rexnet_backbones.deploy.calibration import calibration_inputs, find_images  # noqa: E402
 from rexnet_backbones.deploy.onnx import STRUCTURE_KEY, read_structure  # noqa: E402

@@ -217,7 +217,7 @@ def test_runner_refuses_a_model_whose_conversion_dropped_an_activation(tmp_path,
     from mmengine.runner import Runner
 
     import rexnet_backbones.engine.hooks  # noqa: F401  (registers the hook)
-    from rexnet_backbones.engine.errors import ToolError
+    from rexnet_backbones.errors import ToolError
     runner = Runner(
         model=_Toy.build(split), work_dir=str(tmp_path),
         train_dataloader=dict(dataset=[dict(inputs=torch.randn(3, 8, 8)) for _ in range(2)], batch_size=2,

@@ -12,7 +12,7 @@ from rexnet_backbones.analysis import (ESTIMATORS, batched_estimates, is_row_cap
                                        rank_estimates, rank_profile, rank_ratios, single_layer_study)
 from rexnet_backbones.analysis.single_layer import parse_weight_scale
 from rexnet_backbones.analysis.single_layer_report import FINDINGS, paper_claims, study_markdown
-from rexnet_backbones.cli import InvalidInputError
+from rexnet_backbones.errors import InvalidInputError
 
 
 def _zero_mean_with_spectrum(s, rows, cols, seed=0):

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip('mmengine')
 from _helpers_tools import REPO_ROOT, TOOLS  # noqa: E402
 from rexnet_backbones.engine.env import MMCV_MAX, MMCV_MIN, check_mmcv, mmcv_problem  # noqa: E402
-from rexnet_backbones.engine.errors import ToolError  # noqa: E402
+from rexnet_backbones.errors import ToolError  # noqa: E402
 
 PKG_RESOURCES_WARNING = 'pkg_resources is deprecated'
 

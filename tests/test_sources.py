@@ -17,8 +17,9 @@ import torch
 import rexnet_backbones  # noqa: F401
 from rexnet_backbones.convert import to_timm_state_dict
 from rexnet_backbones.sources import build_source, strip_pretrained
-from rexnet_backbones.weights import (CheckpointMismatchError, WeightsNotFoundError, check_weights_readable,
-                                      load_weights, prefix_hint)
+from rexnet_backbones.errors import CheckpointMismatchError, WeightsNotFoundError
+from rexnet_backbones.state_dicts import prefix_hint
+from rexnet_backbones.weights import check_weights_readable, load_weights
 
 from _hub_cache import make_hub_cache
 

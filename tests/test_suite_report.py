@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from rexnet_backbones.cli import InputNotFoundError, InvalidInputError
+from rexnet_backbones.errors import InputNotFoundError, InvalidInputError
 from rexnet_backbones.suite.report import build_report, write_report
 
 SEEDS = [0, 1, 2]

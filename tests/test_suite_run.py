@@ -127,8 +127,12 @@ def test_killed_job_resumes_from_its_checkpoint(data_root, tmp_path):
     proc = subprocess.Popen([sys.executable, os.path.join(TOOLS, 'suite.py'), 'run', suite, '--work-dir',
                              str(work_dir), '--threads', '1'], cwd=tmp_path, env=tool_env(data_root),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    train_dir = work_dir / 'jobs' / 'rexnet' / 'seed3' / 'train'
     try:
-        _wait_for(work_dir / 'jobs' / 'rexnet' / 'seed3' / 'train' / 'epoch_1.pth', proc)
+        # the end of epoch 1, as two events: its checkpoint and the hook's stats of this first session (the two
+        # hooks write one after the other; killing between them would leave no stats to count this session)
+        _wait_for(train_dir / 'epoch_1.pth', proc)
+        _wait_for(train_dir / 'train_stats.json', proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -141,7 +145,7 @@ def test_killed_job_resumes_from_its_checkpoint(data_root, tmp_path):
     assert '(resuming)' in again.stdout and 'continuing from' in again.stdout + again.stderr
     [result] = results(work_dir).values()
     assert result['status'] == 'done' and result['train']['iterations'] == 16
-    stats = json.loads((work_dir / 'jobs' / 'rexnet' / 'seed3' / 'train' / 'train_stats.json').read_text())
+    stats = json.loads((train_dir / 'train_stats.json').read_text())
     assert stats['sessions'] >= 2
 
 

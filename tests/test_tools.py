@@ -216,7 +216,7 @@ def test_test_seg_out_pkl_and_show_dir(seg_run, data_root, tmp_path):
 # ------------------------------------------------------------------------------------------
 # in-process: the library behind the tools (rexnet_backbones.engine)
 # ------------------------------------------------------------------------------------------
-from rexnet_backbones.engine import ToolError  # noqa: E402
+from rexnet_backbones.errors import ToolError  # noqa: E402
 from rexnet_backbones.engine import config as engine_config  # noqa: E402
 from rexnet_backbones.engine import runner as engine_runner  # noqa: E402
 
@@ -312,8 +312,8 @@ def test_dataset_check_passes_on_synthetic_data(data_root, monkeypatch):
 
 
 def test_dataset_check_names_every_missing_path(tmp_path, monkeypatch):
-    from rexnet_backbones.data import (DatasetNotFoundError, check_dataset_paths,
-                                       find_missing_dataset_paths)
+    from rexnet_backbones.data import check_dataset_paths, find_missing_dataset_paths
+    from rexnet_backbones.errors import DatasetNotFoundError
     cfg = _load_cfg(DET_CONFIG, tmp_path / 'none', monkeypatch)
     found = {(m.key, m.field): m.path for m in find_missing_dataset_paths(cfg, ['test'])}
     root = str(tmp_path / 'none' / 'coco') + '/'
@@ -333,7 +333,7 @@ def test_dataset_check_names_every_missing_path(tmp_path, monkeypatch):
 
 def test_dataset_check_seg_wrappers_and_remote(tmp_path, monkeypatch, data_root):
     from rexnet_backbones.data import check_dataset_paths, find_missing_dataset_paths
-    from rexnet_backbones.data.checks import DatasetNotFoundError
+    from rexnet_backbones.errors import DatasetNotFoundError
     cfg = _load_cfg(SEG_CONFIG, data_root, monkeypatch)
     good = cfg.train_dataloader.dataset
     bad = dict(good, data_root=str(tmp_path / 'ade'))
@@ -362,7 +362,7 @@ def test_dataset_check_split_selection(data_root, monkeypatch):
 
 
 def test_trust_checkpoint_flag_calls_enable_trusted_loading(monkeypatch, tmp_path):
-    from rexnet_backbones.data import DatasetNotFoundError
+    from rexnet_backbones.errors import DatasetNotFoundError
     calls = []
     monkeypatch.setattr(engine_config, 'enable_trusted_loading', lambda: calls.append(1))
     monkeypatch.setenv('SYNTHETIC_DATA_ROOT', str(tmp_path / 'none'))
@@ -377,7 +377,8 @@ def test_trust_checkpoint_flag_calls_enable_trusted_loading(monkeypatch, tmp_pat
 
 def test_dataset_check_mentions_env_variables_of_base_configs(tmp_path, monkeypatch):
     from mmengine.config import Config
-    from rexnet_backbones.data import DatasetNotFoundError, check_dataset_paths
+    from rexnet_backbones.data import check_dataset_paths
+    from rexnet_backbones.errors import DatasetNotFoundError
     child = tmp_path / 'child.py'
     child.write_text(f'_base_ = {osp.relpath(DET_CONFIG, tmp_path)!r}\n'
                      'train_cfg = dict(max_epochs=2)\n')

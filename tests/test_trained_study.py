@@ -13,13 +13,14 @@ import pytest
 import torch
 from _helpers_tools import run_tool_in_process
 
-from rexnet_backbones.analysis.spaces import (FlopBudgetError, approx_macs, build_space_model, pycls_regnet_params,
-                                              sample_model, stage_layout)
+from rexnet_backbones.analysis.spaces import (approx_macs, build_space_model, pycls_regnet_params, sample_model,
+                                              stage_layout)
+from rexnet_backbones.errors import FlopBudgetError
 from rexnet_backbones.analysis.trained_report import merge_records, report_markdown, write_report
 from rexnet_backbones.analysis.trained_study import (StudySettings, read_records, run_study, settings_hash,
                                                      shard_jobs, study_jobs, train_model)
-from rexnet_backbones.cli import ToolError
-from rexnet_backbones.cli import InvalidInputError
+from rexnet_backbones.errors import ToolError
+from rexnet_backbones.errors import InvalidInputError
 from rexnet_backbones.data.classification import load_image_folder, make_shape_classification
 
 TINY = StudySettings(spaces=('regnetx', 'ir_linear'), num_models=3, flops=(0.3e6, 8e6), input_size=16, epochs=1,

@@ -1,6 +1,6 @@
 """The wheel carries the configs (``rexnet_backbones/.mim/configs``) and a non-editable install finds them.
 
-The full proof (a venv with the wheel, the demo's training from outside the checkout) is
+The full proof (a venv with the wheel, the demo's training and the console commands from outside the checkout) is
 ``make wheel-check`` (tools/check_wheel_install.sh); this test is its cheap part.
 """
 import json
@@ -83,3 +83,41 @@ def test_installed_wheel_finds_its_configs_outside_the_checkout(wheel, tmp_path)
     assert not os.path.islink(site / 'rexnet_backbones' / '.mim' / 'configs')  # a copy, not the checkout's link
     # _base_ references (./_base_/..., mmdet::...) resolved inside the installed copy
     assert (found['arch'], found['hook']) == ('rexnet_lite_100', 'AtomicCheckpointHook')
+
+
+#: the console commands a wheel installs (setup.py entry_points)
+COMMANDS = ('rexnet-train', 'rexnet-test', 'rexnet-export', 'rexnet-benchmark', 'rexnet-make-synthetic-data',
+            'rexnet-convert-checkpoint', 'rexnet-demo', 'rexnet-suite', 'rexnet-rank-analysis', 'rexnet-rank-study',
+            'rexnet-check-setup')
+
+
+@pytest.mark.slow
+def test_console_commands_run_from_the_installed_wheel(wheel, tmp_path):
+    """The commands of a wheel installed outside the checkout: each answers --help, and the synthetic data that
+    the errors point to, an ONNX export and a checkpoint conversion's error run from an empty folder."""
+    site = tmp_path / 'site-packages'
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '-q', '--target', str(site), str(wheel)],
+                   check=True, timeout=300, capture_output=True)
+    assert set(COMMANDS) <= {p.name for p in (site / 'bin').iterdir()}
+    work = tmp_path / 'outside'
+    work.mkdir()
+    # as the probe above: -S keeps an editable install of the checkout out, the wheel's copy comes first
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site)] + site_module.getsitepackages()),
+               OMP_NUM_THREADS='1')
+
+    def command(name, *args):
+        return subprocess.run([sys.executable, '-S', str(site / 'bin' / name), *map(str, args)], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    for name in COMMANDS:
+        proc = command(name, '--help')
+        assert proc.returncode == 0 and f'usage: {name}' in proc.stdout, (name, proc.stderr[-2000:])
+    made = command('rexnet-make-synthetic-data', '--kind', 'det', '--num-train', 2, '--num-val', 1)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert (work / 'data' / 'synthetic' / 'coco' / 'annotations' / 'instances_val2017.json').is_file()
+    exported = command('rexnet-export', 'rexnet_100', 'rexnet_100.onnx', '--input-size', 64, 64, '--threads', 1)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert (work / 'rexnet_100.onnx').is_file() and 'wrote rexnet_100.onnx' in exported.stdout
+    missing = command('rexnet-convert-checkpoint', 'nope.pth', 'out.pth')
+    assert missing.returncode == 2 and missing.stderr.startswith('error: '), missing.stderr[-2000:]
+    assert 'Traceback' not in missing.stderr and 'nope.pth' in missing.stderr

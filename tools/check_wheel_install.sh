@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The wheel works outside the checkout (`make wheel-check`): build it, install it (not editable) into a
 # new venv, and from an empty folder load a config by its short name, build the model, run the demo's
-# training for a few iterations and tools/test.py on the result.
+# training for a few iterations, then the console commands: rexnet-test on the result, rexnet-make-synthetic-data,
+# rexnet-train, rexnet-export and rexnet-benchmark.
 #
 #   bash tools/check_wheel_install.sh [DEPS_VENV]     (default: .venv)
 #
@@ -53,7 +54,18 @@ from rexnet_backbones.demo import run_demo
 run_demo(epochs=2, num_train=16, num_val=8)  # 4 iterations: not expected to beat the untrained model
 assert os.path.isfile('work_dirs/demo/epoch_2.pth') and os.path.isfile('work_dirs/demo/demo_metrics.json')
 EOF
-SYNTHETIC_DATA_ROOT=data/synthetic env -u PYTHONPATH "$WORK/venv/bin/python" "$REPO/tools/test.py" \
-    det/retinanet_rexnet_synthetic.py work_dirs/demo/epoch_2.pth --work-dir work_dirs/test > test.log 2>&1 \
-    || { tail -20 test.log; exit 1; }
-echo "[wheel-check] passed: the wheel's configs, model, demo training and tools/test.py ran in $WORK/outside"
+# the console commands of the wheel (no checkout: tools/*.py are not there)
+BIN="$WORK/venv/bin"
+step() {  # step NAME COMMAND...: run it, keep its output in NAME.log, show the tail when it fails
+  local name=$1; shift
+  env -u PYTHONPATH SYNTHETIC_DATA_ROOT=data/synthetic "$@" > "$name.log" 2>&1 || { tail -20 "$name.log"; exit 1; }
+}
+step test "$BIN/rexnet-test" det/retinanet_rexnet_synthetic.py work_dirs/demo/epoch_2.pth --work-dir work_dirs/test
+step data "$BIN/rexnet-make-synthetic-data" --out data/small --num-train 8 --num-val 2
+step train env SYNTHETIC_DATA_ROOT=data/small "$BIN/rexnet-train" det/retinanet_rexnet_synthetic.py \
+    --work-dir work_dirs/train --cfg-options train_cfg.max_epochs=1
+test -f work_dirs/train/epoch_1.pth
+step export "$BIN/rexnet-export" rexnet_100 rexnet_100.onnx --input-size 64 64 --verify
+step benchmark "$BIN/rexnet-benchmark" rexnet_100 --input-size 64 64 --batch-sizes 1 --runs 1 --warmup 0
+echo "[wheel-check] passed: the wheel's configs, model, demo training and the commands rexnet-test,"
+echo "[wheel-check] rexnet-make-synthetic-data, rexnet-train, rexnet-export, rexnet-benchmark ran in $WORK/outside"

@@ -1,50 +1,12 @@
 #!/usr/bin/env python
 """Convert an official clovaai/rexnet checkpoint (v1 or lite, any width) to a timm-format state_dict.
 
-    python tools/convert_checkpoint.py rexnet_lite_1.0.pth checkpoints/rexnet_lite_1.0.pth
-    python tools/convert_checkpoint.py rexnetv1_1.0.pth rexnet_100.safetensors --arch rexnet_100
-    python tools/convert_checkpoint.py rexnet_lite_1.0.pth checkpoints/      # -> checkpoints/rexnet_lite_1.0.pth
-
-The architecture is detected from the tensors unless ``--arch`` is given; the input may be a raw
-state_dict or one wrapped under ``state_dict``/``model``, with or without ``module.``. The output is
-written atomically, ``.safetensors`` by extension. The job is
-:func:`rexnet_backbones.convert.convert_checkpoint_file`. A known error (missing or unreadable SRC, a
-checkpoint of another model) prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
+The command ``rexnet-convert-checkpoint`` of the installed package; this script runs the same ``main`` from a checkout
+(:mod:`rexnet_cli.convert_checkpoint`, where the options are described).
 """
-from __future__ import annotations
-
-import argparse
 import sys
 
-from rexnet_backbones.cli import add_debug_arg, run_cli
-from rexnet_backbones.convert import convert_checkpoint_file
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('src', help='official (or timm-format) checkpoint (.pth)')
-    p.add_argument('dst', help='output file (.pth or .safetensors) or an existing directory')
-    p.add_argument('--arch', help='timm name to convert for, e.g. rexnet_lite_100 (default: detect)')
-    p.add_argument('--trust-checkpoint', action='store_true',
-                   help='allow full unpickling of SRC (executes pickled code: trusted files only)')
-    p.add_argument('--no-verify', action='store_true', help='skip loading the result into the timm model')
-    add_debug_arg(p)
-    return p.parse_args(argv)
-
-
-def convert(args) -> int:
-    info = convert_checkpoint_file(args.src, args.dst, arch=args.arch,
-                                   trusted=True if args.trust_checkpoint else None, verify=not args.no_verify)
-    print(f'{args.src} ({info["layout"]}) -> {info["dst"]}: {info["arch"]}, {info["tensors"]} tensors, '
-          f'{info["parameters"]:,} parameters')
-    print(f"use: timm.create_model('{info['arch']}', pretrained=True, pretrained_cfg_overlay=dict(file='{info['dst']}'))")
-    return 0
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda _: convert(args), debug=args.debug)
-
+from rexnet_cli.convert_checkpoint import main
 
 if __name__ == '__main__':
     sys.exit(main())

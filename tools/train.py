@@ -1,60 +1,12 @@
 #!/usr/bin/env python
 """Train a detector (mmdet) or segmentor (mmseg) from a config.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
-                          [--cfg-options KEY=VALUE ...] [--launcher {none,pytorch,slurm,mpi}]
-                          [--trust-checkpoint] [--allow-partial] [--threads N] [--debug]
-
-The flags of mmdet 3.3.0's ``tools/train.py``, for mmdet and mmseg configs alike (the package is
-the config's ``default_scope``); the job is :func:`rexnet_backbones.engine.train`:
-
-* ``--resume``: without a value, the latest checkpoint in the work dir (a warning and a fresh start
-  when there is none); with a value, that checkpoint (which must exist).
-* ``--amp`` needs a GPU; ``--auto-scale-lr`` needs ``auto_scale_lr`` in the config.
-* A ``load_from``/``--resume`` checkpoint must fit the model; ``--allow-partial`` loads what fits.
-* ``--trust-checkpoint`` loads checkpoints with full unpickling, which EXECUTES CODE stored in the
-  file; without it they load with torch's ``weights_only=True`` and our allowlist.
-* Multi-process runs: ``tools/dist_train.sh`` (gloo on CPU-only machines).
-* ``--threads N``: torch CPU threads per process (default: what the machine has).
-
-A known error (missing weights or data, a checkpoint of another model, ...) stops it before the
-config dump with one ``error: ...`` line and exit code 2 (``--debug``: with the traceback).
+The command ``rexnet-train`` of the installed package; this script runs the same ``main`` from a checkout
+(:mod:`rexnet_cli.train`, where the options are described).
 """
-from __future__ import annotations
-
-import argparse
 import sys
 
-from rexnet_backbones.cli import run_cli
-from rexnet_backbones.engine import train
-from rexnet_backbones.engine.cli import parse_runner_args
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Train a detector (mmdet) or segmentor (mmseg) from a config')
-    parser.add_argument('config', help='config: a file, one of ours by short name '
-                        '(rexnet_backbones::det/retinanet_rexnet.py), or mmdet::/mmseg::path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision (needs a GPU)')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by (GPUs x batch size) / auto_scale_lr.base_batch_size')
-    parser.add_argument('--resume', nargs='?', type=str, const='auto',
-                        help='resume from the given checkpoint, or (without a value) from the latest '
-                        'checkpoint in the work directory')
-    return parse_runner_args(parser, argv)
-
-
-def main(argv=None) -> int:
-    args = parse_args(argv)
-
-    def job(_):
-        train(
-            args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
-            auto_scale_lr=args.auto_scale_lr, cfg_options=args.cfg_options, launcher=args.launcher,
-            trust_checkpoint=args.trust_checkpoint, allow_partial=args.allow_partial, threads=args.threads)
-
-    return run_cli(job, debug=args.debug)
-
+from rexnet_cli.train import main
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -37,7 +37,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from ..cli import ToolError
+from ..errors import ToolError
 from .estimators import DEFAULT_RTOL, ESTIMATORS
 from .network import count_macs, rank_profile, synthetic_images
 

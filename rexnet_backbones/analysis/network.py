@@ -36,7 +36,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from ..cli import InputNotFoundError, InvalidInputError
+from ..errors import InputNotFoundError, InvalidInputError
 from .estimators import (CENTRINGS, DEFAULT_RTOL, ESTIMATORS, ROWS_PER_CHANNEL, estimates_from_singular_values,
                          feature_matrix, is_row_capped, singular_values)
 
@@ -317,9 +317,8 @@ def count_macs(model: nn.Module, size: Tuple[int, int]) -> int:
 
 def check_sources(specs: Sequence[str], checkpoints: Sequence[Optional[str]]) -> None:
     """Fail before any computation on a model name, config or checkpoint that does not exist."""
-    import timm
+    import timm  # our timm models are registered: importing any module of the package ran its __init__
 
-    import rexnet_backbones  # noqa: F401  (registers our timm models)
     from ..config_files import is_config_spec, resolve_config
     from ..weights import check_weights_readable
     if len(checkpoints) != len(specs):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..cli import InvalidInputError
+from ..errors import InvalidInputError
 from .estimators import CENTRINGS, DEFAULT_RTOL, ESTIMATORS, batched_estimates
 
 __all__ = ['NONLINEARITIES', 'DEFAULT_DIM_RATIOS', 'DEFAULT_WEIGHT_SCALES', 'SWEEP_WEIGHT_SCALES',

@@ -38,10 +38,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from ..cli import InvalidInputError, ToolError
+from ..errors import FlopBudgetError, InvalidInputError
 
 __all__ = ['TRAINED_SPACES', 'DEFAULT_SPACES', 'PAIRED', 'pycls_regnet_params', 'stage_layout', 'IRNet',
-           'build_space_model', 'init_weights', 'count_acts', 'approx_macs', 'sample_model', 'FlopBudgetError']
+           'build_space_model', 'init_weights', 'count_acts', 'approx_macs', 'sample_model']
 
 TRAINED_SPACES = ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_stage_silu', 'ir_linear_silu')
 DEFAULT_SPACES = ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_linear_silu')
@@ -49,10 +49,6 @@ DEFAULT_SPACES = ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_lin
 PAIRED = {'ir_stage_silu': 'ir_stage', 'ir_linear_silu': 'ir_linear'}
 IR_EXPANSION = 6
 STEM_WIDTH = 32
-
-
-class FlopBudgetError(ToolError):
-    """No sampled model met the FLOP budget within the allowed number of tries."""
 
 
 def _uniform(rng: random.Random, lo: float, hi: float, q: float) -> float:

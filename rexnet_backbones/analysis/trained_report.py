@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..cli import InputNotFoundError, ToolError
+from ..errors import InputNotFoundError, ToolError
 from ..stats import edf_band, median_ci, paired_difference, spearman, spearman_ci
 from .spaces import PAIRED, describe_spaces
 from .trained_study import read_records

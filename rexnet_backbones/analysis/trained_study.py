@@ -26,7 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..cli import InvalidInputError, ToolError, take_shard
+from ..cli import take_shard
+from ..errors import InvalidInputError, ToolError
 from .estimators import rank_estimates
 from .spaces import DEFAULT_SPACES, PAIRED, TRAINED_SPACES, build_space_model, count_acts, sample_model
 

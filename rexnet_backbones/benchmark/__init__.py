@@ -78,7 +78,8 @@ from .report import markdown, markdown_backends, markdown_costs, write_outputs
 from .results import BestPath, Environment, ModelResult, PathResult, Report, ReportSettings, Timing
 from .roofline import MachinePeak, Roofline, machine_peak, probe_machine
 from .run import run_benchmark
-from .settings import BACKENDS, BASELINES, REFERENCE, BenchmarkError, Settings
+from .settings import BACKENDS, BASELINES, REFERENCE, Settings
+from ..errors import BenchmarkError
 from .train_report import TrainStepReport, markdown_train_steps, run_train_step_benchmark, write_train_step_outputs
 from .train_step import TrainStepResult
 

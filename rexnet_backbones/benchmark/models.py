@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 
 from .. import sources
+from ..errors import BenchmarkError
 from ..sources import is_config_spec
-from .settings import BenchmarkError
 
 __all__ = ['resolve_config', 'is_config_spec', 'config_label', 'check_timm_name', 'describe_backbone',
            'make_batch', 'timm_inputs', 'TensorForward', 'Batch', 'BuiltModel']

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from .models import check_timm_name, config_label, is_config_spec, resolve_config
-from .settings import BASELINES, GRAPH_BACKENDS, INSTALL_HINT, REFERENCE, BenchmarkError, Settings
+from .settings import BASELINES, GRAPH_BACKENDS, INSTALL_HINT, REFERENCE, Settings
+from ..errors import BenchmarkError
 
 __all__ = ['PlannedModel', 'plan']
 

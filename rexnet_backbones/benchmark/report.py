@@ -245,7 +245,7 @@ def _backend_notes(report: Report) -> List[str]:
         f'ratio = model / reference ({ref.label if ref else "none"}) on the same path; the last row '
         'compares the best fp32 path of each model. "+deploy" = BN folded, ReXNet widths zero-padded '
         f'to multiples of {s.channel_multiple}, partial residual without cat '
-        '(rexnet_backbones.deploy.fuse.deploy_model). OpenVINO: PERFORMANCE_HINT=LATENCY, the '
+        '(rexnet_backbones.deploy.deploy_model). OpenVINO: PERFORMANCE_HINT=LATENCY, the '
         "precision column is the compiled model's INFERENCE_PRECISION_HINT.",
     ]
     if 'int8' in s.precisions:

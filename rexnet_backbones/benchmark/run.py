@@ -20,7 +20,8 @@ from .ratios import summarise_backends
 from .report import check_finite, environment, load_average
 from .results import ModelResult, Report, ReportSettings
 from .roofline import machine_peak
-from .settings import BenchmarkError, Settings, log
+from .settings import Settings, log
+from ..errors import BenchmarkError
 
 __all__ = ['TIMED', 'TIMED_BACKBONE', 'FLOPS_NOTE', 'run_benchmark', 'evaluate']
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from ..deploy.runtime import INSTALL_HINT
-from ..engine.errors import ToolError
+from ..errors import BenchmarkError
 
 __all__ = ['BASELINES', 'REFERENCE', 'TORCH_BACKENDS', 'GRAPH_BACKENDS', 'BACKENDS', 'BF16_BACKENDS',
-           'INT8_BACKENDS', 'PRECISIONS', 'INSTALL_HINT', 'BenchmarkError', 'Settings', 'log']
+           'INT8_BACKENDS', 'PRECISIONS', 'INSTALL_HINT', 'Settings', 'log']
 
 #: (label, config) of mmdet's own detectors added by ``baselines``
 BASELINES = [
@@ -35,10 +35,6 @@ BF16_BACKENDS = ('eager', 'channels_last', 'openvino')
 INT8_BACKENDS = GRAPH_BACKENDS
 DEPLOY_MODES = ('off', 'on', 'both')  # also the values of mem_efficient
 PRECISIONS = ('fp32', 'bf16', 'int8')
-
-
-class BenchmarkError(ToolError):
-    """A problem with the request (missing config, missing package, ...): reported without a traceback."""
 
 
 @dataclass

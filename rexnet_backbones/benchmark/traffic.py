@@ -18,7 +18,7 @@ import torch.nn as nn
 from mmengine.analysis.jit_analysis import JitModelAnalysis
 from mmengine.analysis.jit_handles import get_shape
 
-__all__ = ['TRAFFIC_MODEL', 'TrafficAnalyzer', 'value_bytes', 'conv_bytes']
+__all__ = ['TRAFFIC_MODEL', 'TrafficAnalyzer', 'value_bytes']
 
 TRAFFIC_MODEL = ('each conv/matmul reads its input, weights and bias and writes its output once; BN folded '
                  'into the conv before it, activations fused into the op before them (0 bytes); other '
@@ -62,17 +62,6 @@ def _read_write(inputs: List[Any], outputs: List[Any]) -> int:
 
 def _free(inputs: List[Any], outputs: List[Any]) -> int:
     return 0
-
-
-def conv_bytes(conv: nn.Conv2d, in_shape: List[int], out_shape: List[int], element_bytes: int = 4) -> int:
-    """The traffic model of one conv, by formula: input + weights (+ bias) + output elements, in bytes."""
-    def numel(shape: List[int]) -> int:
-        n = 1
-        for s in shape:
-            n *= s
-        return n
-    weights = conv.weight.numel() + (conv.bias.numel() if conv.bias is not None else 0)
-    return (numel(in_shape) + weights + numel(out_shape)) * element_bytes
 
 
 class TrafficAnalyzer(JitModelAnalysis):

@@ -44,7 +44,8 @@ import torch
 import torch.nn as nn
 
 from .plan import PlannedModel
-from .settings import BenchmarkError, log
+from .settings import log
+from ..errors import BenchmarkError
 
 __all__ = ['TrainStepResult', 'measure_train_step', 'measure_train_steps', 'saved_tensor_bytes', 'TRAIN_STEP_NOTE']
 

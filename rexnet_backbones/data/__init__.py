@@ -8,7 +8,7 @@
 
 Neither module imports OpenMMLab packages.
 """
-from .checks import (AnnotationFileError, DatasetNotFoundError, check_annotation_files, MissingPath, check_dataset_paths,  # noqa: F401
+from .checks import (MissingPath, check_annotation_files, check_dataset_paths,  # noqa: F401
                      find_missing_dataset_paths, format_missing_dataset_message,
                      splits_for_training)
 from .synthetic import (DEFAULT_DATA_ROOT, DET_CLASSES, DET_SUBDIR, SEG_CLASSES,  # noqa: F401
@@ -18,8 +18,7 @@ from .synthetic import (DEFAULT_DATA_ROOT, DET_CLASSES, DET_SUBDIR, SEG_CLASSES,
 __all__ = [
     'DEFAULT_DATA_ROOT', 'DET_CLASSES', 'DET_SUBDIR', 'SEG_CLASSES', 'SEG_IGNORE_INDEX',
     'SEG_IMG_SUFFIX', 'SEG_MAP_SUFFIX', 'SEG_PALETTE', 'SEG_SUBDIR', 'SHAPES', 'is_complete',
-    'make_coco_detection', 'make_segmentation', 'AnnotationFileError', 'check_annotation_files',
-    'DatasetNotFoundError', 'MissingPath',
+    'make_coco_detection', 'make_segmentation', 'check_annotation_files', 'MissingPath',
     'check_dataset_paths', 'find_missing_dataset_paths', 'format_missing_dataset_message',
     'splits_for_training'
 ]

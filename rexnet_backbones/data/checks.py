@@ -17,24 +17,13 @@ import os.path as osp
 import re
 from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
+from ..errors import AnnotationFileError, DatasetMismatchError, DatasetNotFoundError
+
 __all__ = [
-    'DatasetNotFoundError', 'AnnotationFileError', 'DatasetMismatchError', 'check_annotation_files',
+    'check_annotation_files',
     'check_coco_contents', 'MissingPath', 'find_missing_dataset_paths', 'check_dataset_paths',
     'format_missing_dataset_message', 'splits_for_training'
 ]
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset path referenced by the config does not exist."""
-
-
-class AnnotationFileError(ValueError):
-    """An annotation file exists but cannot be read (corrupt or truncated JSON, ...)."""
-
-
-class DatasetMismatchError(ValueError):
-    """The dataset's files exist but hold something else than the config reads (e.g. ``COCO_ROOT``
-    pointing at another dataset): no image, none of the config's classes, images elsewhere."""
 
 
 class MissingPath(NamedTuple):
@@ -260,12 +249,13 @@ def format_missing_dataset_message(cfg, missing: Iterable[MissingPath]) -> str:
         lines.append(f'  * or set the environment variable(s) this config reads: {names}')
     lines.append('  * or, for a quick smoke run without the real data, generate a small synthetic '
                  'set with')
-    lines.append('      python tools/make_synthetic_data.py        '
-                 '(writes data/synthetic/coco and data/synthetic/seg)')
+    lines.append('      rexnet-make-synthetic-data        (python tools/make_synthetic_data.py in a checkout; '
+                 'writes data/synthetic/coco and data/synthetic/seg)')
     seg = _get(cfg, 'default_scope') == 'mmseg' or any(t in _SEG_TYPES for t in types)
-    example = 'tests/configs/fpn_tiny_synthetic_seg.py' if seg else \
-        'tests/configs/retinanet_tiny_synthetic.py'
-    lines.append(f'    and use a config that reads it (3 shape classes), e.g. {example}')
+    example, tiny = ('seg/fpn_rexnet_synthetic.py', 'fpn_tiny_synthetic_seg.py') if seg else \
+        ('det/retinanet_rexnet_synthetic.py', 'retinanet_tiny_synthetic.py')
+    lines.append(f'    and use a config that reads it (3 shape classes), e.g. rexnet_backbones::{example} '
+                 f'(or, in a checkout, the tiny tests/configs/{tiny})')
     return '\n'.join(lines)
 
 
@@ -323,7 +313,7 @@ def check_coco_contents(key: str, path: str, data: Any, ds: dict,
     root = ds.get('data_root') or ''
     where = f'annotation file {path} ({key}, data_root {root!r})' if root else f'annotation file {path} ({key})'
     fix = ('Point data_root (e.g. COCO_ROOT=/path/to/coco/) at the dataset this config is for, or use a config '
-           'written for this data (for the synthetic shapes: tests/configs/retinanet_tiny_synthetic.py).')
+           'written for this data (for the synthetic shapes: rexnet_backbones::det/retinanet_rexnet_synthetic.py).')
     if not data['images']:
         raise DatasetMismatchError(f'{where} lists no image. {fix}')
     names = [str(c.get('name')) for c in data['categories'] if isinstance(c, dict)]
@@ -378,4 +368,4 @@ def _read_json(path: str, key: str) -> Any:
         raise AnnotationFileError(
             f"annotation file {path} ({key}) is not valid JSON: {e}.\n"
             'It is corrupt or truncated: download or convert it again (for the synthetic data, '
-            'delete its folder and run `python tools/make_synthetic_data.py`).') from None
+            'delete its folder and run `rexnet-make-synthetic-data`).') from None

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..cli import InputNotFoundError, InvalidInputError
+from ..errors import InputNotFoundError, InvalidInputError
 from .synthetic import SHAPES, _rasterize, _shape_polygon
 
 __all__ = ['CLS_CLASSES', 'make_shape_classification', 'load_image_folder', 'IMAGE_EXTENSIONS']

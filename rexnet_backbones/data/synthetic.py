@@ -276,7 +276,7 @@ def _generate_once(root: str, kind: str, params: dict, writer, force: bool) -> d
         marker = _read_marker(root)
         return dict(marker['summary'], root=root, skipped=True)
     if osp.isdir(root) and os.listdir(root) and _read_marker(root) is None:
-        from ..cli import OutputExistsError
+        from ..errors import OutputExistsError
         raise OutputExistsError(
             f'{root} exists, is not empty and has no {MARKER} marker of a synthetic {kind} set; '
             'refusing to overwrite it. Remove it or choose another output folder.')
@@ -311,7 +311,7 @@ def _generate_once(root: str, kind: str, params: dict, writer, force: bool) -> d
 
 
 def _check_args(num_train: int, num_val: int, img_size, num_classes: int):
-    from ..cli import InvalidInputError  # a ValueError
+    from ..errors import InvalidInputError  # a ValueError
     if num_train < 1 or num_val < 1:
         raise InvalidInputError(f'need at least one image per split, got {num_train=} {num_val=}')
     h, w = (int(v) for v in img_size)

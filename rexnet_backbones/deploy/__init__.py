@@ -1,4 +1,4 @@
-"""Inference deployment: BN folding and the deploy form (``fuse``: ``fuse_bn``, ``deploy_model``;
+"""Inference deployment: BN folding and the deploy form (``fuse``: ``fuse_bn``; ``form``: ``deploy_model``;
 ``pad``: zero-padded widths), ONNX export and verification (``onnx``), and mmdet/mmseg models that
 run their network in ONNX Runtime or OpenVINO (``ort_model``), and post-training int8 quantization
 (``quantize``, calibrated on images preprocessed by ``calibration``).
@@ -11,23 +11,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .onnx import (DeployDependencyError, ExportResult, OnnxVerificationError, TensorMode,
-                   build_source_model, export_onnx, make_session, verify_onnx)
+from .onnx import ExportResult, TensorMode, build_source_model, export_onnx, make_session, verify_onnx
 
 __all__ = [
-    'DeployDependencyError', 'ExportResult', 'OnnxVerificationError', 'TensorMode', 'build_source_model',
+    'ExportResult', 'TensorMode', 'build_source_model',
     'export_onnx', 'make_session', 'verify_onnx', 'use_onnx_backend', 'ORTDetector',
     'ORTSegmentor',    'fuse_bn', 'deploy_model',
 ]
 
 _ORT_MODEL_NAMES = ('use_onnx_backend', 'ORTDetector', 'ORTSegmentor')
-_FUSE_NAMES = ('fuse_bn', 'deploy_model')
+_LAZY = {'fuse_bn': 'fuse', 'deploy_model': 'form'}
 
 
 def __getattr__(name: str) -> Any:
     # lazy: ort_model needs mmengine; fuse is imported only when used
     if name in _ORT_MODEL_NAMES:
         return getattr(importlib.import_module(f'{__name__}.ort_model'), name)
-    if name in _FUSE_NAMES:
-        return getattr(importlib.import_module(f'{__name__}.fuse'), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from ..cli import InputNotFoundError, InvalidInputError
+from ..errors import InputNotFoundError, InvalidInputError
 
 __all__ = ['IMAGE_SUFFIXES', 'find_images', 'calibration_inputs', 'resized_inputs']
 
@@ -31,7 +31,7 @@ def find_images(calib_dir: str, num_images: int) -> List[str]:
         raise InvalidInputError(f'--calib-images must be >= 1, got {num_images}')
     if not osp.isdir(calib_dir):
         raise InputNotFoundError(f'calibration folder not found: {calib_dir} (give --calib a folder of images, '
-                                 'e.g. the val2017/ of tools/make_synthetic_data.py)')
+                                 'e.g. the val2017/ of rexnet-make-synthetic-data)')
     files = []
     for root, dirs, names in os.walk(calib_dir):
         dirs.sort()

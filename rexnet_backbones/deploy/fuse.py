@@ -12,10 +12,10 @@ convolution's weight and bias, keeping the activation:
   ``ConvModule`` (norm after conv) and mmdet's ResNet/RegNet blocks (``convN`` + ``normN``), so that a
   reference model can be folded the same way.
 
-``deploy_model(model)`` folds and also wraps every ReXNet block (timm's ``LinearBottleneck``, our
+``deploy_model(model)`` (:mod:`.form`) folds and also wraps every ReXNet block (timm's ``LinearBottleneck``, our
 ``LiteBottleneck``) in a :class:`DeployBottleneck` whose partial residual does not copy the whole
 output (see ``residual``), with the SE gate (:class:`DeploySE`) and the ReLU6 after it in place;
-optionally it zero-pads the ReXNet widths (:func:`.pad.pad_channels`)
+(:func:`wrap_blocks`); optionally it zero-pads the ReXNet widths (:func:`.pad.pad_channels`)
 and converts to channels_last. The outputs are those of the eval-mode model up to float rounding
 (tests: within 1e-5 in float32).
 """
@@ -34,7 +34,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..models.conv_bn_act import ConvBnAct
 from ..models.rexnet_lite import LiteBottleneck, LiteHead
 
-__all__ = ['ConvAct', 'DeployBottleneck', 'DeploySE', 'fuse_bn', 'deploy_model', 'count_batchnorm',
+__all__ = ['ConvAct', 'DeployBottleneck', 'DeploySE', 'fuse_bn', 'wrap_blocks', 'count_batchnorm',
            'RESIDUAL_MODES', 'REXNET_BLOCKS']
 
 #: how :class:`DeployBottleneck` adds its shortcut onto the first ``in_channels`` output channels
@@ -246,7 +246,7 @@ def _inplace_relu6(block: nn.Module) -> None:
         block.act_dw = nn.ReLU6(inplace=True)
 
 
-def _wrap_blocks(module: nn.Module, residual: str) -> int:
+def wrap_blocks(module: nn.Module, residual: str) -> int:
     n = 0
     for name, child in list(module.named_children()):
         if isinstance(child, DeployBottleneck):  # deployed before
@@ -258,37 +258,5 @@ def _wrap_blocks(module: nn.Module, residual: str) -> int:
             setattr(module, name, DeployBottleneck(child, residual))
             n += 1
         else:
-            n += _wrap_blocks(child, residual)
+            n += wrap_blocks(child, residual)
     return n
-
-
-@torch.no_grad()
-def deploy_model(model: nn.Module, *, residual: str = 'inplace', channels_last: bool = False,
-                 channel_multiple: Optional[int] = None, inplace: bool = False) -> nn.Module:
-    """Inference form of a model containing ReXNet: BN folded, ReXNet blocks as :class:`DeployBottleneck`.
-
-    Args:
-        model: any module (a timm ReXNet, a ``features_only`` wrapper, the mm ``ReXNet`` backbone, a
-            whole detector, a module holding one); modules other than ReXNet are only BN-folded.
-        residual: ``'inplace'`` (best for eager torch), ``'pad'`` (best for ONNX export) or ``'cat'``;
-            see :class:`DeployBottleneck`.
-        channels_last: convert parameters to ``torch.channels_last``; feed channels_last inputs.
-        channel_multiple: zero-pad the ReXNet widths to multiples of this (see
-            :func:`~rexnet_backbones.deploy.pad.pad_channels`) where the model is a ReXNet feature
-            extractor or holds one as a ``backbone``; a classifier (its head takes the real width)
-            and a model without ReXNet blocks are left unpadded.
-        inplace: modify ``model`` instead of a deep copy.
-
-    Returns:
-        The model in eval mode, for inference only (no training: BN statistics are gone).
-    """
-    if residual not in RESIDUAL_MODES:
-        raise ValueError(f'residual must be one of {RESIDUAL_MODES}, got {residual!r}')
-    model = fuse_bn(model, inplace=inplace)
-    if _wrap_blocks(model, residual) and channel_multiple:
-        from .pad import _paddable, pad_channels
-        if _paddable(model):
-            model = pad_channels(model, channel_multiple)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model.eval()

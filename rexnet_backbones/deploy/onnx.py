@@ -21,24 +21,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from ..cli import InvalidInputError
-from ..sources import build_source, default_input_size  # noqa: F401  (default_input_size: moved there)
-from .runtime import (DeployDependencyError, PathLike, Structure, flatten_outputs, make_session,
+from ..errors import InvalidInputError, OnnxVerificationError
+from ..sources import build_source
+from .runtime import (PathLike, Structure, flatten_outputs, make_session,
                       max_abs_diff, require, unflatten_outputs)
 
 __all__ = [
-    'DeployDependencyError', 'OnnxVerificationError', 'ExportResult', 'TensorMode', 'STRUCTURE_KEY',
-    'require', 'build_source_model', 'default_input_size', 'export_onnx', 'verify_onnx',
+    'ExportResult', 'TensorMode', 'STRUCTURE_KEY',
+    'require', 'build_source_model', 'export_onnx', 'verify_onnx',
     'flatten_outputs', 'unflatten_outputs', 'max_abs_diff', 'read_structure', 'make_session',
 ]
 
 #: metadata key holding the nesting of the model's outputs (JSON; 0 = tensor, list = tuple)
 STRUCTURE_KEY = 'rexnet_backbones.output_structure'
 DEFAULT_OPSET = 18
-
-
-class OnnxVerificationError(AssertionError):
-    """The ONNX model does not reproduce the PyTorch outputs within the tolerance."""
 
 
 # ---------------------------------------------------------------------------------------------- models

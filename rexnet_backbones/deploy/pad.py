@@ -1,5 +1,5 @@
 """Zero-padded ReXNet widths: ``pad_channels(model, multiple)`` pads every channel count of a
-deployed ReXNet feature extractor (after :func:`~rexnet_backbones.deploy.fuse.deploy_model`) to a
+deployed ReXNet feature extractor (after :func:`~rexnet_backbones.deploy.form.deploy_model`) to a
 multiple of ``multiple`` and slices the real channels off its outputs (:class:`SliceChannels`).
 
 ReXNet v1 has widths such as 27, 38, 50, ... that blocked CPU layouts handle poorly. The extra
@@ -15,7 +15,7 @@ import torch.nn as nn
 
 from .fuse import ConvAct, DeployBottleneck, count_batchnorm
 
-__all__ = ['SliceChannels', 'pad_channels']
+__all__ = ['SliceChannels', 'pad_channels', 'paddable']
 
 
 class SliceChannels(nn.Module):
@@ -160,6 +160,6 @@ def _backbone_owner(model: nn.Module) -> Optional[nn.Module]:
     return next((m for m in model.modules() if isinstance(getattr(m, 'backbone', None), nn.Module)), None)
 
 
-def _paddable(model: nn.Module) -> bool:
+def paddable(model: nn.Module) -> bool:
     """``model`` is a feature extractor or holds a ``backbone`` (a classifier is not)."""
     return _feature_channels(model) is not None or _backbone_owner(model) is not None

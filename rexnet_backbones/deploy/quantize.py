@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch.nn as nn
 
 from ..checkpoint import atomic_write
-from ..cli import InvalidInputError
+from ..errors import InvalidInputError
 from .onnx import ExportResult, export_onnx
 from .runtime import PathLike, make_session, max_abs_diff, require
 

@@ -15,7 +15,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-__all__ = ['DeployDependencyError', 'INSTALL_HINT', 'BACKENDS', 'require', 'OnnxSession', 'make_session',
+from ..errors import DeployDependencyError
+
+__all__ = ['INSTALL_HINT', 'BACKENDS', 'require', 'OnnxSession', 'make_session',
            'flatten_outputs', 'unflatten_outputs', 'max_abs_diff']
 
 INSTALL_HINT = "pip install -e '.[deploy]'"
@@ -24,10 +26,6 @@ BACKENDS = ('onnxruntime', 'openvino')
 PathLike = Union[str, 'os.PathLike[str]']
 #: nesting of a model's outputs (JSON in the ONNX metadata): 0 = one array, a list = a tuple
 Structure = Union[int, List[Any]]
-
-
-class DeployDependencyError(ImportError):
-    """An optional deployment package (onnx, onnxruntime, openvino) is not installed."""
 
 
 def require(module: str) -> Any:

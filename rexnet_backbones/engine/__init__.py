@@ -10,11 +10,10 @@ Importing this package registers the hook and backend types; it changes no funct
 :func:`train` and :func:`test` (:mod:`.runner`) load on first use, so that ``import rexnet_backbones``
 (every config's ``custom_imports``) registers without importing the job code.
 """
-from .errors import ToolError, USER_ERRORS, run_cli
 from .fileio import AtomicLocalBackend
 from .hooks import AtomicCheckpointHook, CheckpointCheckHook
 
-__all__ = ['train', 'test', 'ToolError', 'USER_ERRORS', 'run_cli', 'AtomicLocalBackend',
+__all__ = ['train', 'test', 'AtomicLocalBackend',
            'AtomicCheckpointHook', 'CheckpointCheckHook']
 
 

@@ -15,7 +15,7 @@ import copy
 import os.path as osp
 from typing import Any, List, Optional, Tuple
 
-from ..cli import InputNotFoundError, InvalidInputError
+from ..errors import InputNotFoundError, InvalidInputError
 from ..sources import pretrained_entries
 
 __all__ = ['check_pretrained_weights', 'hub_reachable', 'check_onnx_model']
@@ -49,7 +49,8 @@ def check_pretrained_weights(model_cfg: Any) -> List[str]:
     that is not cached (and not offline) costs one quick request to the hub. URLs with a scheme
     (``torchvision://``, ``open-mmlab://``) are left to mmengine.
     """
-    from ..weights import WeightsNotFoundError, check_weights_readable, is_hub_tag
+    from ..errors import WeightsNotFoundError
+    from ..weights import check_weights_readable, is_hub_tag
     checked = []
     for key, checkpoint in pretrained_entries(model_cfg):
         if '://' in checkpoint:
@@ -64,8 +65,8 @@ def check_pretrained_weights(model_cfg: Any) -> List[str]:
                     f'(HF_HUB_OFFLINE=1). {_ways_out(key)}; or download them once while online.') from None
             if hub:
                 raise InputNotFoundError(f'{key}: {e}. {_ways_out(key)}.') from None
-            lite = ' (the lite configs read the official release file or its conversion: python ' \
-                f'tools/convert_checkpoint.py rexnet_lite_1.0.pth {checkpoint})' if 'rexnet_lite' in checkpoint else ''
+            lite = ' (the lite configs read the official release file or its conversion: ' \
+                f'rexnet-convert-checkpoint rexnet_lite_1.0.pth {checkpoint})' if 'rexnet_lite' in checkpoint else ''
             raise InputNotFoundError(
                 f'{key}: the pretrained weights file {checkpoint} does not exist (looked for '
                 f'{osp.abspath(osp.expanduser(checkpoint))}). Put it there{lite}. {_ways_out(key)}.') from e
@@ -113,7 +114,8 @@ def check_onnx_model(cfg: Any, onnx_file: str, config: str) -> None:
     import torch
     from mmengine.registry import MODELS, DefaultScope
 
-    from ..deploy.onnx import TensorMode, default_input_size, flatten_outputs
+    from ..deploy.onnx import TensorMode, flatten_outputs
+    from ..sources import default_input_size
     from ..mm.checks import check_exportable
     if not osp.isfile(onnx_file):
         raise InputNotFoundError(f'ONNX model not found: {onnx_file}. Export one with python tools/export.py '

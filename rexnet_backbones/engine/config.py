@@ -23,11 +23,11 @@ from mmengine.logging import print_log
 from ..checkpoint import (TORCH_NO_WEIGHTS_ONLY_ENV, TRUST_ENV, enable_trusted_loading,
                           remove_stale_temp_files, safe_load, torch_unsafe_loading_forced,
                           trusted_loading_requested)
-from ..config_files import ConfigNotFoundError, resolve_config
+from ..config_files import resolve_config
 from ..data.checks import check_annotation_files, check_dataset_paths
-from .errors import ToolError
+from ..errors import ConfigNotFoundError, ToolError
 
-__all__ = ['load_config', 'register_scope_modules', 'apply_train_options', 'resolve_resume',
+__all__ = ['load_config', 'apply_train_options', 'resolve_resume',
            'check_checkpoint_file', 'check_datasets', 'set_up_trust', 'use_atomic_checkpoints',
            'enable_visualization', 'apply_tta']
 
@@ -72,26 +72,6 @@ def set_up_trust(trust_checkpoint: bool) -> None:
             f'not trust files implicitly: unset {TORCH_NO_WEIGHTS_ONLY_ENV} (mmengine checkpoints load '
             'safely without it), or pass --trust-checkpoint (or set '
             f'{TRUST_ENV}=1) if you trust every checkpoint this run loads.')
-
-
-def register_scope_modules(cfg) -> str:
-    """Register all modules of the config's ``default_scope`` package (mmdet, mmseg, ...)."""
-    scope = cfg.get('default_scope', None)
-    if scope is None:
-        print_log('the config has no default_scope; only mmengine modules (and those imported '
-                  'via custom_imports) are registered', logger='current', level=logging.WARNING)
-        return ''
-    try:
-        utils = importlib.import_module(f'{scope}.utils')
-    except ImportError as e:
-        raise ToolError(f'default_scope={scope!r} but the package cannot be imported: {e}') from None
-    register = getattr(utils, 'register_all_modules', None)
-    if register is None:
-        raise ToolError(f'default_scope={scope!r}: {scope}.utils has no register_all_modules()')
-    register(init_default_scope=False)  # the Runner sets the scope from cfg.default_scope
-    if scope == 'mmdet':
-        utils.setup_cache_size_limit_of_dynamo()  # as mmdet's tools
-    return scope
 
 
 def accelerator_available() -> bool:

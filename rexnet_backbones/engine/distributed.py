@@ -11,7 +11,7 @@ import torch.distributed as dist
 from mmengine.config import ConfigDict
 from mmengine.logging import print_log
 
-from .errors import ToolError
+from ..errors import ToolError
 
 __all__ = ['setup_cpu_distributed', 'shutdown_distributed', 'distributed_run']
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from typing import Dict, Optional
 
-from .errors import ToolError
+from ..errors import ToolError
 
 __all__ = ['MMCV_MIN', 'MMCV_MAX', 'mmcv_problem', 'check_mmcv', 'environment_summary', 'main']
 

@@ -23,9 +23,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from ..checkpoint import atomic_write
-from ..convert import CheckpointMismatchError
+from ..errors import ToolError
 from ..models.conv_bn_act import norm_layers_ignoring_children
-from .errors import ToolError
+from ..state_dicts import mismatch_error
 from .fileio import BACKEND_NAME
 
 __all__ = ['AtomicCheckpointHook', 'CheckpointCheckHook', 'NormConversionCheckHook', 'diff_checkpoint']
@@ -178,10 +178,10 @@ class CheckpointCheckHook(Hook):
                 f'shape ({loaded} of {len(model_state)} would load).\n  Likely cause: '
                 f'{_likely_cause(missing, unexpected)}.')
         if self.allow_partial:
-            print_log(f'--allow-partial: loading what fits. {CheckpointMismatchError(what, missing, unexpected, mismatched)}',
+            print_log(f'--allow-partial: loading what fits. {mismatch_error(what, missing, unexpected, mismatched)}',
                       logger='current', level=30)
             return
-        raise CheckpointMismatchError(
+        raise mismatch_error(
             what + '\n  To load what fits anyway, pass --allow-partial (tools/train.py, tools/test.py).',
             missing, unexpected, mismatched)
 

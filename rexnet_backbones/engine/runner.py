@@ -23,11 +23,12 @@ from mmengine.logging import print_log
 
 from ..cli import set_threads
 from ..data.checks import splits_for_training
+from ..errors import InputNotFoundError, ToolError
+from ..sources import register_scope_modules
 from . import config as C
 from .checks import check_onnx_model, check_pretrained_weights
 from .distributed import distributed_run
 from .env import check_mmcv
-from .errors import InputNotFoundError, ToolError
 
 __all__ = ['train', 'test', 'prepare_train_config', 'prepare_test_config', 'build_runner', 'ONNX_BACKENDS']
 
@@ -47,7 +48,8 @@ ONNX_BACKENDS = ('onnxruntime', 'openvino')
 
 def _check_onnx(cfg, onnx_file: str, config: str, backend: str) -> None:
     """The runtime is installed and ``onnx_file`` fits the config's model (before the Runner starts)."""
-    from ..deploy.onnx import DeployDependencyError, require
+    from ..deploy.onnx import require
+    from ..errors import DeployDependencyError
     try:
         require(backend)
         check_onnx_model(cfg, onnx_file, config)
@@ -114,7 +116,7 @@ def train(config: str, *, work_dir: Optional[str] = None, resume: Optional[str] 
     check_pretrained_weights(cfg.model)
     C.check_datasets(cfg, splits_for_training(cfg))
     C.use_atomic_checkpoints(cfg)
-    C.register_scope_modules(cfg)
+    register_scope_modules(cfg)
     _check_neck(cfg)
     _add_check_hooks(cfg, allow_partial)
     with distributed_run(cfg):
@@ -171,7 +173,7 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
     else:
         raise ToolError(f"--backend must be one of {('pytorch',) + ONNX_BACKENDS}, got {backend!r}")
     C.check_datasets(cfg, ['test'])
-    scope = C.register_scope_modules(cfg)
+    scope = register_scope_modules(cfg)
     if backend in ONNX_BACKENDS:
         _check_onnx(cfg, checkpoint, config, backend)
     if show or show_dir:
@@ -179,7 +181,8 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
     if tta:
         C.apply_tta(cfg, scope)
     if backend in ONNX_BACKENDS:
-        from ..deploy import DeployDependencyError, use_onnx_backend
+        from ..deploy import use_onnx_backend
+        from ..errors import DeployDependencyError
         try:
             cfg = use_onnx_backend(cfg, checkpoint, backend=backend, num_threads=threads)
         except (DeployDependencyError, ValueError) as e:

@@ -11,7 +11,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import torch
 
-from ..cli import InvalidInputError
+from ..errors import InvalidInputError
 
 __all__ = ['backbone_out_channels', 'check_in_channels', 'check_exportable', 'EXPORTABLE']
 

@@ -11,8 +11,9 @@ import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg
 
+from ..errors import WeightsNotFoundError
 from ..hub import hub_offline, resolve_hub_weights
-from ..weights import WeightsNotFoundError, read_checkpoint
+from ..weights import read_checkpoint
 
 
 def _pretrained_cfg(variant: str, kwargs: Dict[str, Any]) -> Dict[str, Any]:
@@ -56,7 +57,8 @@ def require_pretrained_source(variant: str, kwargs: Dict[str, Any]) -> Dict[str,
                 errno.ENOENT,
                 f'{variant}: pretrained weights file not found. Give an existing file: a timm-format '
                 'checkpoint (.pth/.safetensors) or an official clovaai file (converted on the fly; or convert '
-                'it once with python tools/convert_checkpoint.py SRC DST)', str(cfg['file']))
+                'it once with rexnet-convert-checkpoint SRC DST, python tools/convert_checkpoint.py in a checkout)',
+                str(cfg['file']))
         return _with_state_dict(kwargs, path)
     if cfg.get('hf_hub_id'):
         path = resolve_hub_weights(cfg['hf_hub_id'], filename=cfg.get('hf_hub_filename'))
@@ -70,7 +72,7 @@ def require_pretrained_source(variant: str, kwargs: Dict[str, Any]) -> Dict[str,
         'https://github.com/clovaai/rexnet. Download one and pass it with '
         f"timm.create_model('{variant}', pretrained=True, pretrained_cfg_overlay=dict(file='path/to/file.pth')) "
         '(official files are converted on the fly), or convert it once with '
-        'python tools/convert_checkpoint.py SRC DST.')
+        'rexnet-convert-checkpoint SRC DST.')
 
 
 NUM_FEATURE_LEVELS = 5  # strides 2, 4, 8, 16, 32

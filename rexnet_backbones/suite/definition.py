@@ -13,8 +13,8 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from ..cli import InputNotFoundError, InvalidInputError
-from ..config_files import ConfigNotFoundError, resolve_config
+from ..config_files import resolve_config
+from ..errors import ConfigNotFoundError, InputNotFoundError, InvalidInputError
 
 __all__ = ['SuiteModel', 'Suite', 'load_suite', 'flatten', 'recipe_of', 'recipe_differences', 'TASKS',
            'DEFAULT_METRICS', 'FAMILIES', 'family_of', 'check_recipes']

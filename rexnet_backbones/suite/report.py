@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .. import stats
 from ..checkpoint import atomic_write
-from ..cli import InvalidInputError
+from ..errors import InvalidInputError
 from .report_gather import JobRecord, SuiteInfo, read_jobs, read_suite
 
 __all__ = ['MetricStats', 'ModelSummary', 'RecipeDifference', 'Report', 'write_report', 'build_report',

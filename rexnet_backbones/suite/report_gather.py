@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..cli import InputNotFoundError, InvalidInputError
+from ..errors import InputNotFoundError, InvalidInputError
 
 __all__ = ['SuiteInfo', 'SuiteModelInfo', 'JobCosts', 'JobTrain', 'JobRecord', 'JOB_STATUSES', 'read_suite',
            'read_jobs']

@@ -21,7 +21,7 @@ import traceback
 from typing import Any, Dict, List, Optional
 
 from ..checkpoint import atomic_write
-from ..cli import InvalidInputError, ToolError
+from ..errors import InvalidInputError, ToolError
 from .definition import Suite, check_recipes, load_suite
 from .hooks import read_train_stats
 from .job import ERROR_FILE, one_line, test_stage, train_stage

@@ -1,0 +1,186 @@
+"""The ReXNet paper's rank studies: random single layers, and design spaces (ReXNet vs RegNet).
+
+``rexnet-rank-study`` (``python tools/rank_study.py`` in a checkout runs the same ``main``).
+
+    rexnet-rank-study single-layer [--num-networks N] [--d-out D] [--n N] [--dim-ratios R ...]
+                               [--nonlinearities F ...] [--estimator E ...] [--weight-scales S ...]
+                               [--centring both|centred|uncentred] [--threads N] [--debug] --out-dir DIR
+    rexnet-rank-study design-space [--spaces S ...] [--num-models N] [--flops F] [--flops-tol T]
+                               [--input-size H W] [--num-images N] [--seed S] [--threads N] [--debug]
+                               --out-dir DIR
+
+    rexnet-rank-study trained [--spaces S ...] [--num-models N] [--flops LO HI] [--epochs E]
+                               [--data DIR] [--shard I/N] [--limit K] [--threads N] [--debug] --out FILE.jsonl
+    rexnet-rank-study trained-report --inputs FILE.jsonl ... --out-dir DIR
+
+single-layer writes DIR/study.json (settings, the claims table, and one record per weight scale,
+nonlinearity, d_in/d_out, centring and estimator), study.md, study.png (every nonlinearity and
+estimator) and study_focus.png (the paper's nonlinearities, nuclear/effective/stable); design-space
+writes DIR/design_space.json, design_space.md and design_space.png (EDFs). trained samples, trains and
+measures models (RegNet's method, ``rexnet_backbones.analysis.trained_study``), appending one JSON line
+per finished model to FILE (a rerun skips the models already there; ``--shard I/N`` runs every N-th
+model from the I-th); trained-report merges shard files into DIR/trained.jsonl, trained.md,
+error_edf.png and rank_vs_error.png. The library is ``rexnet_backbones.analysis``. A value no study can use
+prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from rexnet_backbones.analysis import DEFAULT_RTOL, ESTIMATORS, NONLINEARITIES, SPACES
+from rexnet_backbones.analysis import design_space as ds
+from rexnet_backbones.analysis import single_layer as sl
+from rexnet_backbones.analysis import single_layer_report as slr
+from rexnet_backbones.cli import parse_shard, run_cli, set_threads
+
+from ._args import add_debug_arg, add_threads_arg
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    sub = p.add_subparsers(dest='study', required=True)
+    for name in ('single-layer', 'design-space'):
+        s = sub.add_parser(name)
+        s.add_argument('--estimator', nargs='+', default=list(ESTIMATORS), choices=ESTIMATORS)
+        s.add_argument('--rtol', type=float, default=DEFAULT_RTOL, help='relative tolerance of numerical_rtol')
+        s.add_argument('--center', action='store_true', help='centre each channel before the SVD')
+        s.add_argument('--seed', type=int, default=0)
+        s.add_argument('--out-dir', required=True)
+        add_threads_arg(s)
+        add_debug_arg(s)
+        if name == 'single-layer':
+            s.add_argument('--num-networks', type=int, default=150, help='random layers per point (paper: 10,000)')
+            s.add_argument('--d-out', type=int, default=64)
+            s.add_argument('--n', type=int, default=256, help='samples (columns of X); >= d_out')
+            s.add_argument('--dim-ratios', type=float, nargs='+', default=list(sl.DEFAULT_DIM_RATIOS))
+            s.add_argument('--nonlinearities', nargs='+', default=list(NONLINEARITIES), choices=list(NONLINEARITIES))
+            s.add_argument('--weight-std', default='fan_in', choices=('fan_in', 'unit'),
+                           help='one weight scale (see --weight-scales)')
+            s.add_argument('--weight-scales', nargs='+', default=None, metavar='SCALE',
+                           help="sweep: fan_in, unit or a pre-activation std, e.g. 'fan_in unit 8' (ReLU6 clips "
+                                '23%% of the pre-activations at 8)')
+            s.add_argument('--centring', default='both', choices=('both', 'centred', 'uncentred'),
+                           help='features centred, uncentred or both (the default); --center = centred')
+            s.add_argument('--n-boot', type=int, default=2000, help='bootstrap resamples of the claims table')
+        else:
+            s.add_argument('--spaces', nargs='+', default=list(SPACES), choices=SPACES)
+            s.add_argument('--num-models', type=int, default=6, help='networks per space')
+            s.add_argument('--flops', type=float, default=400e6, help='FLOP budget (one image, multiply-adds)')
+            s.add_argument('--flops-tol', type=float, default=0.1)
+            s.add_argument('--input-size', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
+            s.add_argument('--num-images', type=int, default=32)
+            s.add_argument('--max-rows', type=int, default=2048)
+            s.add_argument('--expand-layers', action='store_true', help='also expand layers, not only blocks')
+    _trained_parsers(sub)
+    return p.parse_args(argv)
+
+
+def _trained_parsers(sub) -> None:
+    from rexnet_backbones.analysis.spaces import DEFAULT_SPACES, TRAINED_SPACES
+    from rexnet_backbones.analysis.trained_study import OPTIMIZERS, RANK_ESTIMATORS, StudySettings
+    d = StudySettings()
+    s = sub.add_parser('trained', help="RegNet's method, trained: sample, train and measure models per space")
+    s.add_argument('--spaces', nargs='+', default=list(DEFAULT_SPACES), choices=TRAINED_SPACES)
+    s.add_argument('--num-models', type=int, default=d.num_models, help='models per space')
+    s.add_argument('--flops', type=float, nargs=2, default=list(d.flops), metavar=('LO', 'HI'),
+                   help='FLOP regime: multiply-adds of one image at --input-size')
+    s.add_argument('--input-size', type=int, default=d.input_size)
+    s.add_argument('--stem-stride', type=int, default=d.stem_stride, choices=(1, 2),
+                   help="the 3x3 stem's stride: 1 (pycls's CIFAR stem, the default) or 2 (ImageNet's)")
+    s.add_argument('--epochs', type=int, default=d.epochs)
+    s.add_argument('--batch-size', type=int, default=d.batch_size)
+    s.add_argument('--optimizer', default=d.optimizer, choices=OPTIMIZERS)
+    s.add_argument('--lr', type=float, default=d.lr)
+    s.add_argument('--weight-decay', type=float, default=d.weight_decay)
+    s.add_argument('--zero-init-last', action='store_true',
+                   help="zero-init the last BN of every residual branch (pycls's BN.ZERO_INIT_FINAL_GAMMA)")
+    s.add_argument('--num-train', type=int, default=d.num_train)
+    s.add_argument('--num-val', type=int, default=d.num_val)
+    s.add_argument('--data', default=d.data, help="ImageFolder tree with train/ and val/ (or test/); default: "
+                   "'generated' (shape x texture set, made in memory)")
+    s.add_argument('--rank-images', type=int, default=d.rank_images)
+    s.add_argument('--max-rows', type=int, default=d.max_rows)
+    s.add_argument('--estimator', nargs='+', default=list(RANK_ESTIMATORS), choices=ESTIMATORS)
+    s.add_argument('--max-tries', type=int, default=d.max_tries, help='samples per model before the FLOP error')
+    s.add_argument('--seed', type=int, default=d.seed)
+    s.add_argument('--shard', metavar='I/N', help='run shard I of N (1 <= I <= N; disjoint; default: all)')
+    s.add_argument('--limit', type=int, default=None, help='train at most this many models now')
+    s.add_argument('--out', required=True, help='JSON-lines file; appended to, resumed from')
+    s.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (not part of the study settings)")
+    add_threads_arg(s)
+    add_debug_arg(s)
+    r = sub.add_parser('trained-report', help='merge shard files of a trained study; tables and figures')
+    r.add_argument('--inputs', nargs='+', required=True)
+    r.add_argument('--estimator', default='nuclear', choices=ESTIMATORS)
+    r.add_argument('--out-dir', required=True)
+    add_debug_arg(r)
+
+
+def trained(args) -> int:
+    from rexnet_backbones.analysis import trained_report, trained_study
+    if args.study == 'trained-report':
+        md, names = trained_report.write_report(args.inputs, args.out_dir, args.estimator)
+        print(md)
+        print('wrote ' + ', '.join(names))
+        return 0
+    set_threads(args.threads)
+    settings = trained_study.StudySettings(
+        spaces=tuple(args.spaces), num_models=args.num_models, flops=tuple(args.flops), input_size=args.input_size,
+        stem_stride=args.stem_stride, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+        lr=args.lr, weight_decay=args.weight_decay, zero_init_last=args.zero_init_last,
+        num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
+        max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed)
+    new = trained_study.run_study(settings, args.out, parse_shard(args.shard, '--shard'), args.limit, device=args.device)
+    print(f'{len(new)} models trained, appended to {args.out}')
+    return 0
+
+
+def study(args) -> int:
+    if args.study in ('trained', 'trained-report'):
+        return trained(args)
+    set_threads(args.threads)
+    os.makedirs(args.out_dir, exist_ok=True)
+    out = args.out_dir
+    if args.study == 'single-layer':
+        centring = 'centred' if args.center else args.centring
+        records = sl.single_layer_study(args.nonlinearities, args.dim_ratios, args.d_out, args.n, args.num_networks,
+                                        args.estimator, None if centring == 'both' else centring == 'centred',
+                                        args.rtol, args.weight_std, args.seed, progress=True,
+                                        weight_scales=args.weight_scales)
+        claims = slr.paper_claims(records, n_boot=args.n_boot, seed=args.seed)
+        with open(os.path.join(out, 'study.json'), 'w') as f:  # per-network values: regenerate from the seed
+            json.dump(dict(settings=vars(args), claims=claims,
+                           records=[{k: v for k, v in r.items() if k != 'values'} for r in records]), f, indent=1)
+        md = slr.study_markdown(records, claims=claims)
+        slr.plot_study(records, os.path.join(out, 'study.png'))
+        slr.plot_study(records, os.path.join(out, 'study_focus.png'), *slr.FOCUS)
+        names = ('study.json', 'study.md', 'study.png', 'study_focus.png')
+    else:
+        records = ds.design_space_study(args.spaces, args.num_models, args.flops, args.flops_tol,
+                                        tuple(args.input_size), args.num_images, args.estimator, args.center,
+                                        args.rtol, args.max_rows, args.expand_layers, args.seed, progress=True)
+        with open(os.path.join(out, 'design_space.json'), 'w') as f:
+            json.dump(dict(settings=vars(args), summary=ds.space_summary(records), networks=records), f, indent=1)
+        md = ds.design_markdown(records, f'{args.num_models} networks per space, {args.flops / 1e6:.0f} MFLOPs '
+                                f'+-{args.flops_tol:.0%} at {args.input_size[0]}x{args.input_size[1]}, '
+                                f'{args.num_images} standard-normal images, random init, seed {args.seed}, '
+                                f"features {'centred' if args.center else 'not centred'}.")
+        ds.plot_edfs(records, os.path.join(out, 'design_space.png'))
+        names = ('design_space.json', 'design_space.md', 'design_space.png')
+    with open(os.path.join(out, names[1]), 'w') as f:  # study.md / design_space.md
+        f.write(md)
+    print(md)
+    print('wrote ' + ', '.join(os.path.join(out, n) for n in names))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_cli(lambda _: study(args), debug=args.debug)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
