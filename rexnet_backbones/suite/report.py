@@ -1,9 +1,11 @@
-"""The report of a suite: per model, mean ± std over seeds; per pair, the paired difference against a
-reference with a bootstrap 95% interval and a verdict; written as ``results.json``, ``results.md``
-and ``results.png``.
+"""The report of a suite: per model, mean ± std over seeds with the t interval of the mean; per pair,
+the paired difference against a reference with its t 95% interval, the paired t test's p, its Holm
+adjustment across all the report's comparisons, the minimal detectable difference at 80% power and a
+verdict; written as ``results.json``, ``results.md`` and ``results.png``.
 
-* Statistics come from :mod:`rexnet_backbones.stats` (verdict rule there: the bootstrap AND the t
-  interval of the mean paired difference must exclude 0 on the same side).
+* Statistics come from :mod:`rexnet_backbones.stats`: a verdict says 'better'/'worse' only when the
+  Holm-adjusted paired t test rejects at 5%, else 'inconclusive' (never "no difference"). The
+  percentile bootstrap appears only from :data:`~rexnet_backbones.stats.MIN_BOOTSTRAP_N` seeds on.
 * The reference of a model is the suite's ``reference``; without one, the RegNet-family model whose
   FLOPs are closest in ratio (``|log(flops / flops_ref)|``; ties go to the smaller model).
 * Nothing is averaged silently over fewer seeds than asked: every row shows ``done/asked`` and flags
@@ -57,7 +59,7 @@ def _clean(obj: Any) -> Any:
 
 @dataclass
 class MetricStats:
-    """One metric of one model over its done seeds: ``mean ± std`` and the bootstrap CI of the mean."""
+    """One metric of one model over its done seeds: ``mean ± std`` and the t 95% interval of the mean."""
     values: Dict[int, float]
     n: int
     mean: float = math.nan
@@ -70,7 +72,7 @@ class MetricStats:
         if not finite:
             return cls(finite, 0)
         mean, std = stats.mean_std(list(finite.values()))
-        ci = stats.bootstrap_ci(list(finite.values()), n_boot=N_BOOT, level=LEVEL)
+        ci = stats.t_interval(list(finite.values()), level=LEVEL)
         return cls(finite, len(finite), mean, std, ci)
 
 
@@ -191,6 +193,7 @@ def choose_references(suite: SuiteInfo, models: List[ModelSummary]) -> Dict[str,
 
 
 def _compare(suite: SuiteInfo, models: List[ModelSummary]) -> None:
+    """Each model against its reference, then Holm across every comparison of the report."""
     by_key = {m.key: m for m in models}
     for key, (ref, why) in choose_references(suite, models).items():
         m, r = by_key[key], by_key[ref]
@@ -198,6 +201,7 @@ def _compare(suite: SuiteInfo, models: List[ModelSummary]) -> None:
         primary = suite.primary_metric
         m.comparison = stats.paired_difference(m.metrics[primary].values, r.metrics[primary].values,
                                                higher_is_better=True, n_boot=N_BOOT, level=LEVEL)
+    stats.adjust_verdicts([m.comparison for m in models if m.comparison is not None])
 
 
 # ---------------------------------------------------------------------------------------------- recipe
