@@ -246,3 +246,18 @@ def test_unknown_suite_reference_is_an_error(tmp_path):
     work = full_dir(str(tmp_path / 'w'), reference='regx1600')
     with pytest.raises(InvalidInputError, match=r"names reference 'regx1600', which is none of its models"):
         build_report(work)
+
+
+def test_reanalyse_written_report_matches_the_report(tmp_path):
+    from rexnet_backbones.suite.report import reanalyse
+    report = write_report(full_dir(str(tmp_path / 'w')))
+    md, rows = reanalyse([report.files['json'], report.files['json']])
+    by_model = {r['model']: r for r in rows[:3]}
+    rex = by_model['ReXNet-1.0']
+    assert rex['diff'].t_ci == pytest.approx(report.model('rexnet').comparison.t_ci)
+    assert rex['p_holm_report'] == pytest.approx(report.model('rexnet').comparison.p_adjusted)
+    assert rex['verdict_report'] == 'better' and by_model['ResNet-18']['verdict_report'] == 'inconclusive'
+    assert rex['p_holm_all'] >= rex['p_holm_report']  # six comparisons in the second family, three in the first
+    assert md.count('| det_test |') == 6
+    with pytest.raises(InputNotFoundError, match='no report'):
+        reanalyse([str(tmp_path / 'nope.json')])

@@ -4,11 +4,14 @@
     python tools/suite.py run SUITE [--work-dir DIR] [--launcher none|pytorch|slurm] [--gpus-per-job N]
                               [--jobs I/N] [--retry-failed] [--dry-run] [--threads N] [--debug]
     python tools/suite.py report SUITE|DIR [--out-dir DIR] [--debug]
+    python tools/suite.py reanalyse RESULTS.json [RESULTS.json ...] [--debug]
 
 SUITE is a suite file or one of ours by short name (suites/det_synthetic.py); the format is in
 ``rexnet_backbones/suite/__init__.py``. ``run`` trains and tests every (model, seed) job not yet finished
 into ``work_dirs/suites/<name>`` (killed jobs resume from their last checkpoint; failed ones are kept
-unless --retry-failed); ``--jobs I/N`` runs the I-th of N disjoint shards (other processes or
+unless --retry-failed); ``reanalyse`` recomputes the comparisons of written reports from the per-seed
+values in their results.json (t interval, paired t p, Holm within each report and across all files,
+minimal detectable difference at 80% power); ``--jobs I/N`` runs the I-th of N disjoint shards (other processes or
 machines run the others into the same work dir). ``--launcher pytorch`` runs each job with
 ``torchrun --nproc_per_node N``, ``slurm`` as an ``srun`` step (PARTITION, GPUS_PER_NODE, CPUS_PER_TASK,
 SRUN_ARGS as mmdet's tools/slurm_train.sh); ``--dry-run`` prints the jobs and commands. Exit code 1
@@ -40,7 +43,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     rep.add_argument('target', help='a suite work dir, or a suite file (its default work dir)')
     rep.add_argument('--out-dir', help='default: the work dir')
     add_debug_arg(rep)
+    rea = sub.add_parser('reanalyse', help="recompute written reports' comparisons from their results.json")
+    rea.add_argument('results', nargs='+', help='results.json files of suite reports')
+    add_debug_arg(rea)
     return parser.parse_args(argv)
+
+
+def _reanalyse(files) -> int:
+    from rexnet_backbones.suite.report import reanalyse
+    md, _ = reanalyse(files)
+    print(md, end='')
+    return 0
 
 
 def _report(target: str, out_dir) -> int:
@@ -61,6 +74,8 @@ def main(argv=None) -> int:
                              gpus_per_job=args.gpus_per_job, jobs=args.jobs, threads=args.threads,
                              dry_run=args.dry_run, retry_failed=args.retry_failed)
         return run_cli(job, debug=args.debug)
+    if args.command == 'reanalyse':
+        return run_cli(lambda _: _reanalyse(args.results), debug=args.debug)
     return run_cli(lambda _: _report(args.target, args.out_dir), debug=args.debug)
 
 

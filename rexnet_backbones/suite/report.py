@@ -272,3 +272,49 @@ def write_report(work_dir: str, out_dir: Optional[str] = None, x_axis: str = 'fl
     atomic_write(report.files['json'], json.dumps(report.to_json(), indent=2) + '\n')
     return report
 
+
+
+# ---------------------------------------------------------------------------------------------- re-analysis
+def reanalyse(results_files: List[str]) -> Tuple[str, List[Dict[str, Any]]]:
+    """The comparisons of finished reports recomputed from the per-seed values their ``results.json``
+    holds (for reports written before the t/Holm/MDD statistics): each model against the reference
+    the report chose, the t interval, the paired t p, Holm within each report and across all the
+    files given, the minimal detectable difference at 80% power. Returns ``(markdown, rows)``."""
+    from ..cli import InputNotFoundError
+    rows: List[Dict[str, Any]] = []
+    diffs: List[stats.PairedDifference] = []
+    for path in results_files:
+        if not osp.isfile(path):
+            raise InputNotFoundError(f'no report {path}; give the results.json a suite report wrote')
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+        suite = data['suite']
+        primary = suite['primary_metric']
+        by_key = {m['key']: m for m in data['models']}
+        mine = []
+        for m in data['models']:
+            if not m.get('reference'):
+                continue
+            ref = by_key[m['reference']]
+            a = {int(k): v for k, v in m['metrics'][primary]['values'].items() if v is not None}
+            b = {int(k): v for k, v in ref['metrics'][primary]['values'].items() if v is not None}
+            d = stats.paired_difference(a, b, higher_is_better=True, n_boot=N_BOOT, level=LEVEL)
+            mine.append(d)
+            rows.append(dict(suite=suite['name'], metric=primary, model=m['label'], reference=ref['label'],
+                             model_mean=m['metrics'][primary]['mean'], model_std=m['metrics'][primary]['std'],
+                             model_t_ci=list(stats.t_interval(list(a.values()), LEVEL)), diff=d))
+        stats.adjust_verdicts(mine)
+        for r, d in zip(rows[len(rows) - len(mine):], mine):
+            r['p_holm_report'], r['verdict_report'], r['family_report'] = d.p_adjusted, d.verdict, d.family_size
+        diffs += mine
+    across = stats.holm([d.p_value for d in diffs])
+    lines = ['| suite | model | vs | n | mean diff | 95% t interval | paired t p | Holm p (report, m) | '
+             f'Holm p (all {len(diffs)}) | MDD (80% power) | verdict (Holm within report) |',
+             '|---|---|---|---:|---:|---|---:|---:|---:|---:|---|']
+    for r, p_all in zip(rows, across):
+        d = r['diff']
+        r['p_holm_all'] = p_all
+        lines.append(f"| {r['suite']} | {r['model']} | {r['reference']} | {d.n_pairs} | {d.mean_diff:+.3f} | "
+                     f"[{d.t_ci[0]:+.3f}, {d.t_ci[1]:+.3f}] | {d.p_value:.3f} | {r['p_holm_report']:.3f} "
+                     f"({r['family_report']}) | {p_all:.3f} | {d.mdd:.3f} | {r['verdict_report']} |")
+    return '\n'.join(lines) + '\n', rows
