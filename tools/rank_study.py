@@ -11,6 +11,11 @@
     python tools/rank_study.py trained [--spaces S ...] [--num-models N] [--flops LO HI] [--epochs E]
                                [--data DIR] [--shard I/N] [--limit K] [--threads N] [--debug] --out FILE.jsonl
     python tools/rank_study.py trained-report --inputs FILE.jsonl ... --out-dir DIR
+    python tools/rank_study.py trained-sweep [settings] [--lrs A B C] [--sweep-models N] [--sweep-epochs E]
+                               --out PREFIX
+    python tools/rank_study.py trained-noise [settings] [--noise-models N] [--noise-seeds K] --out PREFIX
+    python tools/rank_study.py trained-plan [settings] [sweep and noise options] --timing EARLIER.jsonl [--cores N]
+    python tools/rank_study.py trained-runs-report sweep|noise --inputs FILE.jsonl ...
 
 single-layer writes DIR/study.json (settings, the claims table, and one record per weight scale,
 nonlinearity, d_in/d_out, centring and estimator), study.md, study.png (every nonlinearity and
@@ -19,7 +24,11 @@ writes DIR/design_space.json, design_space.md and design_space.png (EDFs). train
 measures models (RegNet's method, ``rexnet_backbones.analysis.trained_study``), appending one JSON line
 per finished model to FILE (a rerun skips the models already there; ``--shard I/N`` runs every N-th
 model from the I-th); trained-report merges shard files into DIR/trained.jsonl, trained.md,
-error_edf.png and rank_vs_error.png. The library is ``rexnet_backbones.analysis``. A value no study can use
+error_edf.png and rank_vs_error.png (with the partial correlations and space differences of
+``rexnet_backbones.analysis.trained_stats`` in trained.md and analysis.json). trained-sweep trains the
+first models of each space at several learning rates (one file per rate), trained-noise retrains the
+first models with other training seeds (one file per seed), trained-plan prints every run of a study
+with its command and estimated hours, and trained-runs-report summarises sweep or noise files. The library is ``rexnet_backbones.analysis``. A value no study can use
 prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
@@ -75,11 +84,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _trained_parsers(sub) -> None:
-    from rexnet_backbones.analysis.spaces import DEFAULT_SPACES, TRAINED_SPACES
-    from rexnet_backbones.analysis.trained_study import OPTIMIZERS, RANK_ESTIMATORS, StudySettings
-    d = StudySettings()
-    s = sub.add_parser('trained', help="RegNet's method, trained: sample, train and measure models per space")
+def _settings_args(s, d) -> None:
+    """The arguments of a study's settings (shared by trained, trained-sweep, trained-noise, trained-plan)."""
+    from rexnet_backbones.analysis.spaces import DEFAULT_SPACES, DESIGNS, TRAINED_SPACES
+    from rexnet_backbones.analysis.trained_study import OPTIMIZERS, RANK_ESTIMATORS
     s.add_argument('--spaces', nargs='+', default=list(DEFAULT_SPACES), choices=TRAINED_SPACES)
     s.add_argument('--num-models', type=int, default=d.num_models, help='models per space')
     s.add_argument('--flops', type=float, nargs=2, default=list(d.flops), metavar=('LO', 'HI'),
@@ -99,44 +107,134 @@ def _trained_parsers(sub) -> None:
     s.add_argument('--data', default=d.data, help="ImageFolder tree with train/ and val/ (or test/); default: "
                    "'generated' (shape x texture set, made in memory)")
     s.add_argument('--rank-images', type=int, default=d.rank_images)
-    s.add_argument('--max-rows', type=int, default=d.max_rows)
+    s.add_argument('--max-rows', type=int, default=d.max_rows, help='rows of the older all-layer rank ratio')
+    s.add_argument('--rows-per-channel', type=int, default=d.rows_per_channel,
+                   help='rows per channel (no cap) of the width-free rank statistics')
     s.add_argument('--estimator', nargs='+', default=list(RANK_ESTIMATORS), choices=ESTIMATORS)
     s.add_argument('--max-tries', type=int, default=d.max_tries, help='samples per model before the FLOP error')
+    s.add_argument('--design', default=d.design, choices=DESIGNS,
+                   help="'matched' (a family's spaces share every sampled network; default) or 'independent' "
+                        '(the older sampler, one stream per space)')
     s.add_argument('--seed', type=int, default=d.seed)
+
+
+def _run_args(s) -> None:
     s.add_argument('--shard', metavar='I/N', help='run shard I of N (1 <= I <= N; disjoint; default: all)')
-    s.add_argument('--limit', type=int, default=None, help='train at most this many models now')
-    s.add_argument('--out', required=True, help='JSON-lines file; appended to, resumed from')
+    s.add_argument('--limit', type=int, default=None, help='train at most this many models now (per run)')
     s.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (not part of the study settings)")
     add_threads_arg(s)
     add_debug_arg(s)
+
+
+def _plan_args(s) -> None:
+    s.add_argument('--lrs', type=float, nargs='+', default=[2e-3, 6e-3, 1.8e-2], help='learning rates to sweep')
+    s.add_argument('--sweep-models', type=int, default=10, help='models per space in the sweep (the first ones)')
+    s.add_argument('--sweep-epochs', type=int, default=None, help='epochs in the sweep (default: --epochs)')
+    s.add_argument('--noise-models', type=int, default=10, help='models per space retrained for seed noise')
+    s.add_argument('--noise-seeds', type=int, default=2, help='extra training seeds per noise model '
+                   '(with the main run: seeds + 1 errors per model)')
+
+
+def _trained_parsers(sub) -> None:
+    from rexnet_backbones.analysis.trained_study import StudySettings
+    d = StudySettings()
+    s = sub.add_parser('trained', help="RegNet's method, trained: sample, train and measure models per space")
+    _settings_args(s, d)
+    s.add_argument('--train-seed', type=int, default=d.train_seed,
+                   help='0: each model its own training seed; k > 0: another training run of the same models')
+    s.add_argument('--out', required=True, help='JSON-lines file; appended to, resumed from')
+    _run_args(s)
+    w = sub.add_parser('trained-sweep', help='learning-rate sweep: the first --sweep-models models per space at '
+                       'each of --lrs, one file per rate (OUT.lr<rate>.jsonl)')
+    _settings_args(w, d)
+    _plan_args(w)
+    w.add_argument('--out', required=True, help='file prefix')
+    _run_args(w)
+    n = sub.add_parser('trained-noise', help='seed noise: the first --noise-models models per space retrained '
+                       'with training seeds 1..--noise-seeds, one file per seed (OUT.seed<k>.jsonl)')
+    _settings_args(n, d)
+    _plan_args(n)
+    n.add_argument('--out', required=True, help='file prefix')
+    _run_args(n)
+    p = sub.add_parser('trained-plan', help='print the sweep + noise + main runs of a study, their commands and '
+                       'the estimated hours (from the per-space cpu_seconds of an earlier 1-epoch study file)')
+    _settings_args(p, d)
+    _plan_args(p)
+    p.add_argument('--timing', required=True, help='an earlier study file (its cpu_seconds per space)')
+    p.add_argument('--cores', type=int, default=2, help='parallel shards (one thread each)')
+    add_debug_arg(p)
     r = sub.add_parser('trained-report', help='merge shard files of a trained study; tables and figures')
     r.add_argument('--inputs', nargs='+', required=True)
     r.add_argument('--estimator', default='nuclear', choices=ESTIMATORS)
     r.add_argument('--out-dir', required=True)
     add_debug_arg(r)
+    q = sub.add_parser('trained-runs-report', help='learning-rate sweep or seed-noise files: median error per '
+                       'space and rate, or the within-model seed spread against the between-model spread')
+    q.add_argument('kind', choices=('sweep', 'noise'))
+    q.add_argument('--inputs', nargs='+', required=True, help='the run files (noise: the main file first)')
+    add_debug_arg(q)
+
+
+def _settings(args):
+    from rexnet_backbones.analysis import trained_study
+    return trained_study.StudySettings(
+        spaces=tuple(args.spaces), num_models=args.num_models, flops=tuple(args.flops), input_size=args.input_size,
+        stem_stride=args.stem_stride, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+        lr=args.lr, weight_decay=args.weight_decay, zero_init_last=args.zero_init_last,
+        num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
+        max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed,
+        design=args.design, rows_per_channel=args.rows_per_channel, train_seed=getattr(args, 'train_seed', 0))
+
+
+def _plan(args, settings):
+    """(name, settings, out file) of every run of the plan: sweep, noise, main."""
+    from dataclasses import replace
+
+    from rexnet_backbones.analysis import trained_study as ts
+    sweep = [replace(x, epochs=args.sweep_epochs or x.epochs)
+             for x in ts.lr_sweep_settings(settings, args.lrs, args.sweep_models)]
+    noise = ts.noise_settings(settings, args.noise_models, args.noise_seeds)
+    return sweep, noise
 
 
 def trained(args) -> int:
-    from rexnet_backbones.analysis import trained_report, trained_study
+    from rexnet_backbones.analysis import trained_report, trained_stats, trained_study
     if args.study == 'trained-report':
         md, names = trained_report.write_report(args.inputs, args.out_dir, args.estimator)
         print(md)
         print('wrote ' + ', '.join(names))
         return 0
+    if args.study == 'trained-runs-report':
+        runs = [trained_report.merge_records([f]) for f in args.inputs]
+        md = trained_stats.sweep_markdown(runs) if args.kind == 'sweep' else trained_stats.noise_markdown(runs)
+        print(md)
+        return 0
+    settings = _settings(args)
+    settings.check()
+    if args.study == 'trained-plan':
+        sweep, noise = _plan(args, settings)
+        timing = trained_stats.seconds_per_model_epoch(trained_report.merge_records([args.timing]))
+        plan = trained_study.budget(sweep + noise + [settings], timing, cores=args.cores,
+                                    reference_images=trained_report.merge_records([args.timing])[0]['settings']
+                                    ['num_train'])
+        print(trained_stats.plan_markdown(plan, timing))
+        return 0
     set_threads(args.threads)
-    settings = trained_study.StudySettings(
-        spaces=tuple(args.spaces), num_models=args.num_models, flops=tuple(args.flops), input_size=args.input_size,
-        stem_stride=args.stem_stride, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-        lr=args.lr, weight_decay=args.weight_decay, zero_init_last=args.zero_init_last,
-        num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
-        max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed)
-    new = trained_study.run_study(settings, args.out, parse_shard(args.shard, '--shard'), args.limit, device=args.device)
-    print(f'{len(new)} models trained, appended to {args.out}')
+    shard = parse_shard(args.shard, '--shard')
+    if args.study == 'trained':
+        runs = [(settings, args.out)]
+    elif args.study == 'trained-sweep':
+        runs = [(x, f'{args.out}.lr{x.lr:g}.jsonl') for x in _plan(args, settings)[0]]
+    else:
+        runs = [(x, f'{args.out}.seed{x.train_seed}.jsonl') for x in _plan(args, settings)[1]]
+    for run_settings, out in runs:
+        new = trained_study.run_study(run_settings, out, shard, args.limit, device=args.device)
+        print(f'{len(new)} models trained, appended to {out}')
     return 0
 
 
 def study(args) -> int:
-    if args.study in ('trained', 'trained-report'):
+    if args.study.startswith('trained'):
         return trained(args)
     set_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)

@@ -375,13 +375,20 @@ def sample_model(space: str, index: int, flops: Tuple[float, float], input_size:
         f'{sorted(seen)[len(seen) // 2] / 1e6:.2f}); move --flops into that range or raise --max-tries')
 
 
-def describe_spaces(spaces: Optional[Sequence[str]] = None) -> str:
-    """One line per space (for reports)."""
+def describe_spaces(spaces: Optional[Sequence[str]] = None, design: str = 'matched') -> str:
+    """One line per space (for reports); ``design``: the sampler the study used (records without one
+    used ``'independent'``)."""
+    matched = design == 'matched'
     text = {'regnetx': 'RegNetX (pycls ranges), stage-wise widths, group conv, bottleneck ratio 1',
-            'regnetx_noquant': 'the regnetx networks with per-block linear widths w0 + wa*j, partial identity '
-                               'shortcuts where a stride-1 block widens',
+            'regnetx_noquant': ('the regnetx networks (same d, w0, wa, wm, g per index) with per-block linear '
+                                'widths w0 + wa*j; partial identity shortcuts where a stride-1 block widens'
+                                if matched else 'RegNetX parameters drawn on their own (no network shared with '
+                                'regnetx), per-block linear widths w0 + wa*j, a 1x1 projection shortcut wherever '
+                                'the width changes'),
             'ir_stage': 'inverted residual x6, stage-wise widths, ReLU6 after expand',
-            'ir_linear': 'inverted residual x6, per-block linear widths, ReLU6 after expand',
+            'ir_linear': ('the ir_stage networks with per-block linear widths, ReLU6 after expand' if matched else
+                          'inverted residual x6, per-block linear widths, ReLU6 after expand (drawn on its own: no '
+                          'network shared with ir_stage)'),
             'ir_stage_silu': 'ir_stage networks with SiLU after expand',
             'ir_linear_silu': 'ir_linear networks with SiLU after expand'}
     return '\n'.join(f'- `{s}`: {text[s]}' for s in (spaces or TRAINED_SPACES))

@@ -15,6 +15,8 @@
   difference and whether it predicts the paired error difference.
 * :func:`layer_mix` -- layers measured per block, per space (a mean over block outputs and expand
   layers mixes them differently per space).
+* Around a study: :func:`seconds_per_model_epoch` and :func:`plan_markdown` (its budget),
+  :func:`sweep_markdown` (a learning-rate sweep), :func:`noise_table` (training-seed noise).
 
 Estimators, centring and n are in every row; nothing here decides: a row whose interval includes 0
 is reported as such.
@@ -29,7 +31,8 @@ import numpy as np
 from .. import stats
 
 __all__ = ['ARCH_PARAMS', 'CONTROL_SETS', 'DEFAULT_SPACE_PAIRS', 'rank_value', 'partial_rank_table',
-           'space_differences', 'paired_rank_table', 'layer_mix', 'analysis']
+           'space_differences', 'paired_rank_table', 'layer_mix', 'analysis', 'seconds_per_model_epoch',
+           'plan_markdown', 'sweep_markdown', 'noise_table', 'noise_markdown']
 
 ARCH_PARAMS = ('depth', 'w0', 'wa', 'wm')
 #: name -> the architecture parameters held fixed
@@ -250,3 +253,82 @@ def analysis(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear', n_bo
                      f"({r['capped_max']}) of {r['layers_mean']:.1f} |")
     data = dict(estimator=estimator, partial=partial, differences=diffs, paired_rank=paired, layer_mix=mix)
     return '\n'.join(lines) + '\n', data
+
+
+# ---------------------------------------------------------------------------------------------- runs around a study
+def seconds_per_model_epoch(records: Sequence[Dict[str, Any]]) -> Dict[str, float]:
+    """Mean ``cpu_seconds`` (one thread) of one model-epoch per space, from an earlier study's records
+    (seconds / epochs: training dominates; the rank passes are included)."""
+    out: Dict[str, List[float]] = {}
+    for r in records:
+        if r.get('cpu_seconds'):
+            out.setdefault(r['space'], []).append(r['cpu_seconds'] / max(1, r['settings']['epochs']))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def plan_markdown(plan: Dict[str, Any], timing: Dict[str, float]) -> str:
+    """The runs of :func:`.trained_study.budget` as a table with their estimated hours."""
+    lines = ['Seconds per model-epoch (one thread, from the timing file): '
+             + ', '.join(f'{k} {v:.1f}' for k, v in sorted(timing.items())) + ' (SiLU spaces: as their base).', '',
+             '| run | lr | models | epochs | train images | training seed | CPU hours |',
+             '|---|---:|---:|---:|---:|---:|---:|']
+    for k, r in enumerate(plan['runs']):
+        what = 'main' if k == len(plan['runs']) - 1 else ('noise' if r['train_seed'] else 'lr sweep')
+        lines.append(f"| {what} | {r['lr']:g} | {r['models']} | {r['epochs']} | {r['num_train']} | "
+                     f"{r['train_seed']} | {r['cpu_hours']:.2f} |")
+    lines += ['', f"Total: {plan['cpu_hours']:.2f} CPU hours; {plan['wall_hours']:.2f} hours on {plan['cores']} "
+              'cores (one shard per core, --threads 1).']
+    return '\n'.join(lines) + '\n'
+
+
+def sweep_markdown(runs: Sequence[Sequence[Dict[str, Any]]]) -> str:
+    """Median (and mean) error per space at each learning rate of a sweep (one record list per rate),
+    the best rate per space marked."""
+    table: Dict[str, Dict[float, Tuple[float, float, int]]] = {}
+    for recs in runs:
+        lr = float(recs[0]['settings']['lr'])
+        for space, rs in _by_space(recs).items():
+            err = [100.0 if r['error'] is None else r['error'] for r in rs]
+            table.setdefault(space, {})[lr] = (float(np.median(err)), float(np.mean(err)), len(err))
+    lrs = sorted({lr for v in table.values() for lr in v})
+    lines = ['Median top-1 error % (mean) per space and learning rate (diverged models count as 100%); '
+             '**bold**: the lowest median:', '', '| space | ' + ' | '.join(f'lr {v:g}' for v in lrs) + ' |',
+             '|---|' + '---:|' * len(lrs)]
+    for space, row in table.items():
+        best = min(row, key=lambda v: row[v][0])
+        cells = [('**{:.1f}** ({:.1f}, n={})' if v == best else '{:.1f} ({:.1f}, n={})').format(*row[v])
+                 if v in row else '-' for v in lrs]
+        lines.append(f'| {space} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def noise_table(runs: Sequence[Sequence[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """Per space: the models trained in every run (main run first, then other training seeds), the
+    pooled within-model std of the error over seeds, the between-model std of the per-model means, and
+    their ratio (how much of the spread between models is training noise)."""
+    per: Dict[Tuple[str, int], List[float]] = {}
+    for recs in runs:
+        for r in _ok(recs):
+            per.setdefault((r['space'], r['index']), []).append(r['error'])
+    rows = []
+    for space in dict.fromkeys(s for s, _ in per):
+        full = [v for (s, _), v in per.items() if s == space and len(v) == len(runs)]
+        if len(full) < 2 or len(runs) < 2:
+            continue
+        arr = np.array(full)
+        within = float(np.sqrt(np.mean(np.var(arr, axis=1, ddof=1))))
+        between = float(np.std(arr.mean(axis=1), ddof=1))
+        rows.append(dict(space=space, models=len(full), seeds=len(runs), within_std=within, between_std=between,
+                         ratio=within / between if between > 0 else math.nan))
+    return rows
+
+
+def noise_markdown(runs: Sequence[Sequence[Dict[str, Any]]]) -> str:
+    lines = ['Training-seed noise per space (the same models, several training seeds): pooled within-model '
+             'std of the top-1 error, between-model std of the per-model means:', '',
+             '| space | models | seeds | within-model std | between-model std | within / between |',
+             '|---|---:|---:|---:|---:|---:|']
+    for r in noise_table(runs):
+        lines.append(f"| {r['space']} | {r['models']} | {r['seeds']} | {r['within_std']:.2f} | "
+                     f"{r['between_std']:.2f} | {_fmt(r['ratio'], '.2f')} |")
+    return '\n'.join(lines) + '\n'
