@@ -256,20 +256,25 @@ def analysis(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear', n_bo
 
 
 # ---------------------------------------------------------------------------------------------- runs around a study
-def seconds_per_model_epoch(records: Sequence[Dict[str, Any]]) -> Dict[str, float]:
-    """Mean ``cpu_seconds`` (one thread) of one model-epoch per space, from an earlier study's records
-    (seconds / epochs: training dominates; the rank passes are included)."""
-    out: Dict[str, List[float]] = {}
+def seconds_per_model_epoch(records: Sequence[Dict[str, Any]]) -> Dict[str, Tuple[float, float]]:
+    """Per space, the mean one-thread CPU seconds of a model from an earlier study's records, split into
+    ``(training seconds per epoch at that study's num_train, the rest per model)``: the training share is
+    ``train_seconds / seconds`` of ``cpu_seconds``; the rest (sampling, the rank passes) does not grow
+    with epochs or images."""
+    out: Dict[str, List[Tuple[float, float]]] = {}
     for r in records:
-        if r.get('cpu_seconds'):
-            out.setdefault(r['space'], []).append(r['cpu_seconds'] / max(1, r['settings']['epochs']))
-    return {k: float(np.mean(v)) for k, v in out.items()}
+        if r.get('cpu_seconds') and r.get('seconds'):
+            share = min(1.0, r.get('train_seconds', r['seconds']) / r['seconds'])
+            train = r['cpu_seconds'] * share
+            out.setdefault(r['space'], []).append((train / max(1, r['settings']['epochs']), r['cpu_seconds'] - train))
+    return {k: (float(np.mean([a for a, _ in v])), float(np.mean([b for _, b in v]))) for k, v in out.items()}
 
 
 def plan_markdown(plan: Dict[str, Any], timing: Dict[str, float]) -> str:
     """The runs of :func:`.trained_study.budget` as a table with their estimated hours."""
-    lines = ['Seconds per model-epoch (one thread, from the timing file): '
-             + ', '.join(f'{k} {v:.1f}' for k, v in sorted(timing.items())) + ' (SiLU spaces: as their base).', '',
+    lines = ['One-thread CPU seconds per model (from the timing file), training per epoch + the rest: '
+             + ', '.join(f'{k} {a:.1f} + {b:.1f}' for k, (a, b) in sorted(timing.items()))
+             + ' (a space missing there: as its base, or the costliest).', '',
              '| run | lr | models | epochs | train images | training seed | CPU hours |',
              '|---|---:|---:|---:|---:|---:|---:|']
     for k, r in enumerate(plan['runs']):

@@ -121,17 +121,19 @@ def noise_settings(s: StudySettings, num_models: int, seeds: int) -> List[StudyS
     return [replace(s, num_models=num_models, train_seed=k) for k in range(1, seeds + 1)]
 
 
-def budget(runs: Sequence[StudySettings], seconds_per_model_epoch: Dict[str, float], cores: int = 1,
+def budget(runs: Sequence[StudySettings], timing: Dict[str, Tuple[float, float]], cores: int = 1,
            reference_images: int = 4000) -> Dict[str, Any]:
-    """Estimated cost of ``runs``: per run, models x epochs x (num_train / ``reference_images``) x the
-    measured seconds of one model-epoch of each space at ``reference_images`` training images (e.g. the
-    mean ``cpu_seconds`` of an earlier 1-epoch study), divided over ``cores`` parallel shards."""
+    """Estimated cost of ``runs``: per model of each space, ``epochs x (num_train / reference_images) x
+    train + rest`` with ``timing[space] = (training seconds of one epoch at reference_images, the
+    rest)`` (:func:`.trained_stats.seconds_per_model_epoch` of an earlier study), divided over ``cores``
+    parallel shards."""
     rows, total = [], 0.0
+    costliest = max(timing.values(), key=lambda t: t[0] + t[1])
     for s in runs:
-        per_space = {sp: s.num_models * s.epochs * (s.num_train / reference_images)
-                     * seconds_per_model_epoch.get(PAIRED.get(sp, sp), max(seconds_per_model_epoch.values()))
-                     for sp in s.spaces}
-        secs = sum(per_space.values())
+        secs = 0.0
+        for sp in s.spaces:
+            train, rest = timing.get(sp, timing.get(PAIRED.get(sp, sp), costliest))
+            secs += s.num_models * (s.epochs * s.num_train / reference_images * train + rest)
         total += secs
         rows.append(dict(lr=s.lr, num_models=s.num_models, epochs=s.epochs, num_train=s.num_train,
                          train_seed=s.train_seed, models=s.num_models * len(s.spaces), cpu_hours=secs / 3600))
