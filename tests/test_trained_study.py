@@ -291,3 +291,17 @@ def test_sweep_noise_plan_and_their_reports(full_run, tmp_path):
     bad = run_tool_in_process('rank_study.py', ['trained-sweep', *tiny, '--lrs', '1e-3', '--out', tmp_path / 'x'],
                               '', tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith('error: --lrs needs two or more')
+
+
+def test_per_space_learning_rates(tmp_path):
+    s = replace(TINY, spaces=('regnetx',), num_models=1, space_lrs=(('regnetx', 1e-3),))
+    assert s.lr_of('regnetx') == 1e-3 and s.lr_of('ir_linear') == TINY.lr
+    out = tmp_path / 'lr.jsonl'
+    run_study(s, str(out), progress=False)
+    (rec,) = read_records(str(out))
+    assert rec['lr'] == 1e-3 and '(per space: regnetx 0.001)' in report_markdown([rec])
+    with pytest.raises(InvalidInputError, match='--space-lr ir_stage=0.1'):
+        replace(s, space_lrs=(('ir_stage', 0.1),)).check()
+    bad = run_tool_in_process('rank_study.py', ['trained', '--space-lr', 'regnetx:0.1', '--out', tmp_path / 'x'], '',
+                              tmp_path)
+    assert bad.returncode == 2 and "give SPACE=LR" in bad.stderr

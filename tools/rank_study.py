@@ -99,6 +99,8 @@ def _settings_args(s, d) -> None:
     s.add_argument('--batch-size', type=int, default=d.batch_size)
     s.add_argument('--optimizer', default=d.optimizer, choices=OPTIMIZERS)
     s.add_argument('--lr', type=float, default=d.lr)
+    s.add_argument('--space-lr', nargs='+', default=[], metavar='SPACE=LR',
+                   help='per-space learning rates (e.g. the best of trained-sweep); other spaces use --lr')
     s.add_argument('--weight-decay', type=float, default=d.weight_decay)
     s.add_argument('--zero-init-last', action='store_true',
                    help="zero-init the last BN of every residual branch (pycls's BN.ZERO_INIT_FINAL_GAMMA)")
@@ -183,7 +185,20 @@ def _settings(args):
         lr=args.lr, weight_decay=args.weight_decay, zero_init_last=args.zero_init_last,
         num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
         max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed,
-        design=args.design, rows_per_channel=args.rows_per_channel, train_seed=getattr(args, 'train_seed', 0))
+        design=args.design, rows_per_channel=args.rows_per_channel, train_seed=getattr(args, 'train_seed', 0),
+        space_lrs=_space_lrs(args.space_lr))
+
+
+def _space_lrs(items):
+    from rexnet_backbones.cli import InvalidInputError
+    out = []
+    for item in items:
+        space, _, value = item.partition('=')
+        try:
+            out.append((space, float(value)))
+        except ValueError:
+            raise InvalidInputError(f'--space-lr {item!r}: give SPACE=LR, e.g. regnetx=0.002') from None
+    return tuple(out)
 
 
 def _plan(args, settings):

@@ -123,7 +123,9 @@ def report_markdown(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear
              f"{len(records)} models, FLOPs {s['flops'][0] / 1e6:g}-{s['flops'][1] / 1e6:g} M multiply-adds at "
              f"{s['input_size']}x{s['input_size']} (stem stride {s.get('stem_stride', 2)}), data `{s['data']}` "
              f"({s['num_train']} train / {s['num_val']} val images), {s['epochs']} epochs, batch {s['batch_size']}, "
-             f"{s.get('optimizer', 'sgd')} lr {s['lr']}, wd {s['weight_decay']}"
+             f"{s.get('optimizer', 'sgd')} lr {s['lr']}"
+             f"{' (per space: ' + ', '.join(f'{k} {v:g}' for k, v in s['space_lrs']) + ')' if s.get('space_lrs') else ''}"
+             f", wd {s['weight_decay']}"
              f"{', zero-init last BN' if s.get('zero_init_last') else ''}, seed {s['seed']}"
              f"{', training seed ' + str(s['train_seed']) if s.get('train_seed') else ''}, sampler "
              f"`{s.get('design', 'independent')}`.", '',

@@ -74,6 +74,11 @@ class StudySettings:
     design: str = 'matched'
     rows_per_channel: int = ROWS_PER_CHANNEL
     train_seed: int = 0  # 0: the model's own seed (initial weights and batches); k > 0: another training run
+    space_lrs: Tuple[Tuple[str, float], ...] = ()  # per-space learning rates (from a sweep); others use lr
+
+    def lr_of(self, space: str) -> float:
+        """The learning rate ``space`` trains with: its entry of ``space_lrs``, else ``lr``."""
+        return float(dict(self.space_lrs).get(space, self.lr))
 
     def check(self) -> None:
         bad = [s for s in self.spaces if s not in TRAINED_SPACES]
@@ -92,6 +97,10 @@ class StudySettings:
             raise InvalidInputError(f'--lr must be a positive number, got {self.lr}')
         if self.design not in DESIGNS:
             raise InvalidInputError(f'--design must be one of {", ".join(DESIGNS)}, got {self.design!r}')
+        bad_lr = [f'{k}={v}' for k, v in self.space_lrs if k not in self.spaces or not (v > 0 and math.isfinite(v))]
+        if bad_lr:
+            raise InvalidInputError(f'--space-lr {" ".join(bad_lr)}: each needs a space of this study and a '
+                                    'positive rate (SPACE=LR)')
         if self.rows_per_channel < 1 or self.train_seed < 0:
             raise InvalidInputError('--rows-per-channel must be >= 1 and --train-seed >= 0, got '
                                     f'{self.rows_per_channel} and {self.train_seed}')
@@ -109,7 +118,7 @@ def lr_sweep_settings(s: StudySettings, lrs: Sequence[float], num_models: int) -
         raise InvalidInputError(f'--lrs needs two or more positive rates, got {list(lrs)}')
     if num_models < 1:
         raise InvalidInputError(f'--sweep-models must be >= 1, got {num_models}')
-    return [replace(s, lr=float(v), num_models=num_models) for v in lrs]
+    return [replace(s, lr=float(v), num_models=num_models, space_lrs=()) for v in lrs]
 
 
 def noise_settings(s: StudySettings, num_models: int, seeds: int) -> List[StudySettings]:
@@ -300,7 +309,8 @@ def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any], de
     model.to(device)
     rank = dict(init=rank_stats(model, rank_images, s.estimators, s.max_rows, True, s.seed, s.rows_per_channel))
     t0 = time.time()
-    rec.update(train_model(model, data, s.epochs, s.batch_size, s.lr, s.weight_decay, seed, s.optimizer))
+    rec['lr'] = s.lr_of(space)
+    rec.update(train_model(model, data, s.epochs, s.batch_size, s.lr_of(space), s.weight_decay, seed, s.optimizer))
     rec['train_seconds'] = round(time.time() - t0, 2)
     if rec['status'] == 'ok':
         rec['error'] = evaluate(model, *data['val'])
