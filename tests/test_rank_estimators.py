@@ -219,3 +219,13 @@ def test_measure_fixed_reports_both_norms_and_short_samples():
         assert m[key]['ratio']['numerical_rtol'] == pytest.approx(4 / 32)
         assert m[key]['null']['nuclear'] < 0.4  # rank 4 of 32: far below white noise
     assert null_estimates(400, 32, ('numerical_rtol',))['numerical_rtol'] == 32
+
+
+def test_white_noise_widths_table():
+    from rexnet_backbones.analysis.estimators import white_noise_widths
+    rows = white_noise_widths((32, 256), max_rows=256)
+    assert [r['channels'] for r in rows] == [32, 256] and rows[1]['fixed_rows'] == 1024
+    for key in ('centred', 'uncentred'):
+        assert rows[0][key]['capped'] - rows[1][key]['capped'] > 0.15  # width alone moves the older ratio
+        assert abs(rows[0][key]['fixed'] - rows[1][key]['fixed']) < 0.04
+        assert all(abs(r[key]['null'] - 1) < 0.03 for r in rows)

@@ -16,6 +16,7 @@
     python tools/rank_study.py trained-noise [settings] [--noise-models N] [--noise-seeds K] --out PREFIX
     python tools/rank_study.py trained-plan [settings] [sweep and noise options] --timing EARLIER.jsonl [--cores N]
     python tools/rank_study.py trained-runs-report sweep|noise --inputs FILE.jsonl ...
+    python tools/rank_study.py white-noise [--widths C ...] [--max-rows R] [--rows-per-channel K]
 
 single-layer writes DIR/study.json (settings, the claims table, and one record per weight scale,
 nonlinearity, d_in/d_out, centring and estimator), study.md, study.png (every nonlinearity and
@@ -28,7 +29,9 @@ error_edf.png and rank_vs_error.png (with the partial correlations and space dif
 ``rexnet_backbones.analysis.trained_stats`` in trained.md and analysis.json). trained-sweep trains the
 first models of each space at several learning rates (one file per rate), trained-noise retrains the
 first models with other training seeds (one file per seed), trained-plan prints every run of a study
-with its command and estimated hours, and trained-runs-report summarises sweep or noise files. The library is ``rexnet_backbones.analysis``. A value no study can use
+with its command and estimated hours, and trained-runs-report summarises sweep or noise files.
+white-noise prints the rank statistics of i.i.d. Gaussian features against width (what width alone
+does to each statistic). The library is ``rexnet_backbones.analysis``. A value no study can use
 prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
@@ -80,8 +83,32 @@ def parse_args(argv=None) -> argparse.Namespace:
             s.add_argument('--num-images', type=int, default=32)
             s.add_argument('--max-rows', type=int, default=2048)
             s.add_argument('--expand-layers', action='store_true', help='also expand layers, not only blocks')
+    w = sub.add_parser('white-noise', help='the rank statistics of i.i.d. Gaussian features against width C')
+    w.add_argument('--widths', type=int, nargs='+', default=[64, 128, 256, 512, 1024])
+    w.add_argument('--max-rows', type=int, default=1024, help='rows of the older (capped) statistic')
+    w.add_argument('--rows-per-channel', type=int, default=4)
+    w.add_argument('--estimator', default='nuclear', choices=ESTIMATORS)
+    w.add_argument('--seed', type=int, default=0)
+    add_threads_arg(w)
+    add_debug_arg(w)
     _trained_parsers(sub)
     return p.parse_args(argv)
+
+
+def white_noise(args) -> int:
+    from rexnet_backbones.analysis.estimators import white_noise_widths
+    set_threads(args.threads)
+    rows = white_noise_widths(args.widths, args.max_rows, args.rows_per_channel, args.estimator, args.seed)
+    print(f'i.i.d. Gaussian features, `{args.estimator}` rank: ratio to min(rows, C) at {args.max_rows} rows '
+          f'(capped), at {args.rows_per_channel} x C rows (fixed), and ratio to the white-noise null at '
+          f'{args.max_rows} rows (null)\n')
+    print('| C | capped, centred | capped, uncentred | fixed, centred | fixed, uncentred | null, centred | '
+          'null, uncentred |')
+    print('|---:|---:|---:|---:|---:|---:|---:|')
+    for r in rows:
+        cells = [f"{r[c][k]:.3f}" for k in ('capped', 'fixed', 'null') for c in ('centred', 'uncentred')]
+        print(f"| {r['channels']} | " + ' | '.join(cells) + ' |')
+    return 0
 
 
 def _settings_args(s, d) -> None:
@@ -251,6 +278,8 @@ def trained(args) -> int:
 def study(args) -> int:
     if args.study.startswith('trained'):
         return trained(args)
+    if args.study == 'white-noise':
+        return white_noise(args)
     set_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
     out = args.out_dir

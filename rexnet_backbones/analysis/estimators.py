@@ -52,7 +52,7 @@ __all__ = [
     'ESTIMATORS', 'DEFAULT_RTOL', 'ROWS_PER_CHANNEL', 'CENTRINGS', 'feature_matrix', 'singular_values',
     'estimates_from_singular_values', 'batched_estimates', 'rank_estimates', 'rank_ratios', 'is_row_capped',
     'measure', 'numerical_rank', 'nuclear_rank', 'effective_rank', 'stable_rank', 'sample_rows', 'null_estimates',
-    'null_ratios', 'measure_fixed', 'NULL_REPEATS',
+    'null_ratios', 'measure_fixed', 'NULL_REPEATS', 'white_noise_widths',
 ]
 
 #: estimator names, in the order tools report them
@@ -248,3 +248,24 @@ def measure_fixed(matrix: torch.Tensor, estimators: Iterable[str] = ESTIMATORS, 
         out[key] = dict(ratio={k: v / min(rows, channels) for k, v in est.items()},
                         null={k: (v / null[k] if null[k] > 0 else 0.0) for k, v in est.items()})
     return out
+
+
+def white_noise_widths(widths: Sequence[int] = (64, 128, 256, 512, 1024), max_rows: int = 1024,
+                       rows_per_channel: int = ROWS_PER_CHANNEL, estimator: str = 'nuclear',
+                       seed: int = 0) -> list:
+    """The rank statistics of i.i.d. Gaussian features (no structure: any change is width alone) per
+    width C: the older ratio to min(rows, C) at ``max_rows`` rows, the ratio at ``rows_per_channel * C``
+    rows, and the ratio to the white-noise null at ``max_rows`` rows; each centred and uncentred."""
+    rows = []
+    for c in widths:
+        g = torch.Generator().manual_seed(seed * 100_003 + c)
+        x = torch.randn(max(max_rows, rows_per_channel * c), c, generator=g, dtype=torch.float64)
+        capped, fixed = x[:max_rows], x[:rows_per_channel * c]
+        row = dict(channels=c, capped_rows=min(max_rows, x.shape[0]), fixed_rows=fixed.shape[0])
+        for key in CENTRINGS:
+            center = key == 'centred'
+            row[key] = dict(capped=rank_ratios(capped, (estimator,), center)[estimator],
+                            fixed=rank_ratios(fixed, (estimator,), center)[estimator],
+                            null=null_ratios(capped, (estimator,), center)[estimator])
+        rows.append(row)
+    return rows
