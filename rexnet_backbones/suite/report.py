@@ -275,7 +275,7 @@ def write_report(work_dir: str, out_dir: Optional[str] = None, x_axis: str = 'fl
 
 
 # ---------------------------------------------------------------------------------------------- re-analysis
-def reanalyse(results_files: List[str]) -> Tuple[str, List[Dict[str, Any]]]:
+def reanalyse(results_files: List[str], plan_seeds: int = 8) -> Tuple[str, List[Dict[str, Any]]]:
     """The comparisons of finished reports recomputed from the per-seed values their ``results.json``
     holds (for reports written before the t/Holm/MDD statistics): each model against the reference
     the report chose, the t interval, the paired t p, Holm within each report and across all the
@@ -309,12 +309,13 @@ def reanalyse(results_files: List[str]) -> Tuple[str, List[Dict[str, Any]]]:
         diffs += mine
     across = stats.holm([d.p_value for d in diffs])
     lines = ['| suite | model | vs | n | mean diff | 95% t interval | paired t p | Holm p (report, m) | '
-             f'Holm p (all {len(diffs)}) | MDD (80% power) | verdict (Holm within report) |',
-             '|---|---|---|---:|---:|---|---:|---:|---:|---:|---|']
+             f'Holm p (all {len(diffs)}) | MDD (80% power) | MDD at {plan_seeds} seeds | verdict (Holm within report) |',
+             '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|']
     for r, p_all in zip(rows, across):
         d = r['diff']
         r['p_holm_all'] = p_all
+        r['mdd_plan'] = stats.min_detectable_difference(d.std_diff, plan_seeds, d.level)
         lines.append(f"| {r['suite']} | {r['model']} | {r['reference']} | {d.n_pairs} | {d.mean_diff:+.3f} | "
                      f"[{d.t_ci[0]:+.3f}, {d.t_ci[1]:+.3f}] | {d.p_value:.3f} | {r['p_holm_report']:.3f} "
-                     f"({r['family_report']}) | {p_all:.3f} | {d.mdd:.3f} | {r['verdict_report']} |")
+                     f"({r['family_report']}) | {p_all:.3f} | {d.mdd:.3f} | {r['mdd_plan']:.3f} | {r['verdict_report']} |")
     return '\n'.join(lines) + '\n', rows
