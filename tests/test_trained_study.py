@@ -100,6 +100,8 @@ def test_report_files(full_run, tmp_path):
     assert '| ir_linear - ir_stage |' not in md  # no ir_stage in this study
     data = json.load(open(names[4]))
     assert {r['space'] for r in data['layer_mix']} == {'regnetx', 'ir_linear'}
+    mix = {r['space']: r for r in data['layer_mix']}
+    assert 0 < mix['regnetx']['projection_share'] <= 1 and mix['ir_linear']['projection_share'] is None
     assert all(Path(n).stat().st_size > 0 for n in names)
     assert Path(names[2]).stat().st_size > 10_000  # the EDF figure has curves
 

@@ -110,6 +110,11 @@ def paired_table(records: Sequence[Dict[str, Any]], seed: int = 0) -> List[Dict[
     return rows
 
 
+def _p(p: Optional[float]) -> str:
+    """A p-value; below 1e-6 (where the t distribution's tail is computed as 1 - cdf) as '< 1e-6'."""
+    return '-' if p is None or not np.isfinite(p) else ('< 1e-6' if p < 1e-6 else f'{p:.2g}')
+
+
 def _fmt(v: Optional[float], spec: str = '.1f') -> str:
     return '-' if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
 
@@ -147,7 +152,7 @@ def report_markdown(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear
         for r in pairs:
             lines.append(f"| {r['space']} - {r['base']} | {r['n']} | {_fmt(r['mean_diff'], '+.2f')} | "
                          f"[{_fmt(r['ci'][0], '.2f')}, {_fmt(r['ci'][1], '.2f')}] | [{_fmt(r['t_ci'][0], '.2f')}, "
-                         f"{_fmt(r['t_ci'][1], '.2f')}] | {_fmt(r['p'], '.2g')} | {r['verdict']} |")
+                         f"{_fmt(r['t_ci'][1], '.2f')}] | {_p(r['p'])} | {r['verdict']} |")
     lines += ['', f'Spearman rho between the mean `{estimator}` rank ratio (rank / min(rows, channels), over every '
               'block output and expand layer, on the first validation images) and the top-1 error; 95% bootstrap CI:',
               '', '| rank measured | centring | space | n | rho [95% CI] |', '|---|---|---|---:|---|']

@@ -27,6 +27,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch.nn as nn
 
 from .. import stats
 
@@ -181,15 +182,30 @@ def paired_rank_table(records: Sequence[Dict[str, Any]], estimator: str = 'nucle
     return rows
 
 
+def _projection_share(space: str, arch: Dict[str, Any], design: str) -> Optional[float]:
+    """Share of a RegNet-space network's blocks whose shortcut is a 1x1 projection (None for others)."""
+    if not space.startswith('regnetx'):
+        return None
+    from .spaces import build_space_model
+    model = build_space_model(space, arch, 10, 1, design=design)
+    blocks = [m for m in model.modules() if hasattr(m, 'downsample') and hasattr(m, 'conv3')]
+    proj = [b for b in blocks if b.downsample is not None
+            and any(isinstance(c, nn.Conv2d) for c in b.downsample.modules())]
+    return len(proj) / len(blocks)
+
+
 def layer_mix(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Per space: mean layers measured per block (block outputs + expand layers) and row-capped layers."""
+    """Per space: mean layers measured per block (block outputs + expand layers), row-capped layers and,
+    in the RegNet spaces, the share of blocks with a 1x1 projection shortcut (networks rebuilt)."""
     rows = []
     for space, rs in _by_space(records).items():
         per_block = [r['rank']['init']['num_layers'] / r['arch']['depth'] for r in rs]
         capped = [r['rank']['init']['capped'] for r in rs]
+        shares = [_projection_share(space, r['arch'], r['settings'].get('design', 'independent')) for r in rs]
         rows.append(dict(space=space, n=len(rs), layers_per_block=float(np.mean(per_block)),
                          capped_mean=float(np.mean(capped)), capped_max=int(max(capped)),
-                         layers_mean=float(np.mean([r['rank']['init']['num_layers'] for r in rs]))))
+                         layers_mean=float(np.mean([r['rank']['init']['num_layers'] for r in rs])),
+                         projection_share=None if shares[0] is None else float(np.mean(shares))))
     return rows
 
 
@@ -246,11 +262,13 @@ def analysis(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear', n_bo
                          f"{_fmt(r['rank_diff'], '+.4f')} {_ci(r['rank_diff_t_ci'], '+.4f')} | "
                          f"{_fmt(r['rho'])} {_ci(r['rho_ci'])} |")
     lines += ['', '**Layers in the rank mean** (block outputs + expand layers per block; row-capped: fewer '
-              'rows than 4 x channels):', '', '| space | models | layers per block | row-capped layers, mean (max) |',
-              '|---|---:|---:|---|']
+              'rows than 4 x channels) and blocks with a 1x1 projection shortcut (RegNet spaces):', '',
+              '| space | models | layers per block | row-capped layers, mean (max) | projection shortcuts |',
+              '|---|---:|---:|---|---:|']
     for r in mix:
+        share = '-' if r['projection_share'] is None else f"{100 * r['projection_share']:.0f}% of blocks"
         lines.append(f"| {r['space']} | {r['n']} | {r['layers_per_block']:.2f} | {r['capped_mean']:.1f} "
-                     f"({r['capped_max']}) of {r['layers_mean']:.1f} |")
+                     f"({r['capped_max']}) of {r['layers_mean']:.1f} | {share} |")
     data = dict(estimator=estimator, partial=partial, differences=diffs, paired_rank=paired, layer_mix=mix)
     return '\n'.join(lines) + '\n', data
 

@@ -283,6 +283,8 @@ def reanalyse(results_files: List[str], plan_seeds: int = 8) -> Tuple[str, List[
     from ..cli import InputNotFoundError
     rows: List[Dict[str, Any]] = []
     diffs: List[stats.PairedDifference] = []
+    means = ['| suite | model | n | per-seed values | mean ± std | 95% t interval of the mean |',
+             '|---|---|---:|---|---|---|']
     for path in results_files:
         if not osp.isfile(path):
             raise InputNotFoundError(f'no report {path}; give the results.json a suite report wrote')
@@ -291,6 +293,13 @@ def reanalyse(results_files: List[str], plan_seeds: int = 8) -> Tuple[str, List[
         suite = data['suite']
         primary = suite['primary_metric']
         by_key = {m['key']: m for m in data['models']}
+        for m in data['models']:
+            vals = [v for _, v in sorted(m['metrics'][primary]['values'].items()) if v is not None]
+            if vals:
+                mean, std = stats.mean_std(vals)
+                lo, hi = stats.t_interval(vals, LEVEL)
+                means.append(f"| {suite['name']} | {m['label']} | {len(vals)} | {', '.join(f'{v:.3f}' for v in vals)} | "
+                             f"{mean:.3f} ± {std:.3f} | [{lo:.3f}, {hi:.3f}] |")
         mine = []
         for m in data['models']:
             if not m.get('reference'):
@@ -318,4 +327,4 @@ def reanalyse(results_files: List[str], plan_seeds: int = 8) -> Tuple[str, List[
         lines.append(f"| {r['suite']} | {r['model']} | {r['reference']} | {d.n_pairs} | {d.mean_diff:+.3f} | "
                      f"[{d.t_ci[0]:+.3f}, {d.t_ci[1]:+.3f}] | {d.p_value:.3f} | {r['p_holm_report']:.3f} "
                      f"({r['family_report']}) | {p_all:.3f} | {d.mdd:.3f} | {r['mdd_plan']:.3f} | {r['verdict_report']} |")
-    return '\n'.join(lines) + '\n', rows
+    return '\n'.join(lines) + '\n\n' + '\n'.join(means) + '\n', rows
