@@ -258,6 +258,7 @@ def test_reanalyse_written_report_matches_the_report(tmp_path):
     assert rex['p_holm_report'] == pytest.approx(report.model('rexnet').comparison.p_adjusted)
     assert rex['verdict_report'] == 'better' and by_model['ResNet-18']['verdict_report'] == 'inconclusive'
     assert rex['p_holm_all'] >= rex['p_holm_report']  # six comparisons in the second family, three in the first
-    assert md.count('| det_test |') == 6
+    assert md.count('| det_test |') == 6 + 10  # six comparisons, five models' means per file
+    assert '| det_test | ReXNet-1.0 | 3 | 0.600, 0.620, 0.640 | 0.620 ± 0.020 |' in md
     with pytest.raises(InputNotFoundError, match='no report'):
         reanalyse([str(tmp_path / 'nope.json')])
