@@ -9,7 +9,9 @@
                                --out-dir DIR
 
     python tools/rank_study.py trained [--spaces S ...] [--num-models N] [--flops LO HI] [--epochs E]
-                               [--data DIR] [--shard I/N] [--limit K] [--threads N] [--debug] --out FILE.jsonl
+                               [--num-train N] [--lr LR] [--space-lr SPACE=LR ...] [--design matched|independent]
+                               [--rows-per-channel K] [--train-seed K] [--data DIR] [--shard I/N] [--limit K]
+                               [--threads N] [--debug] --out FILE.jsonl
     python tools/rank_study.py trained-report --inputs FILE.jsonl ... --out-dir DIR
     python tools/rank_study.py trained-sweep [settings] [--lrs A B C] [--sweep-models N] [--sweep-epochs E]
                                --out PREFIX
