@@ -100,10 +100,28 @@ def test_report_files(full_run, tmp_path):
     assert '| ir_linear - ir_stage |' not in md  # no ir_stage in this study
     data = json.load(open(names[4]))
     assert {r['space'] for r in data['layer_mix']} == {'regnetx', 'ir_linear'}
+    assert data['width_free'] == []  # 3 models per space: too few for a partial (test_width_free_partials_...)
+    assert '**Width-free rank against error**' not in md
     mix = {r['space']: r for r in data['layer_mix']}
     assert 0 < mix['regnetx']['projection_share'] <= 1 and mix['ir_linear']['projection_share'] is None
     assert all(Path(n).stat().st_size > 0 for n in names)
     assert Path(names[2]).stat().st_size > 10_000  # the EDF figure has curves
+
+
+def test_width_free_partials_on_enough_models(full_run):
+    from rexnet_backbones.analysis.trained_stats import partial_rank_table, rank_value
+    base = [r for r in read_records(str(full_run)) if r['space'] == 'ir_linear']
+    rng = random.Random(0)
+    # nine copies of the three models with other errors and depths: enough rows for the table
+    many = [dict(r, index=10 * k + r['index'], error=rng.uniform(20, 80), arch=dict(r['arch'], depth=12 + k))
+            for k in range(3) for r in base for _ in range(1)] * 3
+    rows = partial_rank_table(many, layers='expand', norm='null', n_boot=50)
+    assert {(r['phase'], r['centring']) for r in rows} == {(p, c) for p in ('init', 'trained')
+                                                          for c in ('centred', 'uncentred')}
+    assert all(r['n'] == 27 and r['layers'] == 'expand' and -1 <= r['none']['rho'] <= 1 for r in rows)
+    assert rank_value(base[0], 'init', 'centred', 'nuclear', layers='expand', norm='null') > 0
+    with pytest.raises(KeyError, match='predate'):
+        rank_value(dict(base[0], rank=dict(init={'centred': {}})), 'init', 'centred', 'nuclear', layers='block')
 
 
 def test_paired_table_compares_the_same_networks(full_run):

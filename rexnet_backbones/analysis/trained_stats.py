@@ -58,15 +58,18 @@ def _by_space(records: Sequence[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any
 def rank_value(record: Dict[str, Any], phase: str, centring: str, estimator: str, statistic: str = 'mean',
                layers: str = 'all', norm: str = 'ratio') -> float:
     """One model's rank statistic. ``layers``: ``'all'`` (the mean over every block output and expand
-    layer, the only one older records have), ``'blocks'`` or ``'expand'``; ``norm``: ``'ratio'``
-    (rank / min(rows, C)) or ``'null'`` (rank / the rank of white noise of the same shape), the
-    last two only in records of :func:`.trained_study.rank_stats` with ``by_kind``."""
+    layer at the older capped sample, the only one older records have), ``'block'`` or ``'expand'``
+    (at ``rows_per_channel`` rows per channel); ``norm``: ``'ratio'`` (rank / min(rows, C)) or
+    ``'null'`` (rank / the rank of white noise of the same shape), the per-kind ones only in records of
+    :func:`.trained_study.rank_stats` with ``by_kind``; a model without that kind of layer gives nan."""
     r = record['rank'][phase]
     if layers == 'all' and norm == 'ratio':
         return float(r[centring][estimator][statistic])
     kinds = r.get('by_kind')
     if kinds is None:
         raise KeyError(f'these records have no per-kind rank ({layers}, {norm}); they predate it')
+    if layers not in kinds:
+        return math.nan
     return float(kinds[layers][centring][norm][estimator][statistic])
 
 
@@ -83,6 +86,8 @@ def partial_rank_table(records: Sequence[Dict[str, Any]], estimator: str = 'nucl
     for phase in phases:
         for centring in centrings:
             for space, rs in _by_space(_ok(records)).items():
+                rs = [r for r in rs if math.isfinite(rank_value(r, phase, centring, estimator, layers=layers,
+                                                                norm=norm))]
                 if len(rs) < 8:
                     continue
                 x = [rank_value(r, phase, centring, estimator, layers=layers, norm=norm) for r in rs]
@@ -221,6 +226,10 @@ def analysis(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear', n_bo
              seed: int = 0) -> Tuple[str, Dict[str, Any]]:
     """Every table above as markdown, and the same as a JSON-able dict."""
     partial = partial_rank_table(records, estimator, n_boot=n_boot, seed=seed)
+    has_kinds = all('by_kind' in r['rank']['init'] for r in records)
+    width_free = [row for kind in ('block', 'expand') for norm in ('null', 'ratio')
+                  for row in partial_rank_table(records, estimator, layers=kind, norm=norm, n_boot=n_boot, seed=seed)] \
+        if has_kinds else []
     diffs = space_differences(records, seed=seed)
     paired = paired_rank_table(records, estimator, seed=seed)
     mix = layer_mix(records)
@@ -233,6 +242,17 @@ def analysis(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear', n_bo
     for r in partial:
         lines.append(f"| {r['phase']} | {r['centring']} | {r['space']} | {r['n']} | {_fmt(r['rho_params'])} | "
                      + ' | '.join(f"{_fmt(r[k]['rho'])} {_ci(r[k]['ci'])}" for k in CONTROL_SETS) + ' |')
+    if width_free:
+        lines += ['', '**Width-free rank against error** (per kind of layer: block outputs or expand layers, '
+                  f'{records[0]["rank"]["init"].get("rows_per_channel", "k")} rows per channel with no cap; '
+                  'null: rank / rank of white noise of the same shape and centring; ratio: rank / min(rows, C); '
+                  'Spearman raw and partial as above):', '',
+                  '| rank measured | layers | norm | centring | space | n | rho(rank, params) | rho | partial, depth | '
+                  'partial, depth+w0+wa+wm |', '|---|---|---|---|---|---:|---:|---|---|---|']
+        for r in width_free:
+            lines.append(f"| {r['phase']} | {r['layers']} | {r['norm']} | {r['centring']} | {r['space']} | {r['n']} | "
+                         f"{_fmt(r['rho_params'])} | "
+                         + ' | '.join(f"{_fmt(r[k]['rho'])} {_ci(r[k]['ci'])}" for k in CONTROL_SETS) + ' |')
     lines += ['', '**Differences between spaces** (top-1 error points, A - B; negative: A better). Median: '
               'bootstrap 95% CI; mean and the adjusted ones: t 95% CI of the least-squares coefficient '
               '(linear in depth; depth as strata, only depths both spaces have; linear in depth and '
@@ -269,7 +289,8 @@ def analysis(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear', n_bo
         share = '-' if r['projection_share'] is None else f"{100 * r['projection_share']:.0f}% of blocks"
         lines.append(f"| {r['space']} | {r['n']} | {r['layers_per_block']:.2f} | {r['capped_mean']:.1f} "
                      f"({r['capped_max']}) of {r['layers_mean']:.1f} | {share} |")
-    data = dict(estimator=estimator, partial=partial, differences=diffs, paired_rank=paired, layer_mix=mix)
+    data = dict(estimator=estimator, partial=partial, width_free=width_free, differences=diffs, paired_rank=paired,
+                layer_mix=mix)
     return '\n'.join(lines) + '\n', data
 
 
