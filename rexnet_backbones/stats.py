@@ -175,27 +175,34 @@ def t_test_p(values: Sequence[float]) -> float:
     return max(0.0, 1.0 - _t_two_sided(t, arr.size - 1))
 
 
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
-    from math import erf
-    return 0.5 * (1.0 + np.vectorize(erf)(np.asarray(x) / math.sqrt(2.0)))
+    """Standard normal CDF, elementwise (math.erf)."""
+    return 0.5 * (1.0 + _ERF(np.asarray(x, dtype=np.float64) / math.sqrt(2.0)).astype(np.float64))
 
 
 def t_power(effect: float, n: int, level: float = 0.95) -> float:
     """Power of the two-sided one-sample t test at ``level`` with ``n`` values when the true mean is
     ``effect`` standard deviations from 0: ``P(|T'| > t_crit)`` for the noncentral t with ``n - 1``
     degrees of freedom and noncentrality ``effect * sqrt(n)``, integrated exactly over the chi
-    distribution of the sample std (trapezoid rule on a fine grid; error < 1e-6)."""
+    distribution of the sample std (Simpson's rule on 8,000 intervals; within 1e-6 of scipy's
+    noncentral t)."""
     if n < 2:
         return math.nan
     df, lam = n - 1, abs(effect) * math.sqrt(n)
     crit = t_quantile((1 + level) / 2, df)
-    w = np.linspace(0.0, math.sqrt(df) + 14.0, 20001)[1:]  # chi variable, sqrt(V) with V ~ chi2(df)
-    log_pdf = (df - 1) * np.log(w) - w * w / 2 - ((df / 2 - 1) * math.log(2) + math.lgamma(df / 2))
-    pdf = np.exp(log_pdf)
+    w = np.linspace(0.0, math.sqrt(df) + 14.0, 8001)  # chi variable, sqrt(V) with V ~ chi2(df)
+    with np.errstate(divide='ignore'):
+        log_w = np.where(w > 0, np.log(np.where(w > 0, w, 1.0)), -np.inf)
+    log_pdf = (df - 1) * log_w if df > 1 else np.zeros_like(w)
+    pdf = np.exp(log_pdf - w * w / 2 - ((df / 2 - 1) * math.log(2) + math.lgamma(df / 2)))
     s = w / math.sqrt(df)
     reject = _normal_cdf(lam - crit * s) + _normal_cdf(-lam - crit * s)
-    dw = w[1] - w[0]
-    return float(np.clip(np.sum(pdf * reject) * dw, 0.0, 1.0))
+    f = pdf * reject
+    total = float((f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum()) * (w[1] - w[0]) / 3)  # Simpson
+    return min(1.0, max(0.0, total))
 
 
 def min_detectable_difference(std: float, n: int, level: float = 0.95, power: float = POWER) -> float:
@@ -207,7 +214,7 @@ def min_detectable_difference(std: float, n: int, level: float = 0.95, power: fl
     lo, hi = 0.0, 1.0
     while t_power(hi, n, level) < power:
         hi *= 2
-    for _ in range(60):
+    for _ in range(40):  # to 1e-12 of the bracket
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if t_power(mid, n, level) < power else (lo, mid)
     return (lo + hi) / 2 * std
