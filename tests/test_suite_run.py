@@ -305,3 +305,8 @@ def test_pretrained_suite_runs_end_to_end(data_root, tmp_path):
     config = (tmp_path / 'w' / 'configs' / 'rexnet.py').read_text()
     assert "type='Pretrained'" in config and str(tmp_path / 'ck' / 'rexnet.pth') in config
     assert all(r['status'] == 'done' for r in results(tmp_path / 'w').values())
+    report = suite_in_process(['report', tmp_path / 'w'], data_root, tmp_path)
+    assert report.returncode == 0, describe(report)
+    md = (tmp_path / 'w' / 'results.md').read_text()
+    assert 'first pretrained as a classifier' in md and 'pretraining top-1 validation error: ' in md
+    assert 'ReXNet tiny ' in md.split('pretraining top-1 validation error: ')[1]

@@ -119,6 +119,25 @@ def _recipe_lines(report: 'Report') -> List[str]:
     return lines
 
 
+def _pretrain_lines(report: 'Report') -> List[str]:
+    """The pretraining recipe and each backbone's pretraining validation error (its ``<model>.json``)."""
+    import json
+    import os.path as osp
+    p = report.suite.pretrain
+    if not p:
+        return []
+    recipe = ', '.join(f'{k} {v}' for k, v in p.items() if k != 'dir')
+    errors = []
+    for m in report.models:
+        path = osp.join(p['dir'], f'{m.key}.json')
+        if osp.isfile(path):
+            with open(path, encoding='utf-8') as f:
+                errors.append(f"{m.label} {json.load(f)['val_error']:.1f}%")
+    return ['', f'Every backbone was first pretrained as a classifier of the generated shape x texture set under '
+                f'one recipe ({recipe}) and loaded by model.backbone.init_cfg=dict(type=\'Pretrained\', ...); '
+                'pretraining top-1 validation error: ' + ('; '.join(errors) if errors else 'not found') + '.']
+
+
 def _problem_lines(report: 'Report') -> List[str]:
     lines = []
     for m in report.models:
@@ -143,7 +162,7 @@ def markdown(report: 'Report') -> str:
                   'Below 10 seeds no percentile bootstrap is shown (with 3 seeds its "95%" is the [min, max] of '
                   'the differences, 75% coverage).', '']
     lines += [f'- {v}' for v in report.verdicts] or ['- no pair compared (no reference model with results)']
-    lines += [''] + _recipe_lines(report) + _problem_lines(report)
+    lines += [''] + _recipe_lines(report) + _pretrain_lines(report) + _problem_lines(report)
     if report.hosts:
         lines += ['', f'Ran on: {", ".join(report.hosts)}.']
     return '\n'.join(lines) + '\n'
