@@ -264,7 +264,8 @@ def test_pretrained_suite_loads_its_checkpoints_through_init_cfg(data_root, tmp_
     torch.set_num_threads(1)
     suite = load_suite(write_suite(tmp_path / 'pt.py', seeds=[0], pretrain=dict(PRETRAIN, dir=str(tmp_path / 'ck'))))
     for key, model in suite.models.items():
-        assert model.cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=str(tmp_path / 'ck' / f'{key}.pth'))
+        checkpoint = str(tmp_path / 'ck' / f'{key}.pth')
+        assert model.cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
     assert 'model.backbone.init_cfg' not in suite.recipe  # a backbone key: no recipe difference
     paths = ensure_pretrained(suite)
     init_default_scope('mmdet')

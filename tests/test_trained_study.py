@@ -283,8 +283,8 @@ def test_sweep_noise_plan_and_their_reports(full_run, tmp_path):
     tiny = ['--spaces', 'regnetx', 'ir_linear', '--num-models', '3', '--flops', '0.3e6', '8e6', '--input-size', '16',
             '--batch-size', '16', '--num-train', '48', '--num-val', '24', '--rank-images', '16', '--max-rows', '128',
             '--max-tries', '50']
-    sweep = run_tool_in_process('rank_study.py', ['trained-sweep', *tiny, '--spaces', 'regnetx', '--lrs', '1e-3',
-                                                  '1e-2', '--sweep-models', '1', '--out', tmp_path / 'sw'], '', tmp_path)
+    sweep = run_tool_in_process('rank_study.py', ['trained-sweep', *tiny, '--spaces', 'regnetx', '--lrs', '1e-3', '1e-2',
+                                                  '--sweep-models', '1', '--out', tmp_path / 'sw'], '', tmp_path)
     assert sweep.returncode == 0, sweep.stderr
     files = sorted(str(p) for p in tmp_path.glob('sw.lr*.jsonl'))
     assert [Path(f).name for f in files] == ['sw.lr0.001.jsonl', 'sw.lr0.01.jsonl']

@@ -155,7 +155,8 @@ def seed_differences(a: Sequence[Dict[str, Any]], b: Sequence[Dict[str, Any]], e
             for c in CENTRINGS:
                 if c in x['mean'] and c in y['mean']:
                     rows.append(dict(model=r['label'], stride=x['stride'], centring=c,
-                                     mean_diff=abs(x['mean'][c] - y['mean'][c]), min_diff=abs(x['min'][c] - y['min'][c])))
+                                     mean_diff=abs(x['mean'][c] - y['mean'][c]),
+                                     min_diff=abs(x['min'][c] - y['min'][c])))
     return rows
 
 

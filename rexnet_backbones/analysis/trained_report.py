@@ -110,6 +110,11 @@ def paired_table(records: Sequence[Dict[str, Any]], seed: int = 0) -> List[Dict[
     return rows
 
 
+def _space_lrs(s: Dict[str, Any]) -> str:
+    lrs = s.get('space_lrs')
+    return ' (per space: ' + ', '.join(f'{k} {v:g}' for k, v in lrs) + ')' if lrs else ''
+
+
 def _p(p: Optional[float]) -> str:
     """A p-value; below 1e-6 (where the t distribution's tail is computed as 1 - cdf) as '< 1e-6'."""
     return '-' if p is None or not np.isfinite(p) else ('< 1e-6' if p < 1e-6 else f'{p:.2g}')
@@ -129,7 +134,7 @@ def report_markdown(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear
              f"{s['input_size']}x{s['input_size']} (stem stride {s.get('stem_stride', 2)}), data `{s['data']}` "
              f"({s['num_train']} train / {s['num_val']} val images), {s['epochs']} epochs, batch {s['batch_size']}, "
              f"{s.get('optimizer', 'sgd')} lr {s['lr']}"
-             f"{' (per space: ' + ', '.join(f'{k} {v:g}' for k, v in s['space_lrs']) + ')' if s.get('space_lrs') else ''}"
+             f"{_space_lrs(s)}"
              f", wd {s['weight_decay']}"
              f"{', zero-init last BN' if s.get('zero_init_last') else ''}, seed {s['seed']}"
              f"{', training seed ' + str(s['train_seed']) if s.get('train_seed') else ''}, sampler "
@@ -147,7 +152,8 @@ def report_markdown(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear
     if pairs:
         lines += ['', 'Paired: the same networks and initial weights, only the activation after the expand layers '
                   'differs (error difference in points, mean over the models both trained; 95% intervals):', '',
-                  '| space - base | pairs | mean difference | bootstrap CI | t CI | paired t p | verdict for the space |',
+                  '| space - base | pairs | mean difference | bootstrap CI | t CI | paired t p | '
+                  'verdict for the space |',
                   '|---|---:|---:|---|---|---:|---|']
         for r in pairs:
             lines.append(f"| {r['space']} - {r['base']} | {r['n']} | {_fmt(r['mean_diff'], '+.2f')} | "

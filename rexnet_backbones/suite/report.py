@@ -298,7 +298,8 @@ def reanalyse(results_files: List[str], plan_seeds: int = 8) -> Tuple[str, List[
             if vals:
                 mean, std = stats.mean_std(vals)
                 lo, hi = stats.t_interval(vals, LEVEL)
-                means.append(f"| {suite['name']} | {m['label']} | {len(vals)} | {', '.join(f'{v:.3f}' for v in vals)} | "
+                values = ', '.join(f'{v:.3f}' for v in vals)
+                means.append(f"| {suite['name']} | {m['label']} | {len(vals)} | {values} | "
                              f"{mean:.3f} ± {std:.3f} | [{lo:.3f}, {hi:.3f}] |")
         mine = []
         for m in data['models']:
@@ -318,7 +319,8 @@ def reanalyse(results_files: List[str], plan_seeds: int = 8) -> Tuple[str, List[
         diffs += mine
     across = stats.holm([d.p_value for d in diffs])
     lines = ['| suite | model | vs | n | mean diff | 95% t interval | paired t p | Holm p (report, m) | '
-             f'Holm p (all {len(diffs)}) | MDD (80% power) | MDD at {plan_seeds} seeds | verdict (Holm within report) |',
+             f'Holm p (all {len(diffs)}) | MDD (80% power) | MDD at {plan_seeds} seeds | '
+             'verdict (Holm within report) |',
              '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|']
     for r, p_all in zip(rows, across):
         d = r['diff']
@@ -326,5 +328,6 @@ def reanalyse(results_files: List[str], plan_seeds: int = 8) -> Tuple[str, List[
         r['mdd_plan'] = stats.min_detectable_difference(d.std_diff, plan_seeds, d.level)
         lines.append(f"| {r['suite']} | {r['model']} | {r['reference']} | {d.n_pairs} | {d.mean_diff:+.3f} | "
                      f"[{d.t_ci[0]:+.3f}, {d.t_ci[1]:+.3f}] | {d.p_value:.3f} | {r['p_holm_report']:.3f} "
-                     f"({r['family_report']}) | {p_all:.3f} | {d.mdd:.3f} | {r['mdd_plan']:.3f} | {r['verdict_report']} |")
+                     f"({r['family_report']}) | {p_all:.3f} | {d.mdd:.3f} | {r['mdd_plan']:.3f} | "
+                     f"{r['verdict_report']} |")
     return '\n'.join(lines) + '\n\n' + '\n'.join(means) + '\n', rows
