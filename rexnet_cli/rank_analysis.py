@@ -6,13 +6,17 @@
                                   [--num-images N] [--input-size H W] [--estimator E ...] [--threads N]
                                   [--debug] --out-dir DIR
 
+    python tools/rank_analysis.py --compare RANK_A.json RANK_B.json [--estimator E]
+
 MODEL is a timm name (e.g. rexnet_100, regnetx_008, resnet18) or an mmdet/mmseg config (file or
 ``mmdet::path.py``) whose backbone is analysed. Writes DIR/rank.json, rank.png and rank.md; the
 library is ``rexnet_backbones.analysis`` (see its docstrings for what is measured). Every layer is
 measured centred and uncentred, its ratios are to min(rows, channels), and a layer with fewer than
 --rows-per-channel rows per channel is flagged row-capped (rank.md marks it). A bad model
 name, a missing config, checkpoint or image folder prints one ``error: ...`` line before any
-computation and exits 2 (``--debug``: with the traceback).
+computation and exits 2 (``--debug``: with the traceback). ``--compare`` reads two rank.json files of
+the same models (e.g. ``--seed 0`` and ``--seed 1``) and prints the largest difference of a stage's mean
+and minimum rank ratio per model and centring.
 """
 from __future__ import annotations
 
@@ -30,7 +34,9 @@ DEFAULT_RTOL = 1e-3
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('models', nargs='+', metavar='MODEL', help='timm model name or mmdet/mmseg config')
+    p.add_argument('models', nargs='*', metavar='MODEL', help='timm model name or mmdet/mmseg config')
+    p.add_argument('--compare', nargs=2, metavar=('RANK_A', 'RANK_B'),
+                   help='two rank.json files of the same models: their largest stage differences (no MODEL)')
     p.add_argument('--checkpoint', nargs='+', default=None, metavar='FILE',
                    help='one weights file per MODEL ("none" to keep one at random init)')
     p.add_argument('--checkpoint-prefix', default=None, help="key prefix to load, e.g. 'backbone.' for a detector")
@@ -54,13 +60,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--no-expand', action='store_true', help='block outputs only')
     p.add_argument('--threshold', type=float, default=0.5, help='rank ratio below which a layer is a bottleneck')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--out-dir', required=True)
+    p.add_argument('--out-dir', help='where rank.json, rank.png and rank.md go (required with MODEL)')
     add_threads_arg(p)
     add_debug_arg(p)
     return p.parse_args(argv)
 
 
+def compare(args) -> int:
+    from rexnet_backbones.analysis.network_report import seed_differences, seed_markdown
+    from rexnet_backbones.errors import InputNotFoundError
+    runs = []
+    for path in args.compare:
+        if not os.path.isfile(path):
+            raise InputNotFoundError(f'no rank file {path}; give two rank.json files this tool wrote')
+        with open(path) as f:
+            runs.append(json.load(f))
+    print(seed_markdown(seed_differences(runs[0], runs[1], args.estimator[0], args.threshold), args.estimator[0]))
+    return 0
+
+
 def analyse(args) -> int:
+    from rexnet_backbones.errors import InvalidInputError
+    if args.compare:
+        if args.models:
+            raise InvalidInputError('--compare takes two rank.json files and no MODEL; give one or the other')
+        return compare(args)
+    if not args.models or not args.out_dir:
+        raise InvalidInputError('give MODEL ... and --out-dir DIR (or --compare RANK_A.json RANK_B.json)')
     from rexnet_backbones.analysis import analyse_models
     from rexnet_backbones.analysis.network_report import plot_profiles, profile_markdown
     from rexnet_backbones.cli import set_threads

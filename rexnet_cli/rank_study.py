@@ -10,8 +10,16 @@
                                --out-dir DIR
 
     rexnet-rank-study trained [--spaces S ...] [--num-models N] [--flops LO HI] [--epochs E]
-                               [--data DIR] [--shard I/N] [--limit K] [--threads N] [--debug] --out FILE.jsonl
+                               [--num-train N] [--lr LR] [--space-lr SPACE=LR ...] [--design matched|independent]
+                               [--rows-per-channel K] [--train-seed K] [--data DIR] [--shard I/N] [--limit K]
+                               [--threads N] [--debug] --out FILE.jsonl
     rexnet-rank-study trained-report --inputs FILE.jsonl ... --out-dir DIR
+    rexnet-rank-study trained-sweep [settings] [--lrs A B C] [--sweep-models N] [--sweep-epochs E]
+                               --out PREFIX
+    rexnet-rank-study trained-noise [settings] [--noise-models N] [--noise-seeds K] --out PREFIX
+    rexnet-rank-study trained-plan [settings] [sweep and noise options] --timing EARLIER.jsonl [--cores N]
+    rexnet-rank-study trained-runs-report sweep|noise --inputs FILE.jsonl ...
+    rexnet-rank-study white-noise [--widths C ...] [--max-rows R] [--rows-per-channel K]
 
 single-layer writes DIR/study.json (settings, the claims table, and one record per weight scale,
 nonlinearity, d_in/d_out, centring and estimator), study.md, study.png (every nonlinearity and
@@ -20,7 +28,13 @@ writes DIR/design_space.json, design_space.md and design_space.png (EDFs). train
 measures models (RegNet's method, ``rexnet_backbones.analysis.trained_study``), appending one JSON line
 per finished model to FILE (a rerun skips the models already there; ``--shard I/N`` runs every N-th
 model from the I-th); trained-report merges shard files into DIR/trained.jsonl, trained.md,
-error_edf.png and rank_vs_error.png. The library is ``rexnet_backbones.analysis``. A value no study can use
+error_edf.png and rank_vs_error.png (with the partial correlations and space differences of
+``rexnet_backbones.analysis.trained_stats`` in trained.md and analysis.json). trained-sweep trains the
+first models of each space at several learning rates (one file per rate), trained-noise retrains the
+first models with other training seeds (one file per seed), trained-plan prints every run of a study
+with its command and estimated hours, and trained-runs-report summarises sweep or noise files.
+white-noise prints the rank statistics of i.i.d. Gaussian features against width (what width alone
+does to each statistic). The library is ``rexnet_backbones.analysis``. A value no study can use
 prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
 """
 from __future__ import annotations
@@ -74,15 +88,38 @@ def parse_args(argv=None) -> argparse.Namespace:
             s.add_argument('--num-images', type=int, default=32)
             s.add_argument('--max-rows', type=int, default=2048)
             s.add_argument('--expand-layers', action='store_true', help='also expand layers, not only blocks')
+    w = sub.add_parser('white-noise', help='the rank statistics of i.i.d. Gaussian features against width C')
+    w.add_argument('--widths', type=int, nargs='+', default=[64, 128, 256, 512, 1024])
+    w.add_argument('--max-rows', type=int, default=1024, help='rows of the older (capped) statistic')
+    w.add_argument('--rows-per-channel', type=int, default=4)
+    w.add_argument('--estimator', default='nuclear', choices=ESTIMATORS)
+    w.add_argument('--seed', type=int, default=0)
+    add_threads_arg(w)
+    add_debug_arg(w)
     _trained_parsers(sub)
     return p.parse_args(argv)
 
 
-def _trained_parsers(sub) -> None:
-    from rexnet_backbones.analysis.spaces import DEFAULT_SPACES, TRAINED_SPACES
-    from rexnet_backbones.analysis.trained_study import OPTIMIZERS, RANK_ESTIMATORS, StudySettings
-    d = StudySettings()
-    s = sub.add_parser('trained', help="RegNet's method, trained: sample, train and measure models per space")
+def white_noise(args) -> int:
+    from rexnet_backbones.analysis.estimators import white_noise_widths
+    set_threads(args.threads)
+    rows = white_noise_widths(args.widths, args.max_rows, args.rows_per_channel, args.estimator, args.seed)
+    print(f'i.i.d. Gaussian features, `{args.estimator}` rank: ratio to min(rows, C) at {args.max_rows} rows '
+          f'(capped), at {args.rows_per_channel} x C rows (fixed), and ratio to the white-noise null at '
+          f'{args.max_rows} rows (null)\n')
+    print('| C | capped, centred | capped, uncentred | fixed, centred | fixed, uncentred | null, centred | '
+          'null, uncentred |')
+    print('|---:|---:|---:|---:|---:|---:|---:|')
+    for r in rows:
+        cells = [f"{r[c][k]:.3f}" for k in ('capped', 'fixed', 'null') for c in ('centred', 'uncentred')]
+        print(f"| {r['channels']} | " + ' | '.join(cells) + ' |')
+    return 0
+
+
+def _settings_args(s, d) -> None:
+    """The arguments of a study's settings (shared by trained, trained-sweep, trained-noise, trained-plan)."""
+    from rexnet_backbones.analysis.spaces import DEFAULT_SPACES, DESIGNS, TRAINED_SPACES
+    from rexnet_backbones.analysis.trained_study import OPTIMIZERS, RANK_ESTIMATORS
     s.add_argument('--spaces', nargs='+', default=list(DEFAULT_SPACES), choices=TRAINED_SPACES)
     s.add_argument('--num-models', type=int, default=d.num_models, help='models per space')
     s.add_argument('--flops', type=float, nargs=2, default=list(d.flops), metavar=('LO', 'HI'),
@@ -94,6 +131,8 @@ def _trained_parsers(sub) -> None:
     s.add_argument('--batch-size', type=int, default=d.batch_size)
     s.add_argument('--optimizer', default=d.optimizer, choices=OPTIMIZERS)
     s.add_argument('--lr', type=float, default=d.lr)
+    s.add_argument('--space-lr', nargs='+', default=[], metavar='SPACE=LR',
+                   help='per-space learning rates (e.g. the best of trained-sweep); other spaces use --lr')
     s.add_argument('--weight-decay', type=float, default=d.weight_decay)
     s.add_argument('--zero-init-last', action='store_true',
                    help="zero-init the last BN of every residual branch (pycls's BN.ZERO_INIT_FINAL_GAMMA)")
@@ -102,45 +141,150 @@ def _trained_parsers(sub) -> None:
     s.add_argument('--data', default=d.data, help="ImageFolder tree with train/ and val/ (or test/); default: "
                    "'generated' (shape x texture set, made in memory)")
     s.add_argument('--rank-images', type=int, default=d.rank_images)
-    s.add_argument('--max-rows', type=int, default=d.max_rows)
+    s.add_argument('--max-rows', type=int, default=d.max_rows, help='rows of the older all-layer rank ratio')
+    s.add_argument('--rows-per-channel', type=int, default=d.rows_per_channel,
+                   help='rows per channel (no cap) of the width-free rank statistics')
     s.add_argument('--estimator', nargs='+', default=list(RANK_ESTIMATORS), choices=ESTIMATORS)
     s.add_argument('--max-tries', type=int, default=d.max_tries, help='samples per model before the FLOP error')
+    s.add_argument('--design', default=d.design, choices=DESIGNS,
+                   help="'matched' (a family's spaces share every sampled network; default) or 'independent' "
+                        '(the older sampler, one stream per space)')
     s.add_argument('--seed', type=int, default=d.seed)
+
+
+def _run_args(s) -> None:
     s.add_argument('--shard', metavar='I/N', help='run shard I of N (1 <= I <= N; disjoint; default: all)')
-    s.add_argument('--limit', type=int, default=None, help='train at most this many models now')
-    s.add_argument('--out', required=True, help='JSON-lines file; appended to, resumed from')
+    s.add_argument('--limit', type=int, default=None, help='train at most this many models now (per run)')
     s.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (not part of the study settings)")
     add_threads_arg(s)
     add_debug_arg(s)
+
+
+def _plan_args(s) -> None:
+    s.add_argument('--lrs', type=float, nargs='+', default=[2e-3, 6e-3, 1.8e-2], help='learning rates to sweep')
+    s.add_argument('--sweep-models', type=int, default=10, help='models per space in the sweep (the first ones)')
+    s.add_argument('--sweep-epochs', type=int, default=None, help='epochs in the sweep (default: --epochs)')
+    s.add_argument('--noise-models', type=int, default=10, help='models per space retrained for seed noise')
+    s.add_argument('--noise-seeds', type=int, default=2, help='extra training seeds per noise model '
+                   '(with the main run: seeds + 1 errors per model)')
+
+
+def _trained_parsers(sub) -> None:
+    from rexnet_backbones.analysis.trained_study import StudySettings
+    d = StudySettings()
+    s = sub.add_parser('trained', help="RegNet's method, trained: sample, train and measure models per space")
+    _settings_args(s, d)
+    s.add_argument('--train-seed', type=int, default=d.train_seed,
+                   help='0: each model its own training seed; k > 0: another training run of the same models')
+    s.add_argument('--out', required=True, help='JSON-lines file; appended to, resumed from')
+    _run_args(s)
+    w = sub.add_parser('trained-sweep', help='learning-rate sweep: the first --sweep-models models per space at '
+                       'each of --lrs, one file per rate (OUT.lr<rate>.jsonl)')
+    _settings_args(w, d)
+    _plan_args(w)
+    w.add_argument('--out', required=True, help='file prefix')
+    _run_args(w)
+    n = sub.add_parser('trained-noise', help='seed noise: the first --noise-models models per space retrained '
+                       'with training seeds 1..--noise-seeds, one file per seed (OUT.seed<k>.jsonl)')
+    _settings_args(n, d)
+    _plan_args(n)
+    n.add_argument('--out', required=True, help='file prefix')
+    _run_args(n)
+    p = sub.add_parser('trained-plan', help='print the sweep + noise + main runs of a study, their commands and '
+                       'the estimated hours (from the per-space cpu_seconds of an earlier 1-epoch study file)')
+    _settings_args(p, d)
+    _plan_args(p)
+    p.add_argument('--timing', required=True, help='an earlier study file (its cpu_seconds per space)')
+    p.add_argument('--cores', type=int, default=2, help='parallel shards (one thread each)')
+    add_debug_arg(p)
     r = sub.add_parser('trained-report', help='merge shard files of a trained study; tables and figures')
     r.add_argument('--inputs', nargs='+', required=True)
     r.add_argument('--estimator', default='nuclear', choices=ESTIMATORS)
     r.add_argument('--out-dir', required=True)
     add_debug_arg(r)
+    q = sub.add_parser('trained-runs-report', help='learning-rate sweep or seed-noise files: median error per '
+                       'space and rate, or the within-model seed spread against the between-model spread')
+    q.add_argument('kind', choices=('sweep', 'noise'))
+    q.add_argument('--inputs', nargs='+', required=True, help='the run files (noise: the main file first)')
+    add_debug_arg(q)
+
+
+def _settings(args):
+    from rexnet_backbones.analysis import trained_study
+    return trained_study.StudySettings(
+        spaces=tuple(args.spaces), num_models=args.num_models, flops=tuple(args.flops), input_size=args.input_size,
+        stem_stride=args.stem_stride, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+        lr=args.lr, weight_decay=args.weight_decay, zero_init_last=args.zero_init_last,
+        num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
+        max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed,
+        design=args.design, rows_per_channel=args.rows_per_channel, train_seed=getattr(args, 'train_seed', 0),
+        space_lrs=_space_lrs(args.space_lr))
+
+
+def _space_lrs(items):
+    from rexnet_backbones.errors import InvalidInputError
+    out = []
+    for item in items:
+        space, _, value = item.partition('=')
+        try:
+            out.append((space, float(value)))
+        except ValueError:
+            raise InvalidInputError(f'--space-lr {item!r}: give SPACE=LR, e.g. regnetx=0.002') from None
+    return tuple(out)
+
+
+def _plan(args, settings):
+    """(name, settings, out file) of every run of the plan: sweep, noise, main."""
+    from dataclasses import replace
+
+    from rexnet_backbones.analysis import trained_study as ts
+    sweep = [replace(x, epochs=args.sweep_epochs or x.epochs)
+             for x in ts.lr_sweep_settings(settings, args.lrs, args.sweep_models)]
+    noise = ts.noise_settings(settings, args.noise_models, args.noise_seeds)
+    return sweep, noise
 
 
 def trained(args) -> int:
-    from rexnet_backbones.analysis import trained_report, trained_study
+    from rexnet_backbones.analysis import trained_report, trained_stats, trained_study
     if args.study == 'trained-report':
         md, names = trained_report.write_report(args.inputs, args.out_dir, args.estimator)
         print(md)
         print('wrote ' + ', '.join(names))
         return 0
+    if args.study == 'trained-runs-report':
+        runs = [trained_report.merge_records([f]) for f in args.inputs]
+        md = trained_stats.sweep_markdown(runs) if args.kind == 'sweep' else trained_stats.noise_markdown(runs)
+        print(md)
+        return 0
+    settings = _settings(args)
+    settings.check()
+    if args.study == 'trained-plan':
+        sweep, noise = _plan(args, settings)
+        timing = trained_stats.seconds_per_model_epoch(trained_report.merge_records([args.timing]))
+        plan = trained_study.budget(sweep + noise + [settings], timing, cores=args.cores,
+                                    reference_images=trained_report.merge_records([args.timing])[0]['settings']
+                                    ['num_train'])
+        print(trained_stats.plan_markdown(plan, timing))
+        return 0
     set_threads(args.threads)
-    settings = trained_study.StudySettings(
-        spaces=tuple(args.spaces), num_models=args.num_models, flops=tuple(args.flops), input_size=args.input_size,
-        stem_stride=args.stem_stride, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-        lr=args.lr, weight_decay=args.weight_decay, zero_init_last=args.zero_init_last,
-        num_train=args.num_train, num_val=args.num_val, data=args.data, rank_images=args.rank_images,
-        max_rows=args.max_rows, estimators=tuple(args.estimator), max_tries=args.max_tries, seed=args.seed)
-    new = trained_study.run_study(settings, args.out, parse_shard(args.shard, '--shard'), args.limit, device=args.device)
-    print(f'{len(new)} models trained, appended to {args.out}')
+    shard = parse_shard(args.shard, '--shard')
+    if args.study == 'trained':
+        runs = [(settings, args.out)]
+    elif args.study == 'trained-sweep':
+        runs = [(x, f'{args.out}.lr{x.lr:g}.jsonl') for x in _plan(args, settings)[0]]
+    else:
+        runs = [(x, f'{args.out}.seed{x.train_seed}.jsonl') for x in _plan(args, settings)[1]]
+    for run_settings, out in runs:
+        new = trained_study.run_study(run_settings, out, shard, args.limit, device=args.device)
+        print(f'{len(new)} models trained, appended to {out}')
     return 0
 
 
 def study(args) -> int:
-    if args.study in ('trained', 'trained-report'):
+    if args.study.startswith('trained'):
         return trained(args)
+    if args.study == 'white-noise':
+        return white_noise(args)
     set_threads(args.threads)
     os.makedirs(args.out_dir, exist_ok=True)
     out = args.out_dir

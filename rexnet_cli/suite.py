@@ -5,11 +5,14 @@
     rexnet-suite run SUITE [--work-dir DIR] [--launcher none|pytorch|slurm] [--gpus-per-job N]
                               [--jobs I/N] [--retry-failed] [--dry-run] [--threads N] [--debug]
     rexnet-suite report SUITE|DIR [--out-dir DIR] [--debug]
+    rexnet-suite reanalyse RESULTS.json [RESULTS.json ...] [--debug]
 
 SUITE is a suite file or one of ours by short name (suites/det_synthetic.py); the format is in
 ``rexnet_backbones/suite/__init__.py``. ``run`` trains and tests every (model, seed) job not yet finished
 into ``work_dirs/suites/<name>`` (killed jobs resume from their last checkpoint; failed ones are kept
-unless --retry-failed); ``--jobs I/N`` runs the I-th of N disjoint shards (other processes or
+unless --retry-failed); ``reanalyse`` recomputes the comparisons of written reports from the per-seed
+values in their results.json (t interval, paired t p, Holm within each report and across all files,
+minimal detectable difference at 80% power); ``--jobs I/N`` runs the I-th of N disjoint shards (other processes or
 machines run the others into the same work dir). ``--launcher pytorch`` runs each job with
 ``torchrun --nproc_per_node N``, ``slurm`` as an ``srun`` step (PARTITION, GPUS_PER_NODE, CPUS_PER_TASK,
 SRUN_ARGS as mmdet's tools/slurm_train.sh); ``--dry-run`` prints the jobs and commands. Exit code 1
@@ -41,7 +44,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     rep.add_argument('target', help='a suite work dir, or a suite file (its default work dir)')
     rep.add_argument('--out-dir', help='default: the work dir')
     add_debug_arg(rep)
+    rea = sub.add_parser('reanalyse', help="recompute written reports' comparisons from their results.json")
+    rea.add_argument('results', nargs='+', help='results.json files of suite reports')
+    rea.add_argument('--out', help='also write the table to this markdown file')
+    add_debug_arg(rea)
     return parser.parse_args(argv)
+
+
+def _reanalyse(files, out=None) -> int:
+    from rexnet_backbones.checkpoint import atomic_write
+    from rexnet_backbones.suite.report import reanalyse
+    md, _ = reanalyse(files)
+    print(md, end='')
+    if out:
+        head = ('Comparisons of the suite reports ' + ', '.join(f'`{f}`' for f in files) + ' recomputed from '
+                'their per-seed values (`python tools/suite.py reanalyse ...`): paired differences with the '
+                "Student t 95% interval, the paired t test's p, Holm's adjustment within each report and across "
+                'all of them, and the minimal detectable difference (MDD) at 80% power.\n\n')
+        atomic_write(out, head + md)
+    return 0
 
 
 def _report(target: str, out_dir) -> int:
@@ -63,6 +84,8 @@ def main(argv=None) -> int:
                              gpus_per_job=args.gpus_per_job, jobs=args.jobs, threads=args.threads,
                              dry_run=args.dry_run, retry_failed=args.retry_failed)
         return run_cli(job, debug=args.debug)
+    if args.command == 'reanalyse':
+        return run_cli(lambda _: _reanalyse(args.results, args.out), debug=args.debug)
     return run_cli(lambda _: _report(args.target, args.out_dir), debug=args.debug)
 
 

@@ -209,3 +209,24 @@ def test_rank_study_design_space_cli(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     again = json.loads((tmp_path / 'out2' / 'design_space.json').read_text())['networks']
     assert [(n['params'], n['mean']) for n in again] == [(n['params'], n['mean']) for n in rex]
+
+
+def test_seed_differences_between_two_rank_files(tmp_path):
+    import copy
+
+    from _helpers_tools import run_tool_in_process
+    from rexnet_backbones.analysis.network_report import seed_differences
+    a = json.loads((ROOT / 'docs' / 'rank' / 'network' / 'rank.json').read_text())
+    b = copy.deepcopy(a)
+    for layer in b[0]['layers']:  # shift one model's uncentred ratios by 0.01
+        layer['uncentred']['rank_ratio']['nuclear'] += 0.01
+    rows = seed_differences(a, b)
+    moved = [r for r in rows if r['model'] == a[0]['label'] and r['centring'] == 'uncentred']
+    assert moved and all(r['mean_diff'] == pytest.approx(0.01) and r['min_diff'] == pytest.approx(0.01) for r in moved)
+    assert all(r['mean_diff'] == 0 for r in rows if r not in moved)
+    (tmp_path / 'b.json').write_text(json.dumps(b))
+    proc = run_tool_in_process('rank_analysis.py', ['--compare', ROOT / 'docs' / 'rank' / 'network' / 'rank.json',
+                                                    tmp_path / 'b.json'], '', tmp_path)
+    assert proc.returncode == 0 and 'Over all: 0.010.' in proc.stdout
+    both = run_tool_in_process('rank_analysis.py', ['resnet18', '--compare', 'x', 'y'], '', tmp_path)
+    assert both.returncode == 2 and both.stderr.startswith('error: --compare takes two rank.json files')

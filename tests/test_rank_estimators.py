@@ -183,3 +183,49 @@ def test_single_layer_bad_settings():
         single_layer_study(['relu'], [0.5], d_out=8, n=16, num_networks=1)
     with pytest.raises(InvalidInputError, match='--n'):
         single_layer_study(['relu'], [0.5], d_out=8, n=4, num_networks=4)
+
+
+@pytest.mark.parametrize('centred', [True, False])
+def test_width_free_rank_is_flat_in_width_where_the_capped_ratio_falls(centred):
+    """i.i.d. Gaussian features (no structure at all): the older statistic, the ratio to min(rows, C) at
+    a fixed 1,024-row sample, falls with C alone; the ratio at a fixed 4 rows per channel (no cap) and
+    the ratio to the white-noise null of the same shape stay flat."""
+    from rexnet_backbones.analysis.estimators import feature_matrix, null_ratios, rank_ratios, sample_rows
+    widths = (64, 256, 1024)
+    old, fixed, null = [], [], []
+    for c in widths:
+        g = torch.Generator().manual_seed(c)
+        x = torch.randn(4 * c + 512, c, generator=g)  # more rows than either sample takes
+        capped = feature_matrix(x, 1024, torch.Generator().manual_seed(1))
+        per_channel = sample_rows(x, 4, torch.Generator().manual_seed(1))
+        assert per_channel.shape == (4 * c, c)
+        old.append(rank_ratios(capped, ('nuclear',), center=centred)['nuclear'])
+        fixed.append(rank_ratios(per_channel, ('nuclear',), center=centred)['nuclear'])
+        null.append(null_ratios(capped, ('nuclear',), center=centred)['nuclear'])
+    # the older statistic: 0.80 at C = 64, 0.43 at C = 1024 (the same at every centring for white noise)
+    assert old[0] > 0.75 and old[-1] < 0.47 and old[0] - old[-1] > 0.3
+    assert max(fixed) - min(fixed) < 0.04 and 0.6 < min(fixed)
+    assert all(abs(v - 1.0) < 0.03 for v in null)
+
+
+def test_measure_fixed_reports_both_norms_and_short_samples():
+    from rexnet_backbones.analysis.estimators import measure_fixed, null_estimates
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(400, 4, generator=g, dtype=torch.float64) @ torch.randn(4, 32, generator=g, dtype=torch.float64)
+    m = measure_fixed(low, ('nuclear', 'numerical_rtol'))
+    assert m["rows"] == 400 and m["channels"] == 32 and not m["short"]  # 400 >= 4 x 32
+    assert measure_fixed(low[:100], ("nuclear",))["short"]  # 100 < 128
+    for key in ('centred', 'uncentred'):
+        assert m[key]['ratio']['numerical_rtol'] == pytest.approx(4 / 32)
+        assert m[key]['null']['nuclear'] < 0.4  # rank 4 of 32: far below white noise
+    assert null_estimates(400, 32, ('numerical_rtol',))['numerical_rtol'] == 32
+
+
+def test_white_noise_widths_table():
+    from rexnet_backbones.analysis.estimators import white_noise_widths
+    rows = white_noise_widths((32, 256), max_rows=256)
+    assert [r['channels'] for r in rows] == [32, 256] and rows[1]['fixed_rows'] == 1024
+    for key in ('centred', 'uncentred'):
+        assert rows[0][key]['capped'] - rows[1][key]['capped'] > 0.15  # width alone moves the older ratio
+        assert abs(rows[0][key]['fixed'] - rows[1][key]['fixed']) < 0.04
+        assert all(abs(r[key]['null'] - 1) < 0.03 for r in rows)

@@ -80,25 +80,33 @@ def test_clear_difference_is_better_and_reversed_is_worse():
     d = stats.paired_difference(model, ref)
     assert d.verdict == 'better' and d.n_pairs == 5 and d.seeds == SEEDS and d.note is None
     assert d.mean_diff == pytest.approx(0.1 + np.mean(NOISE))
-    assert d.ci[0] > 0.09 and d.t_ci[0] > 0.09
+    assert d.t_ci[0] > 0.09 and all(math.isnan(v) for v in d.ci)  # 5 pairs: no percentile bootstrap
+    assert d.p_value < 0.001
     assert stats.paired_difference(ref, model).verdict == 'worse'
     # lower is better (e.g. a loss): the larger model is worse
     assert stats.paired_difference(model, ref, higher_is_better=False).verdict == 'worse'
 
 
-def test_noise_is_no_difference():
+def test_noise_is_inconclusive_not_no_difference():
     ref = {s: 0.5 for s in SEEDS}
     model = {s: 0.5 + 10 * NOISE[s] for s in SEEDS}
     d = stats.paired_difference(model, ref)
-    assert d.verdict == 'no difference at this budget'
-    assert d.ci[0] < 0 < d.ci[1] and d.t_ci[0] < 0 < d.t_ci[1]
+    assert d.verdict == 'inconclusive'
+    assert d.t_ci[0] < 0 < d.t_ci[1] and d.p_value > 0.05
 
 
-def test_verdict_needs_both_intervals():
-    # three positive differences: the bootstrap [min, max] excludes 0, the t interval (t=4.30) does not
+def test_three_positive_differences_follow_the_t_test_only():
+    # three positive differences: the old bootstrap [min, max] excluded 0, the t interval (t=4.30) does not
     d = stats.paired_difference({0: 0.11, 1: 0.5, 2: 0.12}, {0: 0.1, 1: 0.1, 2: 0.1})
-    assert d.ci[0] > 0 and d.t_ci[0] < 0
-    assert d.verdict == 'no difference at this budget'
+    assert all(math.isnan(v) for v in d.ci) and d.t_ci[0] < 0
+    assert d.verdict == 'inconclusive'
+
+
+def test_bootstrap_interval_from_ten_pairs():
+    rng = np.random.default_rng(2)
+    a = {s: float(v) for s, v in enumerate(rng.normal(1.0, 1.0, 12))}
+    d = stats.paired_difference(a, {s: 0.0 for s in a})
+    assert d.n_pairs == 12 and d.ci[0] < d.mean_diff < d.ci[1]
 
 
 def test_paired_difference_notes_mismatched_and_few_seeds():
@@ -106,7 +114,7 @@ def test_paired_difference_notes_mismatched_and_few_seeds():
     assert d.n_pairs == 2 and d.seeds == [0, 1]
     assert 'seeds not in both: 2, 5' in d.note and 'only 2 paired seeds' in d.note
     one = stats.paired_difference({0: 0.9}, {0: 0.1})
-    assert one.verdict == 'no difference at this budget' and 'no interval' in one.note
+    assert one.verdict == 'inconclusive' and 'no interval' in one.note
     none = stats.paired_difference({0: 0.9}, {1: 0.1})
     assert none.n_pairs == 0 and math.isnan(none.mean_diff)
     nan = stats.paired_difference({0: float('nan'), 1: 0.2, 2: 0.3, 3: 0.4}, {0: 0.1, 1: 0.1, 2: 0.1, 3: 0.1})
@@ -174,3 +182,92 @@ def test_bad_level_and_n_boot():
         stats.edf_band([1.0, 2.0], [1.0], level=1.0)
     with pytest.raises(ValueError, match='n_boot must be >= 1'):
         stats.median_ci([1.0, 2.0], n_boot=0)
+
+
+@pytest.mark.skipif(sps is None, reason='scipy not installed')
+def test_t_test_p_against_scipy():
+    rng = np.random.default_rng(5)
+    for n in (2, 3, 8, 40):
+        v = rng.normal(0.3, 1.0, n)
+        assert stats.t_test_p(v) == pytest.approx(sps.ttest_1samp(v, 0.0).pvalue, rel=1e-7, abs=1e-12)
+    assert stats.t_test_p([1.0, 1.0]) == 0.0 and stats.t_test_p([0.0, 0.0]) == 1.0
+    assert math.isnan(stats.t_test_p([1.0]))
+
+
+@pytest.mark.skipif(sps is None, reason='scipy not installed')
+@pytest.mark.parametrize('n', [3, 5, 8, 20])
+@pytest.mark.parametrize('effect', [0.5, 1.0, 2.0])
+def test_t_power_against_scipy_noncentral_t(n, effect):
+    df, lam = n - 1, effect * math.sqrt(n)
+    crit = sps.t.ppf(0.975, df)
+    exact = sps.nct.sf(crit, df, lam) + sps.nct.cdf(-crit, df, lam)
+    assert stats.t_power(effect, n) == pytest.approx(exact, abs=1e-6)
+
+
+def test_power_of_three_seeds_and_minimal_detectable_difference():
+    assert stats.t_power(1.0, 3) == pytest.approx(0.179, abs=1e-3)  # the 18% at one sigma
+    mdd = stats.min_detectable_difference(2.0, 8)
+    assert stats.t_power(mdd / 2.0, 8) == pytest.approx(0.8, abs=1e-6)
+    assert stats.min_detectable_difference(1.0, 3) > stats.min_detectable_difference(1.0, 8) > 1.0
+    assert math.isnan(stats.min_detectable_difference(1.0, 1))
+
+
+def test_holm_known_values():
+    # sorted 0.01, 0.03, 0.04, 0.2 -> 4*0.01, max(0.04, 3*0.03), max(0.09, 2*0.04), max(0.09, 0.2)
+    assert stats.holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    out = stats.holm([0.02, float('nan')])
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1])
+
+
+def test_adjust_verdicts_holm_turns_a_marginal_win_inconclusive():
+    rng = np.random.default_rng(0)
+    ref = {s: 0.0 for s in range(3)}
+    clear = stats.paired_difference({0: 1.0, 1: 1.01, 2: 0.99}, ref)
+    marginal = stats.paired_difference({0: 1.0, 1: 1.5, 2: 1.3}, ref)  # p ~ 0.02 alone
+    noise = [stats.paired_difference({s: float(rng.normal()) for s in range(3)}, ref) for _ in range(8)]
+    assert clear.verdict == marginal.verdict == 'better' and marginal.p_value > 0.005
+    family = [clear, marginal] + noise
+    raw = [d.p_value for d in family]
+    stats.adjust_verdicts(family)
+    assert clear.verdict == 'better' and clear.family_size == 10
+    assert [d.p_adjusted for d in family] == pytest.approx(stats.holm(raw))
+    assert marginal.p_value < 0.05 < marginal.p_adjusted
+    assert marginal.verdict == 'inconclusive'
+
+
+@pytest.mark.skipif(sps is None, reason='scipy not installed')
+def test_partial_spearman_known_answers():
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(200, 2))
+    x = z[:, 0] + 0.3 * rng.normal(size=200)
+    y = z[:, 0] + z[:, 1] + 0.3 * rng.normal(size=200)
+    # x and y share only z0: their rho is large, their partial rho given z0 near 0
+    assert stats.spearman(x, y) > 0.5
+    assert abs(stats.partial_spearman(x, y, z)) < 0.15
+    assert stats.partial_spearman(x, y, []) == pytest.approx(sps.spearmanr(x, y)[0])
+    # the residual correlation of ranks, computed with scipy's ranks and numpy's least squares
+    X = np.column_stack([np.ones(200), sps.rankdata(z[:, 0])])
+    rx = sps.rankdata(x) - X @ np.linalg.lstsq(X, sps.rankdata(x), rcond=None)[0]
+    ry = sps.rankdata(y) - X @ np.linalg.lstsq(X, sps.rankdata(y), rcond=None)[0]
+    assert stats.partial_spearman(x, y, z[:, :1]) == pytest.approx(sps.pearsonr(rx, ry)[0])
+    lo, hi = stats.partial_spearman_ci(x, y, z[:, :1], n_boot=500)
+    assert lo < stats.partial_spearman(x, y, z[:, :1]) < hi
+
+
+def test_median_and_adjusted_differences_known_answers():
+    d, (lo, hi) = stats.median_difference([1.0, 2.0, 3.0, 4.0, 100.0], [0.0, 0.5, 1.0])
+    assert d == pytest.approx(2.5) and lo <= d <= hi
+    # y = 2*group + 3*depth exactly plus small noise: the adjusted difference is 2, the raw one is not
+    rng = np.random.default_rng(1)
+    depth = np.concatenate([rng.integers(10, 14, 60), rng.integers(14, 28, 60)]).astype(float)
+    group = np.r_[np.ones(60), np.zeros(60)].astype(bool)
+    y = 2.0 * group + 3.0 * depth + rng.normal(0, 0.1, 120)
+    adj = stats.adjusted_difference(y, group, depth[:, None])
+    assert adj.estimate == pytest.approx(2.0, abs=0.1) and adj.t_ci[0] < 2.0 < adj.t_ci[1] and adj.df == 117
+    raw = stats.adjusted_difference(y, group)
+    assert raw.estimate == pytest.approx(y[group].mean() - y[~group].mean()) and raw.estimate < -10
+    if sps is not None:  # no covariates: the pooled two-sample t test
+        y2 = 0.4 * group + rng.normal(0, 1.0, 120)
+        plain = stats.adjusted_difference(y2, group)
+        assert plain.p_value == pytest.approx(sps.ttest_ind(y2[group], y2[~group]).pvalue, rel=1e-6)

@@ -76,15 +76,23 @@ def test_table_values_references_and_verdicts(tmp_path):
     assert refs == {'rexnet': 'regx800', 'regx400': None, 'regx800': None, 'resnet18': 'regx800', 'mbv2': 'regx400'}
     assert report.model('regx800').is_reference and report.model('regx400').is_reference
     verdicts = {m.key: m.comparison.verdict for m in report.models if m.comparison}
-    assert verdicts == {'rexnet': 'better', 'resnet18': 'no difference at this budget', 'mbv2': 'worse'}
+    assert verdicts == {'rexnet': 'better', 'resnet18': 'inconclusive', 'mbv2': 'worse'}
     c = rex.comparison
     assert c.mean_diff == pytest.approx(0.11) and c.n_pairs == 3
-    assert c.ci == (pytest.approx(0.10), pytest.approx(0.12))  # 3 seeds: [min, max] of the differences
-    assert report.verdicts[0].startswith('ReXNet-1.0 is better than RegNetX-800MF: coco/bbox_mAP +0.110')
+    assert all(math.isnan(v) for v in c.ci)  # 3 seeds: no percentile bootstrap (it would be [min, max])
+    half = 4.302652730 * 0.01 / math.sqrt(3)  # differences 0.10, 0.11, 0.12: sd 0.01, t(0.975, 2)
+    assert c.t_ci == (pytest.approx(0.11 - half), pytest.approx(0.11 + half))
+    # three comparisons in the Holm family; rexnet's p is the smallest or tied, so at most 3 x p
+    assert c.family_size == 3 and c.p_value < c.p_adjusted <= 3 * c.p_value + 1e-12 and c.p_adjusted < 0.05
+    assert c.mdd > 0 and math.isfinite(c.mdd)
+    assert report.verdicts[0].startswith('ReXNet-1.0 is better than RegNetX-800MF: coco/bbox_mAP +0.110 over 3 '
+                                         'paired seeds (95% t interval [+0.085, +0.135]; paired t p 0.003')
+    assert 'over 3 comparisons' in report.verdicts[0] and 'detectable with 80% power' in report.verdicts[0]
 
     md = open(report.files['md']).read()
     assert '| ReXNet-1.0 | ReXNet | 3/3 | 0.620 ± 0.020 | 0.820 ± 0.020 | 3.00 | 0.60 | 2.40 | 6.0 |' in md
-    assert '+0.110 [+0.100, +0.120] vs RegNetX-800MF: better' in md
+    assert '+0.110 [+0.085, +0.135] vs RegNetX-800MF: better (Holm p ' in md
+    assert 'inconclusive' in md and 'no difference' not in md.replace('not "no difference"', '')
     assert '| RegNetX-800MF | RegNet | 3/3 | 0.510 ± 0.010 |' in md and '| reference |' in md
     assert 'model RetinaNet' in md and 'lr 0.01' in md and 'input size 256x256' in md
     assert 'lr schedule LinearLR + MultiStepLR' in md and 'Recipe keys that differ' not in md
@@ -133,7 +141,7 @@ def test_failed_missing_incomplete_unreadable_are_marked(tmp_path):
                                   'no seed finished for both.')
     resnet = report.model('resnet18').comparison
     assert resnet.seeds == [1, 2] and 'only 2 paired seeds' in resnet.note  # resnet18 seed 0 unreadable
-    assert report.verdicts[1].startswith('ResNet-18 vs RegNetX-800MF: no difference at this budget: ')
+    assert report.verdicts[1].startswith('ResNet-18 vs RegNetX-800MF: inconclusive: ')
     assert report.verdicts[1].endswith('Note: only 2 paired seeds: the intervals are very coarse.')
     md = open(report.files['md']).read()
     assert '| ReXNet-1.0 | ReXNet | 1/3 ⚠ | 0.600 |' in md
@@ -226,9 +234,9 @@ def test_done_without_primary_metric_counts_as_failed_and_short_metrics_show_n(t
     md = open(report.files['md']).read()
     assert '| ReXNet-1.0 | ReXNet | 3/3 | 0.620 ± 0.020 | 0.810 ± 0.014 (n=2) |' in md
     assert '| RegNetX-400MF | RegNet | 2/3 ⚠ | 0.405 ± 0.007 |' in md
-    # MobileNetV2 on seeds 0 and 2 only: differences -0.10, -0.12; the bootstrap [min, max] excludes 0, the t
-    # interval with 1 degree of freedom does not, so no verdict
-    assert '-0.110 [-0.120, -0.100] vs RegNetX-400MF (2 seeds): no difference at this budget' in md
+    # MobileNetV2 on seeds 0 and 2 only: differences -0.10, -0.12; the t interval with 1 degree of freedom
+    # includes 0, so the verdict is inconclusive
+    assert '-0.110 [-0.237, +0.017] vs RegNetX-400MF (2 seeds): inconclusive' in md
     assert 't interval [-0.237, +0.017]' in md
     with pytest.raises(InvalidInputError, match='x_axis must be one of flops, activations'):
         write_report(work, x_axis='params')
@@ -238,3 +246,19 @@ def test_unknown_suite_reference_is_an_error(tmp_path):
     work = full_dir(str(tmp_path / 'w'), reference='regx1600')
     with pytest.raises(InvalidInputError, match=r"names reference 'regx1600', which is none of its models"):
         build_report(work)
+
+
+def test_reanalyse_written_report_matches_the_report(tmp_path):
+    from rexnet_backbones.suite.report import reanalyse
+    report = write_report(full_dir(str(tmp_path / 'w')))
+    md, rows = reanalyse([report.files['json'], report.files['json']])
+    by_model = {r['model']: r for r in rows[:3]}
+    rex = by_model['ReXNet-1.0']
+    assert rex['diff'].t_ci == pytest.approx(report.model('rexnet').comparison.t_ci)
+    assert rex['p_holm_report'] == pytest.approx(report.model('rexnet').comparison.p_adjusted)
+    assert rex['verdict_report'] == 'better' and by_model['ResNet-18']['verdict_report'] == 'inconclusive'
+    assert rex['p_holm_all'] >= rex['p_holm_report']  # six comparisons in the second family, three in the first
+    assert md.count('| det_test |') == 6 + 10  # six comparisons, five models' means per file
+    assert '| det_test | ReXNet-1.0 | 3 | 0.600, 0.620, 0.640 | 0.620 ± 0.020 |' in md
+    with pytest.raises(InputNotFoundError, match='no report'):
+        reanalyse([str(tmp_path / 'nope.json')])

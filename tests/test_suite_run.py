@@ -250,3 +250,68 @@ def test_coco_suite_builds_flags_its_one_difference_and_shards(monkeypatch):
     torchrun = stage_command('test', 'c.py', jobs[0], 'pytorch', 8, 2, dict(PORT='29555'))
     assert torchrun[1:5] == ['-m', 'torch.distributed.run', '--nproc_per_node=8', '--master_port=29555']
     assert torchrun[-2:] == ['--threads', '2']
+
+
+PRETRAIN = dict(num_train=32, num_val=16, img_size=32, epochs=1, batch_size=16)
+
+
+def test_pretrained_suite_loads_its_checkpoints_through_init_cfg(data_root, tmp_path, monkeypatch):
+    """Pretrain, then fine-tune: each backbone is pretrained once as a classifier and saved; the model's
+    config loads it through model.backbone.init_cfg=dict(type='Pretrained', ...), as a user loads ImageNet
+    weights, so the detector built and initialised from that config holds the pretrained tensors."""
+    import torch
+    from mmengine.registry import init_default_scope
+
+    from rexnet_backbones.suite import load_suite
+    from rexnet_backbones.suite.pretrain import ensure_pretrained
+    monkeypatch.setenv('SYNTHETIC_DATA_ROOT', data_root)
+    torch.set_num_threads(1)
+    suite = load_suite(write_suite(tmp_path / 'pt.py', seeds=[0], pretrain=dict(PRETRAIN, dir=str(tmp_path / 'ck'))))
+    for key, model in suite.models.items():
+        checkpoint = str(tmp_path / 'ck' / f'{key}.pth')
+        assert model.cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
+    assert 'model.backbone.init_cfg' not in suite.recipe  # a backbone key: no recipe difference
+    paths = ensure_pretrained(suite)
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    for key, path in paths.items():
+        saved = torch.load(path, map_location='cpu')
+        summary = json.loads(Path(path).with_suffix('.json').read_text())
+        assert saved['meta']['model'] == key and 0 <= summary['val_error'] <= 100 and summary['recipe']['epochs'] == 1
+        detector = MODELS.build(suite.models[key].cfg.model)
+        before = {k: v.clone() for k, v in detector.backbone.state_dict().items()}
+        detector.init_weights()
+        own = detector.backbone.state_dict()
+        assert set(saved['state_dict']) == set(own)
+        assert all(torch.equal(own[k], v) for k, v in saved['state_dict'].items())
+        assert any(not torch.equal(before[k], own[k]) for k in own if own[k].is_floating_point())
+    stamp = {k: Path(p).stat().st_mtime_ns for k, p in paths.items()}
+    assert ensure_pretrained(suite) == paths  # present: nothing retrained
+    assert {k: Path(p).stat().st_mtime_ns for k, p in paths.items()} == stamp
+
+
+def test_bad_pretrain_settings_are_one_error_line(data_root, tmp_path):
+    suite = write_suite(tmp_path / 'p.py', pretrain=dict(dir=str(tmp_path / 'ck'), epoch=2))
+    line = _one_error_line(suite_in_process(['run', suite, '--dry-run'], data_root, tmp_path))
+    assert "pretrain has unknown keys ['epoch']" in line
+    suite = write_suite(tmp_path / 'q.py', pretrain=dict(num_train=8))
+    line = _one_error_line(suite_in_process(['run', suite, '--dry-run'], data_root, tmp_path))
+    assert "pretrain must be a dict with at least dir=" in line
+
+
+@pytest.mark.slow
+def test_pretrained_suite_runs_end_to_end(data_root, tmp_path):
+    suite = write_suite(tmp_path / 'pt.py', seeds=[0], pretrain=dict(PRETRAIN, dir=str(tmp_path / 'ck')))
+    proc = suite_tool(['run', suite, '--work-dir', tmp_path / 'w', '--threads', 1], data_root, tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    assert 'pretraining rexnet' in proc.stdout and 'pretrained resnet18: validation error' in proc.stdout
+    assert sorted(p.name for p in (tmp_path / 'ck').glob('*.pth')) == ['resnet18.pth', 'rexnet.pth']
+    assert json.loads((tmp_path / 'w' / 'suite.json').read_text())['pretrain']['epochs'] == 1
+    config = (tmp_path / 'w' / 'configs' / 'rexnet.py').read_text()
+    assert "type='Pretrained'" in config and str(tmp_path / 'ck' / 'rexnet.pth') in config
+    assert all(r['status'] == 'done' for r in results(tmp_path / 'w').values())
+    report = suite_in_process(['report', tmp_path / 'w'], data_root, tmp_path)
+    assert report.returncode == 0, describe(report)
+    md = (tmp_path / 'w' / 'results.md').read_text()
+    assert 'first pretrained as a classifier' in md and 'pretraining top-1 validation error: ' in md
+    assert 'ReXNet tiny ' in md.split('pretraining top-1 validation error: ')[1]

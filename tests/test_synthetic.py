@@ -340,3 +340,24 @@ def test_make_synthetic_data_cli(tmp_path):
     assert '[seg]' not in again.stdout
     bad = run_tool_in_process('make_synthetic_data.py', ['--out', tmp_path / 'x', '--num-train', '0'], '', REPO_ROOT)
     assert bad.returncode == 2 and 'at least one image' in bad.stderr
+
+
+def test_segmentation_without_class_colours_must_be_told_by_shape(tmp_path):
+    """class_colours=False (the harder suite task): a class's pixels no longer share one colour."""
+    import numpy as np
+    from PIL import Image
+    from rexnet_backbones.data.synthetic import make_segmentation
+
+    def class_colour_spread(root, **kw):
+        info = make_segmentation(str(root), num_train=12, num_val=2, img_size=(48, 48), num_classes=5, seed=0, **kw)
+        means = []
+        for name in sorted(os.listdir(root / info['splits']['train']['img_dir'])):
+            img = np.asarray(Image.open(root / info['splits']['train']['img_dir'] / name), dtype=np.float64)
+            label = np.asarray(Image.open(root / info['splits']['train']['ann_dir'] / name.replace('.jpg', '.png')))
+            if (label == 1).sum() > 20:  # the rectangles
+                means.append(img[label == 1].mean(axis=0))
+        return np.std(np.array(means), axis=0).mean(), info
+
+    fixed, _ = class_colour_spread(tmp_path / 'a')
+    free, info = class_colour_spread(tmp_path / 'b', class_colours=False)
+    assert free > 3 * fixed and len(info['classes']) == 6

@@ -51,6 +51,15 @@ def test_tiny_study_records_every_model(full_run):
             for centring in ('centred', 'uncentred'):
                 st = r['rank'][phase][centring]['nuclear']
                 assert 0 < st['min'] <= st['mean'] <= 1
+        # the width-free statistics, per kind of layer: ratio and ratio to white noise, both centrings
+        kinds = r['rank']['init']['by_kind']
+        assert sum(k['n'] for k in kinds.values()) == r['rank']['init']['num_layers']
+        for kind in kinds.values():
+            for centring in ('centred', 'uncentred'):
+                for norm in ('ratio', 'null'):
+                    st = kind[centring][norm]['nuclear']
+                    assert 0 < st['min'] <= st['mean']
+    assert 'expand' in records[1]['rank']['init']['by_kind']  # ir_linear: every block has one
     md = report_markdown(records)
     assert '| regnetx | 3 | 0 |' in md and '| trained | centred | all | 6 |' in md
 
@@ -88,9 +97,32 @@ def test_mixed_settings_are_refused(full_run, tmp_path):
 
 def test_report_files(full_run, tmp_path):
     md, names = write_report([str(full_run)], str(tmp_path / 'rep'))
-    assert 'median top-1 error' in md
+    assert 'median top-1 error' in md and 'partial, depth+w0+wa+wm' in md
+    assert '| ir_linear - ir_stage |' not in md  # no ir_stage in this study
+    data = json.load(open(names[4]))
+    assert {r['space'] for r in data['layer_mix']} == {'regnetx', 'ir_linear'}
+    assert data['width_free'] == []  # 3 models per space: too few for a partial (test_width_free_partials_...)
+    assert '**Width-free rank against error**' not in md
+    mix = {r['space']: r for r in data['layer_mix']}
+    assert 0 < mix['regnetx']['projection_share'] <= 1 and mix['ir_linear']['projection_share'] is None
     assert all(Path(n).stat().st_size > 0 for n in names)
     assert Path(names[2]).stat().st_size > 10_000  # the EDF figure has curves
+
+
+def test_width_free_partials_on_enough_models(full_run):
+    from rexnet_backbones.analysis.trained_stats import partial_rank_table, rank_value
+    base = [r for r in read_records(str(full_run)) if r['space'] == 'ir_linear']
+    rng = random.Random(0)
+    # nine copies of the three models with other errors and depths: enough rows for the table
+    many = [dict(r, index=10 * k + r['index'], error=rng.uniform(20, 80), arch=dict(r['arch'], depth=12 + k))
+            for k in range(3) for r in base for _ in range(1)] * 3
+    rows = partial_rank_table(many, layers='expand', norm='null', n_boot=50)
+    assert {(r['phase'], r['centring']) for r in rows} == {(p, c) for p in ('init', 'trained')
+                                                          for c in ('centred', 'uncentred')}
+    assert all(r['n'] == 27 and r['layers'] == 'expand' and -1 <= r['none']['rho'] <= 1 for r in rows)
+    assert rank_value(base[0], 'init', 'centred', 'nuclear', layers='expand', norm='null') > 0
+    with pytest.raises(KeyError, match='predate'):
+        rank_value(dict(base[0], rank=dict(init={'centred': {}})), 'init', 'centred', 'nuclear', layers='block')
 
 
 def test_paired_table_compares_the_same_networks(full_run):
@@ -202,3 +234,95 @@ def test_study_data_goes_to_the_training_device():
     tensors = [*data['train'], *data['val']]
     assert len(tensors) == 4 and all(t.device.type == 'meta' for t in tensors)
     assert data['classes'] == load_data(s)['classes']
+
+
+def test_matched_designs_share_every_parameter():
+    budget, size = (0.3e6, 8e6), (16, 16)
+    for index in range(2):
+        draws = {sp: sample_model(sp, index, budget, size, max_tries=200) for sp in
+                 ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_stage_silu', 'ir_linear_silu')}
+        assert draws['regnetx']['params'] == draws['regnetx_noquant']['params']
+        ir = [draws[sp]['params'] for sp in ('ir_stage', 'ir_linear', 'ir_stage_silu', 'ir_linear_silu')]
+        assert all(p == ir[0] for p in ir) and 'group_size' not in ir[0]
+        assert all(budget[0] <= d['flops'] <= budget[1] for d in draws.values())
+    # the older sampler: one stream per space, nothing shared between regnetx and regnetx_noquant
+    old = [sample_model(sp, 0, budget, size, max_tries=200, design='independent')['params']
+           for sp in ('regnetx', 'regnetx_noquant')]
+    assert old[0] != old[1]
+    with pytest.raises(InvalidInputError, match='unknown design'):
+        sample_model('regnetx', 0, budget, size, design='paired')
+
+
+def test_noquant_uses_partial_identity_shortcuts_where_channels_grow():
+    from rexnet_backbones.analysis.spaces import PartialShortcutBottleneck
+    p = dict(depth=12, w0=16, wa=12.0, wm=2.0, group_size=8)
+    model = build_space_model('regnetx_noquant', p, 10, 1)
+    blocks = list(model.blocks)
+    stride2 = [b for b in blocks if b.conv2.conv.stride[0] == 2]
+    assert len(stride2) == 4 and all(not b.partial and b.downsample is not None for b in stride2)
+    partial = [b for b in blocks if b.partial]
+    assert partial and all(b.downsample is None for b in partial)
+    # projections (1x1 shortcut convs) only at the 4 stride-2 blocks, as in regnetx
+    projections = [b for b in blocks if isinstance(b.downsample, torch.nn.Module)
+                   and any(isinstance(m, torch.nn.Conv2d) for m in b.downsample.modules())]
+    assert len(projections) == 4
+    old = build_space_model('regnetx_noquant', p, 10, 1, design='independent')
+    old_projections = [b for s in (old.s1, old.s2, old.s3, old.s4) for b in s.children()
+                       if any(isinstance(m, torch.nn.Conv2d) for m in b.downsample.modules())]
+    assert len(old_projections) > 4
+    # the partial shortcut: input added to the first in_channels outputs, the rest is the branch alone
+    block = PartialShortcutBottleneck(16, 24, 1, group_size=8).eval()
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad():
+        branch = block.conv3(block.conv2(block.conv1(x)))
+        out = block(x)
+    assert torch.allclose(out, torch.relu(torch.cat([branch[:, :16] + x, branch[:, 16:]], 1)), atol=1e-6)
+
+
+def test_sweep_noise_plan_and_their_reports(full_run, tmp_path):
+    torch.set_num_threads(1)
+    tiny = ['--spaces', 'regnetx', 'ir_linear', '--num-models', '3', '--flops', '0.3e6', '8e6', '--input-size', '16',
+            '--batch-size', '16', '--num-train', '48', '--num-val', '24', '--rank-images', '16', '--max-rows', '128',
+            '--max-tries', '50']
+    sweep = run_tool_in_process('rank_study.py', ['trained-sweep', *tiny, '--spaces', 'regnetx', '--lrs', '1e-3', '1e-2',
+                                                  '--sweep-models', '1', '--out', tmp_path / 'sw'], '', tmp_path)
+    assert sweep.returncode == 0, sweep.stderr
+    files = sorted(str(p) for p in tmp_path.glob('sw.lr*.jsonl'))
+    assert [Path(f).name for f in files] == ['sw.lr0.001.jsonl', 'sw.lr0.01.jsonl']
+    assert [len(read_records(f)) for f in files] == [1, 1]
+    assert read_records(files[0])[0]['arch'] == read_records(files[1])[0]['arch']  # the same model at both rates
+    rep = run_tool_in_process('rank_study.py', ['trained-runs-report', 'sweep', '--inputs', *files], '', tmp_path)
+    assert rep.returncode == 0 and '| regnetx |' in rep.stdout and 'lr 0.01' in rep.stdout
+    noise = run_tool_in_process('rank_study.py', ['trained-noise', *tiny, '--noise-models', '2', '--noise-seeds', '1',
+                                                  '--out', tmp_path / 'nz'], '', tmp_path)
+    assert noise.returncode == 0, noise.stderr
+    retrained = read_records(str(tmp_path / 'nz.seed1.jsonl'))
+    main = {(r['space'], r['index']): r for r in read_records(str(full_run))}
+    assert len(retrained) == 4
+    for r in retrained:  # the same networks as the main run, trained from other initial weights
+        assert r['arch'] == main[(r['space'], r['index'])]['arch'] and r['settings']['train_seed'] == 1
+        assert r['rank']['init'] != main[(r['space'], r['index'])]['rank']['init']
+    rep = run_tool_in_process('rank_study.py', ['trained-runs-report', 'noise', '--inputs', full_run,
+                                                tmp_path / 'nz.seed1.jsonl'], '', tmp_path)
+    assert rep.returncode == 0 and '| regnetx | 2 | 2 |' in rep.stdout
+    plan = run_tool_in_process('rank_study.py', ['trained-plan', *tiny, '--timing', full_run, '--epochs', '2',
+                                                 '--sweep-models', '1', '--noise-models', '2'], '', tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert '| main |' in plan.stdout and '| noise |' in plan.stdout and 'CPU hours' in plan.stdout
+    bad = run_tool_in_process('rank_study.py', ['trained-sweep', *tiny, '--lrs', '1e-3', '--out', tmp_path / 'x'],
+                              '', tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith('error: --lrs needs two or more')
+
+
+def test_per_space_learning_rates(tmp_path):
+    s = replace(TINY, spaces=('regnetx',), num_models=1, space_lrs=(('regnetx', 1e-3),))
+    assert s.lr_of('regnetx') == 1e-3 and s.lr_of('ir_linear') == TINY.lr
+    out = tmp_path / 'lr.jsonl'
+    run_study(s, str(out), progress=False)
+    (rec,) = read_records(str(out))
+    assert rec['lr'] == 1e-3 and '(per space: regnetx 0.001)' in report_markdown([rec])
+    with pytest.raises(InvalidInputError, match='--space-lr ir_stage=0.1'):
+        replace(s, space_lrs=(('ir_stage', 0.1),)).check()
+    bad = run_tool_in_process('rank_study.py', ['trained', '--space-lr', 'regnetx:0.1', '--out', tmp_path / 'x'], '',
+                              tmp_path)
+    assert bad.returncode == 2 and "give SPACE=LR" in bad.stderr

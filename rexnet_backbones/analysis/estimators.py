@@ -26,6 +26,16 @@ than channels look rank-deficient whatever its features. A matrix with ``rows < 
 **row-capped** (:func:`is_row_capped`): its estimates are limited by the sample count, not only by the
 features, and tools flag it. The zero matrix has rank 0 under every estimator.
 
+Width: a ratio to ``min(rows, C)`` of a fixed number of rows falls with C even for white noise (at
+1,024 rows the centred nuclear ratio of i.i.d. Gaussian features is 0.81 at C = 64 and 0.43 at
+C = 1024), so across layers or networks of different widths it measures width as much as features.
+Two statistics that do not move with width alone: (1) a sample of a fixed number of rows per
+channel, with no cap (:func:`sample_rows`, ``rows = rows_per_channel * C``): a Gaussian matrix of a
+fixed aspect ratio has a ratio that is nearly constant in C (Marchenko-Pastur); (2) the ratio to a
+white-noise null of the very same shape and centring (:func:`null_estimates`,
+:func:`null_ratios`): 1 for i.i.d. Gaussian features at any rows and C, below 1 for features whose
+spectrum is less flat than noise. Both are measured by :func:`measure_fixed`.
+
 Centring: ``center=False`` (the default here) is the rank of the features themselves, as in the paper;
 a non-zero channel mean then adds a large rank-one component, which lowers ``nuclear``, ``effective``
 and ``stable``. ``center=True`` subtracts each channel's mean over the rows first (the rank of the
@@ -41,7 +51,8 @@ import torch
 __all__ = [
     'ESTIMATORS', 'DEFAULT_RTOL', 'ROWS_PER_CHANNEL', 'CENTRINGS', 'feature_matrix', 'singular_values',
     'estimates_from_singular_values', 'batched_estimates', 'rank_estimates', 'rank_ratios', 'is_row_capped',
-    'measure', 'numerical_rank', 'nuclear_rank', 'effective_rank', 'stable_rank',
+    'measure', 'numerical_rank', 'nuclear_rank', 'effective_rank', 'stable_rank', 'sample_rows', 'null_estimates',
+    'null_ratios', 'measure_fixed', 'NULL_REPEATS', 'white_noise_widths',
 ]
 
 #: estimator names, in the order tools report them
@@ -52,6 +63,10 @@ DEFAULT_RTOL = 1e-3
 ROWS_PER_CHANNEL = 4
 #: the two centrings every study reports, keyed as in :func:`measure`
 CENTRINGS = ('centred', 'uncentred')
+#: Gaussian matrices averaged per shape for the white-noise null (one above NULL_LARGE elements, where
+#: the estimators of noise vary by well under 1% between draws)
+NULL_REPEATS = 3
+NULL_LARGE = 100_000
 
 
 def feature_matrix(x: torch.Tensor, max_rows: Optional[int] = 4096,
@@ -175,3 +190,82 @@ def effective_rank(matrix: torch.Tensor, center: bool = False) -> float:
 def stable_rank(matrix: torch.Tensor, center: bool = False) -> float:
     """Stable rank ``||A||_F^2 / ||A||_2^2``."""
     return rank_estimates(matrix, ('stable',), center)['stable']
+
+
+def sample_rows(x: torch.Tensor, rows_per_channel: int = ROWS_PER_CHANNEL,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Features as a (rows, C) float64 matrix of ``rows_per_channel * C`` rows drawn without
+    replacement (no cap: a wide layer gets proportionally more rows), or every row when fewer exist
+    (then the matrix is short: compare it through :func:`null_ratios`)."""
+    if rows_per_channel < 1:
+        raise ValueError(f'rows_per_channel must be >= 1, got {rows_per_channel}')
+    channels = x.shape[1] if x.dim() == 4 else x.shape[-1]
+    return feature_matrix(x, rows_per_channel * channels, generator)
+
+
+_NULL_CACHE: Dict[tuple, Dict[str, float]] = {}
+
+
+def null_estimates(rows: int, cols: int, estimators: Iterable[str] = ESTIMATORS, center: bool = False,
+                   rtol: float = DEFAULT_RTOL, repeats: Optional[int] = None) -> Dict[str, float]:
+    """Each estimator's mean over ``repeats`` i.i.d. standard-normal ``rows x cols`` matrices (fixed
+    seeds; cached per shape; default :data:`NULL_REPEATS`, one for matrices above :data:`NULL_LARGE`
+    elements): the rank of white noise of that shape and centring. Every estimator is scale-free, so
+    the noise's variance does not matter."""
+    estimators = tuple(estimators)
+    if repeats is None:
+        repeats = 1 if rows * cols > NULL_LARGE else NULL_REPEATS
+    key = (rows, cols, estimators, center, rtol, repeats)
+    if key not in _NULL_CACHE:
+        gen = torch.Generator().manual_seed(rows * 1_000_003 + cols)
+        runs = [rank_estimates(torch.randn(rows, cols, generator=gen, dtype=torch.float64), estimators, center, rtol)
+                for _ in range(repeats)]
+        _NULL_CACHE[key] = {e: sum(r[e] for r in runs) / repeats for e in estimators}
+    return dict(_NULL_CACHE[key])
+
+
+def null_ratios(matrix: torch.Tensor, estimators: Iterable[str] = ESTIMATORS, center: bool = False,
+                rtol: float = DEFAULT_RTOL) -> Dict[str, float]:
+    """:func:`rank_estimates` divided by :func:`null_estimates` of the same shape and centring."""
+    estimators = tuple(estimators)
+    est = rank_estimates(matrix, estimators, center, rtol)
+    null = null_estimates(matrix.shape[0], matrix.shape[1], estimators, center, rtol)
+    return {k: (v / null[k] if null[k] > 0 else 0.0) for k, v in est.items()}
+
+
+def measure_fixed(matrix: torch.Tensor, estimators: Iterable[str] = ESTIMATORS, rtol: float = DEFAULT_RTOL,
+                  rows_per_channel: int = ROWS_PER_CHANNEL) -> Dict[str, object]:
+    """One layer sampled by :func:`sample_rows`, both centrings: ``rows``, ``channels``, ``short``
+    (fewer rows than ``rows_per_channel * C`` existed), and per centring ``ratio`` (rank /
+    min(rows, C)) and ``null`` (rank / white-noise rank of the same shape) per estimator."""
+    estimators = tuple(estimators)
+    rows, channels = matrix.shape
+    out: Dict[str, object] = dict(rows=rows, channels=channels, short=rows < rows_per_channel * channels)
+    for key in CENTRINGS:
+        center = key == 'centred'
+        est = rank_estimates(matrix, estimators, center, rtol)
+        null = null_estimates(rows, channels, estimators, center, rtol)
+        out[key] = dict(ratio={k: v / min(rows, channels) for k, v in est.items()},
+                        null={k: (v / null[k] if null[k] > 0 else 0.0) for k, v in est.items()})
+    return out
+
+
+def white_noise_widths(widths: Sequence[int] = (64, 128, 256, 512, 1024), max_rows: int = 1024,
+                       rows_per_channel: int = ROWS_PER_CHANNEL, estimator: str = 'nuclear',
+                       seed: int = 0) -> list:
+    """The rank statistics of i.i.d. Gaussian features (no structure: any change is width alone) per
+    width C: the older ratio to min(rows, C) at ``max_rows`` rows, the ratio at ``rows_per_channel * C``
+    rows, and the ratio to the white-noise null at ``max_rows`` rows; each centred and uncentred."""
+    rows = []
+    for c in widths:
+        g = torch.Generator().manual_seed(seed * 100_003 + c)
+        x = torch.randn(max(max_rows, rows_per_channel * c), c, generator=g, dtype=torch.float64)
+        capped, fixed = x[:max_rows], x[:rows_per_channel * c]
+        row = dict(channels=c, capped_rows=min(max_rows, x.shape[0]), fixed_rows=fixed.shape[0])
+        for key in CENTRINGS:
+            center = key == 'centred'
+            row[key] = dict(capped=rank_ratios(capped, (estimator,), center)[estimator],
+                            fixed=rank_ratios(fixed, (estimator,), center)[estimator],
+                            null=null_ratios(capped, (estimator,), center)[estimator])
+        rows.append(row)
+    return rows

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .estimators import CENTRINGS
 
-__all__ = ['stage_summary', 'capped_note', 'profile_markdown', 'plot_profiles']
+__all__ = ['stage_summary', 'capped_note', 'profile_markdown', 'plot_profiles', 'seed_differences', 'seed_markdown']
 
 #: the mark of a value measured on a row-capped layer
 CAPPED_MARK = '†'
@@ -137,3 +137,39 @@ def plot_profiles(results: Sequence[Dict[str, Any]], estimators: Sequence[str], 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def seed_differences(a: Sequence[Dict[str, Any]], b: Sequence[Dict[str, Any]], estimator: str = 'nuclear',
+                     threshold: float = 0.5) -> List[Dict[str, Any]]:
+    """Two runs of the same models (e.g. ``--seed 0`` and ``--seed 1``): per model, stage and centring,
+    the absolute difference of the stage's mean and of its minimum rank ratio. Models are matched by
+    ``label``; stages by position (the same model has the same stages)."""
+    other = {r['label']: r for r in b}
+    rows = []
+    for r in a:
+        if r['label'] not in other:
+            continue
+        sa = stage_summary(r['layers'], estimator, threshold)
+        sb = stage_summary(other[r['label']]['layers'], estimator, threshold)
+        for x, y in zip(sa, sb):
+            for c in CENTRINGS:
+                if c in x['mean'] and c in y['mean']:
+                    rows.append(dict(model=r['label'], stride=x['stride'], centring=c,
+                                     mean_diff=abs(x['mean'][c] - y['mean'][c]),
+                                     min_diff=abs(x['min'][c] - y['min'][c])))
+    return rows
+
+
+def seed_markdown(rows: Sequence[Dict[str, Any]], estimator: str = 'nuclear') -> str:
+    """The largest stage difference per model and centring, and over everything."""
+    lines = [f'Largest absolute difference between the two runs of a stage\'s mean and minimum `{estimator}` rank '
+             'ratio, per model and centring:', '', '| model | centring | stages | max |mean diff| | max |min diff| |',
+             '|---|---|---:|---:|---:|']
+    keys = list(dict.fromkeys((r['model'], r['centring']) for r in rows))
+    for m, c in keys:
+        rs = [r for r in rows if (r['model'], r['centring']) == (m, c)]
+        lines.append(f"| {m} | {c} | {len(rs)} | {max(r['mean_diff'] for r in rs):.3f} | "
+                     f"{max(r['min_diff'] for r in rs):.3f} |")
+    if rows:
+        lines += ['', f"Over all: {max(max(r['mean_diff'], r['min_diff']) for r in rows):.3f}."]
+    return '\n'.join(lines) + '\n'

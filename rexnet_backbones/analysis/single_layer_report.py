@@ -3,8 +3,8 @@
 
 The paper's two findings, checked per estimator x centring x weight scale by paired comparisons over
 the random layers (:func:`rexnet_backbones.stats.paired_difference`: a comparison holds or reverses
-only when its percentile-bootstrap AND Student's t 95% intervals of the mean difference exclude 0,
-else it is flat):
+only when the Student's t 95% interval of the mean difference excludes 0 (the paired t test rejects;
+the percentile bootstrap interval is shown beside it), else it is flat):
 
 1. **rank expansion**: the rank ratio rises with ``d_in / d_out`` (a layer with fewer inputs than
    outputs loses rank): per nonlinearity other than the identity, the ratio at the largest
@@ -153,7 +153,7 @@ def study_markdown(records: Sequence[dict], ratios_shown: Sequence[float] = (0.2
             lines.append('')
     claims = paper_claims(records) if claims is None else claims
     lines += ['### The paper\'s findings', '', 'Each comparison is a paired difference over the layers; it holds '
-              '(reverses) when its bootstrap and t 95% intervals both lie above (below) 0. See '
+              '(reverses) when its t 95% interval lies above (below) 0 (bootstrap interval shown). See '
               '`rexnet_backbones/analysis/single_layer_report.py`.', '', claims_markdown(claims)]
     return '\n'.join(lines)
 

@@ -16,14 +16,27 @@ Block ``j`` has the continuous width ``u_j = w0 + wa * j``. Spaces:
 
 * ``regnetx``: RegNetX as pycls builds it, stage-wise widths ``w0 * wm^round(log_wm(u_j / w0))``
   (timm's ``RegNet``/``RegNetCfg``, which quantizes exactly so).
-* ``regnetx_noquant``: the same networks with per-block widths ``u_j`` (ReXNet's linear growth),
-  timm's RegNet blocks (:class:`.design_space.LinearWidthRegNet`).
+* ``regnetx_noquant``: the same networks (same ``d, w0, wa, wm, g`` for each sampled index) with
+  per-block widths ``u_j`` (ReXNet's linear growth), timm's RegNet blocks; a stride-1 block that widens
+  its input keeps an identity shortcut on its first input channels (ReXNet's partial shortcut,
+  :class:`PartialShortcutBottleneck`) instead of a 1x1 projection, so that, as in ``regnetx``, only
+  the four stride-2 blocks project (:class:`LinearWidthRegNet` here; ``design='independent'`` builds
+  the older form with a projection wherever the width changes, :class:`.design_space.LinearWidthRegNet`).
 * ``ir_stage`` / ``ir_linear``: inverted residual blocks (timm's ReXNet ``LinearBottleneck``:
   1x1 expand x6, 3x3 depthwise, ReLU6, 1x1 linear projection, ReXNet's partial shortcut) with the
   stage-wise widths or the per-block widths ``u_j``; with linear growth every block widens its input,
   so every block's expand layer is an expanding one. ReLU6 after the expand layers (MobileNetV2).
 * ``ir_stage_silu`` / ``ir_linear_silu``: the very networks of ``ir_stage`` / ``ir_linear`` (same
   parameters, same initial weights) with SiLU after the expand layers (ReXNet's choice).
+
+Matched designs (``design='matched'``, the default): the spaces of one family of :data:`MATCHED`
+(``regnetx``/``regnetx_noquant``; the four ``ir_*``) draw network ``i`` from one shared random
+stream and keep a draw only when EVERY structurally different member of the family meets the FLOP
+budget, so network ``i`` has the same ``(d, w0, wa, wm)`` in every space of its family, whichever
+spaces a study runs; differences between them are then paired by index. ``design='independent'``
+is the older sampler (one stream per space, used by the study in ``docs/results/rank/trained``), kept to
+reproduce it: there ``regnetx_noquant`` and ``ir_linear`` share no network with their quantized
+counterparts.
 
 The stride-2 blocks are the first block of each of the quantized network's four stages in every
 space, after a 3x3 stem of stride 2 (timm's RegNet, ImageNet's layout: 32x32 ends at 1x1) or 1
@@ -37,16 +50,23 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from timm.models.regnet import Bottleneck
 
 from ..errors import FlopBudgetError, InvalidInputError
 
-__all__ = ['TRAINED_SPACES', 'DEFAULT_SPACES', 'PAIRED', 'pycls_regnet_params', 'stage_layout', 'IRNet',
-           'build_space_model', 'init_weights', 'count_acts', 'approx_macs', 'sample_model']
+__all__ = ['TRAINED_SPACES', 'DEFAULT_SPACES', 'PAIRED', 'MATCHED', 'DESIGNS', 'pycls_regnet_params', 'stage_layout',
+           'IRNet', 'LinearWidthRegNet', 'PartialShortcutBottleneck', 'build_space_model', 'init_weights',
+           'count_acts', 'approx_macs', 'sample_model']
 
 TRAINED_SPACES = ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_stage_silu', 'ir_linear_silu')
-DEFAULT_SPACES = ('regnetx', 'regnetx_noquant', 'ir_stage', 'ir_linear', 'ir_linear_silu')
+DEFAULT_SPACES = TRAINED_SPACES
 #: space -> the space whose sampled networks (and initial weights) it reuses
 PAIRED = {'ir_stage_silu': 'ir_stage', 'ir_linear_silu': 'ir_linear'}
+#: space -> its family; with ``design='matched'`` a family's spaces share every sampled (d, w0, wa, wm)
+MATCHED = {'regnetx': 'regnet', 'regnetx_noquant': 'regnet', 'ir_stage': 'ir', 'ir_linear': 'ir',
+           'ir_stage_silu': 'ir', 'ir_linear_silu': 'ir'}
+#: the samplers: 'matched' (shared streams per family) and 'independent' (the older, one per space)
+DESIGNS = ('matched', 'independent')
 IR_EXPANSION = 6
 STEM_WIDTH = 32
 
@@ -130,6 +150,60 @@ class IRNet(nn.Module):
         return self.head(self.blocks(self.stem(x)))
 
 
+class PartialShortcutBottleneck(Bottleneck):
+    """timm's RegNet ``Bottleneck`` (group conv, bottleneck ratio 1, no SE) whose shortcut, when the
+    block widens its input at stride 1, is ReXNet's partial identity: the input is added to the first
+    ``in_channels`` output channels and the new channels get none (no 1x1 projection). Otherwise
+    timm's block unchanged (identity, or a 1x1 projection at stride 2)."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, group_size: int = 1):
+        partial = stride == 1 and out_chs > in_chs
+        super().__init__(in_chs, out_chs, stride=stride, group_size=group_size, se_ratio=0., bottle_ratio=1.,
+                         downsample=None if partial else 'conv1x1')
+        self.partial, self.in_channels = partial, in_chs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.partial:
+            return super().forward(x)
+        out = self.conv3(self.se(self.conv2(self.conv1(x))))
+        out = torch.cat([out[:, :self.in_channels] + x, out[:, self.in_channels:]], dim=1)
+        return self.act3(out)
+
+
+class LinearWidthRegNet(nn.Module):
+    """RegNetX with per-block linear widths ``u_j = w0 + wa * j`` (each rounded to a multiple of its
+    group width ``min(group_size, width)``), the quantized network's stage boundaries (stride 2 at the
+    first block of each of its four stages) and ReXNet's partial identity shortcuts where a stride-1
+    block widens (:class:`PartialShortcutBottleneck`); the stride-2 blocks project, as in RegNetX."""
+
+    def __init__(self, depth: int, w0: int, wa: float, wm: float, group_size: int, num_classes: int = 1000,
+                 stem_width: int = STEM_WIDTH, stem_stride: int = 2):
+        super().__init__()
+        from timm.layers import ClassifierHead, ConvNormAct
+        from timm.models.regnet import quantize_float
+
+        u, stages, num = stage_layout(depth, w0, wa, wm)
+        if num != 4:
+            raise ValueError(f'these parameters give {num} stages; the skeleton has 4')
+        self.stem = ConvNormAct(3, stem_width, 3, stride=stem_stride)
+        prev, blocks = stem_width, []
+        for j in range(depth):
+            g = min(group_size, max(8, quantize_float(u[j], 8)))
+            w = max(g, quantize_float(u[j], g))
+            stride = 2 if j == 0 or stages[j] != stages[j - 1] else 1
+            blocks.append(PartialShortcutBottleneck(prev, w, stride, group_size=g))
+            prev = w
+        self.blocks = nn.Sequential(*blocks)
+        self.num_features = prev
+        self.head = ClassifierHead(prev, num_classes)
+
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return dict(stem=r'^stem', blocks=r'^blocks\.(\d+)')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
 def init_weights(model: nn.Module, zero_init_last: bool = False) -> nn.Module:
     """pycls's initialisation, the same in every space: conv weights N(0, 2 / fan_out), BatchNorm
     weight 1 and bias 0, linear weights N(0, 0.01), biases 0; with ``zero_init_last`` (pycls's
@@ -162,25 +236,30 @@ def _last_residual_bn(block: nn.Module) -> Optional[nn.Module]:
     from timm.models.regnet import Bottleneck
     from timm.models.rexnet import LinearBottleneck
     if isinstance(block, Bottleneck):
-        return block.conv3.bn
+        return block.conv3.bn if block.downsample is not None or getattr(block, 'partial', False) else None
     if isinstance(block, LinearBottleneck) and block.use_shortcut:
         return block.conv_pwl.bn
     return None
 
 
 def build_space_model(space: str, params: Dict[str, Any], num_classes: int, stem_stride: int = 2,
-                      zero_init_last: bool = False) -> nn.Module:
+                      zero_init_last: bool = False, design: str = 'matched') -> nn.Module:
     """The network of ``space`` with ``params`` (timm's classes) and a 3x3 stem of ``stem_stride``
     (2: ImageNet's, timm's RegNet; 1: pycls's CIFAR stem), initialised by :func:`init_weights` (from
-    torch's global seed), in train mode."""
+    torch's global seed), in train mode. ``design='independent'``: ``regnetx_noquant`` with the older
+    projection shortcuts."""
+    if design not in DESIGNS:
+        raise InvalidInputError(f'unknown design {design!r}; choose from {", ".join(DESIGNS)}')
     if space == 'regnetx':
         from timm.layers import ConvNormAct
         from timm.models.regnet import RegNet, RegNetCfg
         model: nn.Module = RegNet(RegNetCfg(**params), num_classes=num_classes)
         if stem_stride != 2:  # timm's stem has stride 2; the same conv-BN-ReLU with another stride
             model.stem = ConvNormAct(3, model.stem.conv.out_channels, 3, stride=stem_stride)
+    elif space == 'regnetx_noquant' and design == 'independent':
+        from .design_space import LinearWidthRegNet as ProjectionLinearWidthRegNet
+        model = ProjectionLinearWidthRegNet(**params, num_classes=num_classes, stem_stride=stem_stride)
     elif space == 'regnetx_noquant':
-        from .design_space import LinearWidthRegNet
         model = LinearWidthRegNet(**params, num_classes=num_classes, stem_stride=stem_stride)
     elif space in TRAINED_SPACES:
         model = IRNet(**params, linear='linear' in space, act_layer='silu' if space.endswith('_silu') else 'relu6',
@@ -212,7 +291,7 @@ def count_acts(model: nn.Module, size: Tuple[int, int]) -> int:
 
 
 def approx_macs(space: str, p: Dict[str, Any], size: Tuple[int, int], num_classes: int = 10,
-                stem_stride: int = 2) -> float:
+                stem_stride: int = 2, design: str = 'matched') -> float:
     """Multiply-adds of the convolutions from the widths alone (no model built): a cheap pre-filter of
     :func:`sample_model`, which then counts the built model's exactly; within a few percent."""
     base = PAIRED.get(space, space)
@@ -229,7 +308,8 @@ def approx_macs(space: str, p: Dict[str, Any], size: Tuple[int, int], num_classe
         if base.startswith('regnetx'):
             g = min(p['group_size'], width)
             total += n_in * prev * width + n * width * g * 9 + n * width * width
-            total += n * prev * width if (prev != width or n != n_in) else 0
+            project = n != n_in or (prev != width and (design == 'independent' or prev > width))
+            total += n * prev * width if project else 0
         else:
             e = round(prev * IR_EXPANSION)
             total += n_in * prev * e + n * e * 9 + n * e * width
@@ -237,40 +317,74 @@ def approx_macs(space: str, p: Dict[str, Any], size: Tuple[int, int], num_classe
     return total + prev * num_classes
 
 
+def _family_members(space: str, design: str) -> Tuple[str, ...]:
+    """The structurally different spaces whose FLOPs a draw for ``space`` must meet (SiLU variants
+    have their base's FLOPs)."""
+    if design == 'independent':
+        return (PAIRED.get(space, space),)
+    family = MATCHED[space]
+    return tuple(sp for sp in TRAINED_SPACES if MATCHED[sp] == family and sp not in PAIRED)
+
+
+def _stream(space: str, seed: int, index: int, design: str) -> str:
+    if design == 'independent':
+        return f'{PAIRED.get(space, space)}:{seed}:{index}'
+    return f'{MATCHED[space]}:matched:{seed}:{index}'
+
+
 def sample_model(space: str, index: int, flops: Tuple[float, float], input_size: Tuple[int, int], seed: int = 0,
-                 max_tries: int = 500, num_classes: int = 10, stem_stride: int = 2) -> Dict[str, Any]:
+                 max_tries: int = 500, num_classes: int = 10, stem_stride: int = 2,
+                 design: str = 'matched') -> Dict[str, Any]:
     """Parameters of model ``index`` of ``space`` with FLOPs (multiply-adds, one image, ``count_macs``)
     in ``[flops[0], flops[1]]``, drawn from the model's own random stream (so any subset of indices,
-    e.g. a shard, samples the same models); paired spaces reuse their base space's draw.
+    e.g. a shard, samples the same models). ``design='matched'``: the stream is the family's
+    (:data:`MATCHED`) and a draw is kept only when every member of the family meets the budget, so
+    every space of a family gets the same parameters for ``index``; ``'independent'``: one stream per
+    space (paired SiLU spaces reuse their base's). ``flops`` is this space's count.
 
     Raises :class:`FlopBudgetError` after ``max_tries`` draws, with the range that was reached."""
     from .network import count_macs
 
+    if design not in DESIGNS:
+        raise InvalidInputError(f'unknown design {design!r}; choose from {", ".join(DESIGNS)}')
+    if space not in TRAINED_SPACES:
+        raise InvalidInputError(f'unknown design space {space!r}; choose from {", ".join(TRAINED_SPACES)}')
+    members = _family_members(space, design)
     base = PAIRED.get(space, space)
-    rng = random.Random(f'{base}:{seed}:{index}')
+    rng = random.Random(_stream(space, seed, index, design))
     seen: List[float] = []
     for tries in range(1, max_tries + 1):
         p = pycls_regnet_params(rng, group=base.startswith('regnetx'))
-        approx = approx_macs(base, p, input_size, num_classes, stem_stride)
-        if not flops[0] / 1.3 <= approx <= flops[1] * 1.3:
-            seen.append(approx)
+        approx = [approx_macs(m, p, input_size, num_classes, stem_stride, design) for m in members]
+        if not all(flops[0] / 1.3 <= a <= flops[1] * 1.3 for a in approx):
+            seen.append(approx[members.index(base)])
             continue
-        f = count_macs(build_space_model(base, p, num_classes, stem_stride).eval(), input_size)
-        seen.append(f)
-        if flops[0] <= f <= flops[1]:
-            return dict(params=p, flops=f, tries=tries)
+        counts = {m: count_macs(build_space_model(m, p, num_classes, stem_stride, design=design).eval(), input_size)
+                  for m in members}
+        seen.append(counts[base])
+        if all(flops[0] <= f <= flops[1] for f in counts.values()):
+            return dict(params=p, flops=counts[base], tries=tries)
     raise FlopBudgetError(
         f'{space}: none of {max_tries} sampled models has {flops[0] / 1e6:.2f}-{flops[1] / 1e6:.2f} MFLOPs at '
-        f'{input_size[0]}x{input_size[1]} (reached {min(seen) / 1e6:.2f}-{max(seen) / 1e6:.2f} MFLOPs, median '
+        f'{input_size[0]}x{input_size[1]}{" in every space of its family " + str(members) if len(members) > 1 else ""}'
+        f' (reached {min(seen) / 1e6:.2f}-{max(seen) / 1e6:.2f} MFLOPs, median '
         f'{sorted(seen)[len(seen) // 2] / 1e6:.2f}); move --flops into that range or raise --max-tries')
 
 
-def describe_spaces(spaces: Optional[Sequence[str]] = None) -> str:
-    """One line per space (for reports)."""
+def describe_spaces(spaces: Optional[Sequence[str]] = None, design: str = 'matched') -> str:
+    """One line per space (for reports); ``design``: the sampler the study used (records without one
+    used ``'independent'``)."""
+    matched = design == 'matched'
     text = {'regnetx': 'RegNetX (pycls ranges), stage-wise widths, group conv, bottleneck ratio 1',
-            'regnetx_noquant': 'RegNetX parameters, per-block linear widths w0 + wa*j',
+            'regnetx_noquant': ('the regnetx networks (same d, w0, wa, wm, g per index) with per-block linear '
+                                'widths w0 + wa*j; partial identity shortcuts where a stride-1 block widens'
+                                if matched else 'RegNetX parameters drawn on their own (no network shared with '
+                                'regnetx), per-block linear widths w0 + wa*j, a 1x1 projection shortcut wherever '
+                                'the width changes'),
             'ir_stage': 'inverted residual x6, stage-wise widths, ReLU6 after expand',
-            'ir_linear': 'inverted residual x6, per-block linear widths, ReLU6 after expand',
+            'ir_linear': ('the ir_stage networks with per-block linear widths, ReLU6 after expand' if matched else
+                          'inverted residual x6, per-block linear widths, ReLU6 after expand (drawn on its own: no '
+                          'network shared with ir_stage)'),
             'ir_stage_silu': 'ir_stage networks with SiLU after expand',
             'ir_linear_silu': 'ir_linear networks with SiLU after expand'}
     return '\n'.join(f'- `{s}`: {text[s]}' for s in (spaces or TRAINED_SPACES))

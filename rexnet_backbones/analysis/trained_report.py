@@ -8,6 +8,8 @@
   (at init or after training, centred or not) and the error, with its bootstrap 95% interval.
 * :func:`plot_error_edfs` (RegNet's figure: EDF of the error per space, bootstrap band) and
   :func:`plot_rank_scatter` (rank against error).
+* The partial correlations, the median and depth-adjusted differences between spaces and the paired
+  rank differences come from :mod:`.trained_stats` (in ``trained.md`` and ``analysis.json``).
 """
 from __future__ import annotations
 
@@ -56,16 +58,20 @@ def _by_space(records: Sequence[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any
 
 
 def space_table(records: Sequence[Dict[str, Any]], seed: int = 0) -> List[Dict[str, Any]]:
-    """Per space: models, diverged, median error [95% CI], min/10th/90th/max error, median MFLOPs/params."""
+    """Per space: models, diverged, median error [95% bootstrap CI], mean error, min/10th/90th/max error,
+    depth range, mean MFLOPs, median Mparams."""
     rows = []
     for space, rs in _by_space(records).items():
         err = np.array([r['error'] for r in rs if r['error'] is not None], dtype=float)
+        depths = [r['arch']['depth'] for r in rs]
         row: Dict[str, Any] = dict(space=space, models=len(rs), diverged=sum(r['error'] is None for r in rs),
-                                   mflops=float(np.median([r['flops'] for r in rs])) / 1e6,
-                                   mparams=float(np.median([r['num_params'] for r in rs])) / 1e6)
+                                   mflops=float(np.mean([r['flops'] for r in rs])) / 1e6,
+                                   mparams=float(np.median([r['num_params'] for r in rs])) / 1e6,
+                                   depth=(min(depths), max(depths)))
         if err.size:
             lo, hi = median_ci(err, seed=seed) if err.size > 1 else (float(err[0]), float(err[0]))
-            row.update(median=float(np.median(err)), median_lo=float(lo), median_hi=float(hi), min=float(err.min()),
+            row.update(median=float(np.median(err)), median_lo=float(lo), median_hi=float(hi), mean=float(err.mean()),
+                       min=float(err.min()),
                        p10=float(np.percentile(err, 10)), p90=float(np.percentile(err, 90)), max=float(err.max()))
         rows.append(row)
     return rows
@@ -100,47 +106,67 @@ def paired_table(records: Sequence[Dict[str, Any]], seed: int = 0) -> List[Dict[
             b = {r['index']: r['error'] for r in groups[base] if r['error'] is not None}
             d = paired_difference(a, b, higher_is_better=False, seed=seed)
             rows.append(dict(space=space, base=base, n=d.n_pairs, mean_diff=d.mean_diff, ci=d.ci, t_ci=d.t_ci,
-                             verdict=d.verdict, note=d.note))
+                             verdict=d.verdict, note=d.note, p=d.p_value))
     return rows
+
+
+def _space_lrs(s: Dict[str, Any]) -> str:
+    lrs = s.get('space_lrs')
+    return ' (per space: ' + ', '.join(f'{k} {v:g}' for k, v in lrs) + ')' if lrs else ''
+
+
+def _p(p: Optional[float]) -> str:
+    """A p-value; below 1e-6 (where the t distribution's tail is computed as 1 - cdf) as '< 1e-6'."""
+    return '-' if p is None or not np.isfinite(p) else ('< 1e-6' if p < 1e-6 else f'{p:.2g}')
 
 
 def _fmt(v: Optional[float], spec: str = '.1f') -> str:
     return '-' if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
 
 
-def report_markdown(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear') -> str:
-    """The study's settings, the per-space error table and the rank-vs-error table."""
+def report_markdown(records: Sequence[Dict[str, Any]], estimator: str = 'nuclear',
+                    analysis_md: Optional[str] = None) -> str:
+    """The study's settings, the per-space error table, the rank-vs-error table and (``analysis_md``,
+    from :func:`.trained_stats.analysis`) the partial correlations and space differences."""
     s = records[0]['settings']
     lines = [f"**Trained design-space study** (settings `{records[0]['settings_hash']}`): "
              f"{len(records)} models, FLOPs {s['flops'][0] / 1e6:g}-{s['flops'][1] / 1e6:g} M multiply-adds at "
              f"{s['input_size']}x{s['input_size']} (stem stride {s.get('stem_stride', 2)}), data `{s['data']}` "
              f"({s['num_train']} train / {s['num_val']} val images), {s['epochs']} epochs, batch {s['batch_size']}, "
-             f"{s.get('optimizer', 'sgd')} lr {s['lr']}, wd {s['weight_decay']}"
-             f"{', zero-init last BN' if s.get('zero_init_last') else ''}, seed {s['seed']}.", '',
-             describe_spaces([sp for sp in s['spaces']]), '',
-             '| space | models | diverged | median top-1 error % [95% CI] | min | p10 | p90 | max | MFLOPs | Mparams |',
-             '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|']
+             f"{s.get('optimizer', 'sgd')} lr {s['lr']}"
+             f"{_space_lrs(s)}"
+             f", wd {s['weight_decay']}"
+             f"{', zero-init last BN' if s.get('zero_init_last') else ''}, seed {s['seed']}"
+             f"{', training seed ' + str(s['train_seed']) if s.get('train_seed') else ''}, sampler "
+             f"`{s.get('design', 'independent')}`.", '',
+             describe_spaces([sp for sp in s['spaces']], s.get('design', 'independent')), '',
+             '| space | models | diverged | median top-1 error % [95% bootstrap CI] | mean | min | p10 | p90 | max | '
+             'depth | mean MFLOPs | median Mparams |',
+             '|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|']
     for r in space_table(records):
         lines.append(f"| {r['space']} | {r['models']} | {r['diverged']} | {_fmt(r.get('median'))} "
-                     f"[{_fmt(r.get('median_lo'))}, {_fmt(r.get('median_hi'))}] | {_fmt(r.get('min'))} | "
-                     f"{_fmt(r.get('p10'))} | {_fmt(r.get('p90'))} | {_fmt(r.get('max'))} | {r['mflops']:.2f} | "
-                     f"{r['mparams']:.2f} |")
+                     f"[{_fmt(r.get('median_lo'))}, {_fmt(r.get('median_hi'))}] | {_fmt(r.get('mean'))} | "
+                     f"{_fmt(r.get('min'))} | {_fmt(r.get('p10'))} | {_fmt(r.get('p90'))} | {_fmt(r.get('max'))} | "
+                     f"{r['depth'][0]}-{r['depth'][1]} | {r['mflops']:.2f} | {r['mparams']:.2f} |")
     pairs = paired_table(records)
     if pairs:
         lines += ['', 'Paired: the same networks and initial weights, only the activation after the expand layers '
                   'differs (error difference in points, mean over the models both trained; 95% intervals):', '',
-                  '| space - base | pairs | mean difference | bootstrap CI | t CI | verdict for the space |',
-                  '|---|---:|---:|---|---|---|']
+                  '| space - base | pairs | mean difference | bootstrap CI | t CI | paired t p | '
+                  'verdict for the space |',
+                  '|---|---:|---:|---|---|---:|---|']
         for r in pairs:
             lines.append(f"| {r['space']} - {r['base']} | {r['n']} | {_fmt(r['mean_diff'], '+.2f')} | "
                          f"[{_fmt(r['ci'][0], '.2f')}, {_fmt(r['ci'][1], '.2f')}] | [{_fmt(r['t_ci'][0], '.2f')}, "
-                         f"{_fmt(r['t_ci'][1], '.2f')}] | {r['verdict']} |")
+                         f"{_fmt(r['t_ci'][1], '.2f')}] | {_p(r['p'])} | {r['verdict']} |")
     lines += ['', f'Spearman rho between the mean `{estimator}` rank ratio (rank / min(rows, channels), over every '
               'block output and expand layer, on the first validation images) and the top-1 error; 95% bootstrap CI:',
               '', '| rank measured | centring | space | n | rho [95% CI] |', '|---|---|---|---:|---|']
     for r in rank_table(records, estimator):
         lines.append(f"| {r['phase']} | {r['centring']} | {r['space']} | {r['n']} | {_fmt(r['rho'], '.2f')} "
                      f"[{_fmt(r['lo'], '.2f')}, {_fmt(r['hi'], '.2f')}] |")
+    if analysis_md:
+        lines += ['', analysis_md.rstrip('\n')]
     return '\n'.join(lines) + '\n'
 
 
@@ -201,16 +227,37 @@ def plot_rank_scatter(records: Sequence[Dict[str, Any]], path: str, estimator: s
 
 def write_report(paths: Sequence[str], out_dir: str, estimator: str = 'nuclear') -> Tuple[str, List[str]]:
     """Merge ``paths`` and write ``trained.jsonl`` (merged), ``trained.md``, ``error_edf.png``,
-    ``rank_vs_error.png`` into ``out_dir``; returns ``(markdown, written paths)``."""
+    ``rank_vs_error.png`` and ``analysis.json`` (:func:`.trained_stats.analysis`) into ``out_dir``;
+    returns ``(markdown, written paths)``."""
     import json
+
+    from .trained_stats import analysis
     records = merge_records(paths)
     os.makedirs(out_dir, exist_ok=True)
-    names = [os.path.join(out_dir, n) for n in ('trained.jsonl', 'trained.md', 'error_edf.png', 'rank_vs_error.png')]
+    names = [os.path.join(out_dir, n) for n in ('trained.jsonl', 'trained.md', 'error_edf.png', 'rank_vs_error.png',
+                                                'analysis.json')]
+    merged = ''.join(json.dumps(r, sort_keys=True) + '\n' for r in records)
     with open(names[0], 'w', encoding='utf-8') as f:
-        f.writelines(json.dumps(r, sort_keys=True) + '\n' for r in records)
-    md = report_markdown(records, estimator)
+        f.write(merged)
+    analysis_md, data = analysis(records, estimator)
+    md = report_markdown(records, estimator, analysis_md)
     with open(names[1], 'w', encoding='utf-8') as f:
         f.write(md)
+    with open(names[4], 'w', encoding='utf-8') as f:
+        json.dump(_jsonable(data), f, indent=1)
+        f.write('\n')
     plot_error_edfs(records, names[2])
     plot_rank_scatter(records, names[3], estimator)
     return md, names
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

@@ -4,7 +4,14 @@ One job is one model ``(space, index)``; its record (one JSON line) holds the se
 architecture parameters, FLOPs (multiply-adds, one image), activations (conv and linear outputs),
 parameters, top-1 error on the validation split (``None`` and ``status='diverged'`` when the loss
 became non-finite), and rank statistics of every block (and expand layer) at initialisation and
-after training, centred and not (:func:`rank_stats`).
+after training, centred and not (:func:`rank_stats`): the older mean over all layers of rank /
+min(rows, C) at ``max_rows`` rows, and, per kind of layer (block outputs, expand layers), the
+width-free statistics of :func:`.estimators.measure_fixed` (``rows_per_channel * C`` rows, no cap;
+ratio and ratio to white noise).
+
+Besides the main study (:func:`run_study`), :func:`lr_sweep_settings` and :func:`noise_settings` make
+the settings of a per-space learning-rate sweep and of per-model seed-noise runs (the same models
+retrained with other training seeds: ``train_seed``), and :func:`budget` estimates their cost.
 
 Scale: ``shard=(I, N)`` (1-based) runs the jobs ``k`` with ``k % N == I - 1`` of the fixed job list (disjoint,
 deterministic); every finished model is appended to the output as ONE ``os.write`` of its whole line
@@ -19,7 +26,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -28,16 +35,19 @@ import torch.nn.functional as F
 
 from ..cli import take_shard
 from ..errors import InvalidInputError, ToolError
-from .estimators import rank_estimates
-from .spaces import DEFAULT_SPACES, PAIRED, TRAINED_SPACES, build_space_model, count_acts, sample_model
+from .estimators import ROWS_PER_CHANNEL, measure_fixed, rank_estimates, sample_rows
+from .spaces import DEFAULT_SPACES, DESIGNS, PAIRED, TRAINED_SPACES, build_space_model, count_acts, sample_model
 
 __all__ = ['StudySettings', 'OPTIMIZERS', 'settings_hash', 'study_jobs', 'shard_jobs', 'load_data', 'train_model',
-           'rank_stats', 'run_model', 'append_record', 'read_records', 'run_study', 'ROW_FACTOR', 'RANK_ESTIMATORS']
+           'rank_stats', 'run_model', 'append_record', 'read_records', 'run_study', 'ROW_FACTOR', 'RANK_ESTIMATORS',
+           'lr_sweep_settings', 'noise_settings', 'budget', 'LAYER_KINDS']
 
 RANK_ESTIMATORS = ('nuclear', 'effective', 'stable')
 OPTIMIZERS = ('adamw', 'sgd')
 #: a layer with fewer rows than ROW_FACTOR x channels is flagged as row-capped
 ROW_FACTOR = 4
+#: the kinds of layer :func:`rank_stats` reports separately
+LAYER_KINDS = ('block', 'expand')
 
 
 @dataclass
@@ -62,6 +72,14 @@ class StudySettings:
     estimators: Tuple[str, ...] = RANK_ESTIMATORS
     max_tries: int = 5000
     seed: int = 0
+    design: str = 'matched'
+    rows_per_channel: int = ROWS_PER_CHANNEL
+    train_seed: int = 0  # 0: the model's own seed (initial weights and batches); k > 0: another training run
+    space_lrs: Tuple[Tuple[str, float], ...] = ()  # per-space learning rates (from a sweep); others use lr
+
+    def lr_of(self, space: str) -> float:
+        """The learning rate ``space`` trains with: its entry of ``space_lrs``, else ``lr``."""
+        return float(dict(self.space_lrs).get(space, self.lr))
 
     def check(self) -> None:
         bad = [s for s in self.spaces if s not in TRAINED_SPACES]
@@ -78,11 +96,58 @@ class StudySettings:
             raise InvalidInputError(f'--stem-stride must be 1 or 2, got {self.stem_stride}')
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise InvalidInputError(f'--lr must be a positive number, got {self.lr}')
+        if self.design not in DESIGNS:
+            raise InvalidInputError(f'--design must be one of {", ".join(DESIGNS)}, got {self.design!r}')
+        bad_lr = [f'{k}={v}' for k, v in self.space_lrs if k not in self.spaces or not (v > 0 and math.isfinite(v))]
+        if bad_lr:
+            raise InvalidInputError(f'--space-lr {" ".join(bad_lr)}: each needs a space of this study and a '
+                                    'positive rate (SPACE=LR)')
+        if self.rows_per_channel < 1 or self.train_seed < 0:
+            raise InvalidInputError('--rows-per-channel must be >= 1 and --train-seed >= 0, got '
+                                    f'{self.rows_per_channel} and {self.train_seed}')
 
 
 def settings_hash(s: StudySettings) -> str:
     """12 hex digits of the settings (spaces in order, every number)."""
     return hashlib.sha256(json.dumps(asdict(s), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def lr_sweep_settings(s: StudySettings, lrs: Sequence[float], num_models: int) -> List[StudySettings]:
+    """One study per learning rate: ``s`` with ``lr`` and the first ``num_models`` models per space (the
+    same models at every rate; run each into its own file and compare the median errors per space)."""
+    if len(lrs) < 2 or any(not (v > 0 and math.isfinite(v)) for v in lrs):
+        raise InvalidInputError(f'--lrs needs two or more positive rates, got {list(lrs)}')
+    if num_models < 1:
+        raise InvalidInputError(f'--sweep-models must be >= 1, got {num_models}')
+    return [replace(s, lr=float(v), num_models=num_models, space_lrs=()) for v in lrs]
+
+
+def noise_settings(s: StudySettings, num_models: int, seeds: int) -> List[StudySettings]:
+    """Per-model seed noise: the first ``num_models`` models per space of ``s`` retrained with
+    ``train_seed`` 1..``seeds`` (other initial weights and batch order, the same architectures); with
+    the main run (train_seed 0) each model then has ``seeds + 1`` errors."""
+    if num_models < 1 or seeds < 1:
+        raise InvalidInputError(f'--noise-models and --noise-seeds must be >= 1, got {num_models} and {seeds}')
+    return [replace(s, num_models=num_models, train_seed=k) for k in range(1, seeds + 1)]
+
+
+def budget(runs: Sequence[StudySettings], timing: Dict[str, Tuple[float, float]], cores: int = 1,
+           reference_images: int = 4000) -> Dict[str, Any]:
+    """Estimated cost of ``runs``: per model of each space, ``epochs x (num_train / reference_images) x
+    train + rest`` with ``timing[space] = (training seconds of one epoch at reference_images, the
+    rest)`` (:func:`.trained_stats.seconds_per_model_epoch` of an earlier study), divided over ``cores``
+    parallel shards."""
+    rows, total = [], 0.0
+    costliest = max(timing.values(), key=lambda t: t[0] + t[1])
+    for s in runs:
+        secs = 0.0
+        for sp in s.spaces:
+            train, rest = timing.get(sp, timing.get(PAIRED.get(sp, sp), costliest))
+            secs += s.num_models * (s.epochs * s.num_train / reference_images * train + rest)
+        total += secs
+        rows.append(dict(lr=s.lr, num_models=s.num_models, epochs=s.epochs, num_train=s.num_train,
+                         train_seed=s.train_seed, models=s.num_models * len(s.spaces), cpu_hours=secs / 3600))
+    return dict(runs=rows, cpu_hours=total / 3600, wall_hours=total / 3600 / max(1, cores), cores=cores)
 
 
 def study_jobs(s: StudySettings) -> List[Tuple[str, int]]:
@@ -163,19 +228,32 @@ def train_model(model: nn.Module, data: Dict[str, Any], epochs: int, batch_size:
 
 
 def rank_stats(model: nn.Module, images: torch.Tensor, estimators: Sequence[str], max_rows: int,
-               bn_batch_stats: bool, seed: int = 0) -> Dict[str, Any]:
-    """Rank of every block output and expand layer (:func:`.network.find_layers`) on ``images``:
-    per centring (``centred``/``uncentred``) and estimator, the mean and minimum over the layers of
-    ``rank / min(rows, channels)``; ``capped``: layers with rows < ROW_FACTOR x channels."""
+               bn_batch_stats: bool, seed: int = 0, rows_per_channel: Optional[int] = None) -> Dict[str, Any]:
+    """Rank of every block output and expand layer (:func:`.network.find_layers`) on ``images``.
+
+    Always: per centring (``centred``/``uncentred``) and estimator, the mean and minimum over all the
+    layers of ``rank / min(rows, channels)`` at ``max_rows`` sampled rows (the older statistic, which
+    falls with width); ``capped``: layers with rows < ROW_FACTOR x channels. With
+    ``rows_per_channel``: also ``by_kind`` -> ``block``/``expand`` -> centring -> ``ratio``/``null`` ->
+    estimator -> mean/min over that kind's layers, from ``rows_per_channel * C`` rows per layer
+    (:func:`.estimators.measure_fixed`), with ``n`` (layers) and ``short`` (layers with fewer rows).
+    """
     from .estimators import feature_matrix
     from .network import batch_norm_stats, find_layers
 
     feats: Dict[str, torch.Tensor] = {}
+    fixed: Dict[str, Dict[str, Any]] = {}
+    kinds: Dict[str, str] = {}
     hooks = []
-    for k, (name, _) in enumerate(find_layers(model, expand=True)):
+    for k, (name, kind) in enumerate(find_layers(model, expand=True)):
+        kinds[name] = kind
+
         def hook(_m, _i, out, name=name, k=k):
             out = out[0] if isinstance(out, (tuple, list)) else out
             feats[name] = feature_matrix(out, max_rows, torch.Generator().manual_seed(seed + k))
+            if rows_per_channel:
+                fixed[name] = measure_fixed(sample_rows(out, rows_per_channel, torch.Generator().manual_seed(seed + k)),
+                                            estimators, rows_per_channel=rows_per_channel)
         hooks.append(model.get_submodule(name).register_forward_hook(hook))
     model.eval()
     try:
@@ -193,12 +271,26 @@ def rank_stats(model: nn.Module, images: torch.Tensor, estimators: Sequence[str]
             per_layer.append({e: v / min(a.shape) for e, v in est.items()})
         out[centring] = {e: dict(mean=sum(r[e] for r in per_layer) / len(per_layer),
                                  min=min(r[e] for r in per_layer)) for e in estimators}
+    if rows_per_channel:
+        out['rows_per_channel'] = rows_per_channel
+        out['by_kind'] = {}
+        for kind in LAYER_KINDS:
+            ms = [m for n, m in fixed.items() if kinds[n] == kind]
+            if not ms:
+                continue
+            entry: Dict[str, Any] = dict(n=len(ms), short=sum(bool(m['short']) for m in ms))
+            for centring in ('centred', 'uncentred'):
+                entry[centring] = {norm: {e: dict(mean=sum(m[centring][norm][e] for m in ms) / len(ms),
+                                                  min=min(m[centring][norm][e] for m in ms)) for e in estimators}
+                                   for norm in ('ratio', 'null')}
+            out['by_kind'][kind] = entry
     return out
 
 
 def _model_seed(s: StudySettings, space: str, index: int) -> int:
     base = PAIRED.get(space, space)  # paired spaces: the very same initial weights and batches
-    return int(hashlib.sha256(f'{base}:{s.seed}:{index}'.encode()).hexdigest()[:8], 16)
+    run = f':{s.train_seed}' if getattr(s, 'train_seed', 0) else ''  # 0: the main run's seed, as before
+    return int(hashlib.sha256(f'{base}:{s.seed}:{index}{run}'.encode()).hexdigest()[:8], 16)
 
 
 def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any], device: str = 'cpu') -> Dict[str, Any]:
@@ -207,22 +299,23 @@ def run_model(s: StudySettings, space: str, index: int, data: Dict[str, Any], de
     start, cpu = time.time(), time.process_time()
     size = (s.input_size, s.input_size)
     num_classes = len(data['classes'])
-    sample = sample_model(space, index, s.flops, size, s.seed, s.max_tries, num_classes, s.stem_stride)
+    sample = sample_model(space, index, s.flops, size, s.seed, s.max_tries, num_classes, s.stem_stride, s.design)
     seed = _model_seed(s, space, index)
     torch.manual_seed(seed)
-    model = build_space_model(space, sample['params'], num_classes, s.stem_stride, s.zero_init_last)
+    model = build_space_model(space, sample['params'], num_classes, s.stem_stride, s.zero_init_last, s.design)
     rank_images = data['val'][0][:s.rank_images]
     rec: Dict[str, Any] = dict(
         settings_hash=settings_hash(s), settings=asdict(s), space=space, index=index, arch=sample['params'],
         flops=sample['flops'], acts=count_acts(model, size), num_params=sum(p.numel() for p in model.parameters()), tries=sample['tries'])
     model.to(device)
-    rank = dict(init=rank_stats(model, rank_images, s.estimators, s.max_rows, True, s.seed))
+    rank = dict(init=rank_stats(model, rank_images, s.estimators, s.max_rows, True, s.seed, s.rows_per_channel))
     t0 = time.time()
-    rec.update(train_model(model, data, s.epochs, s.batch_size, s.lr, s.weight_decay, seed, s.optimizer))
+    rec['lr'] = s.lr_of(space)
+    rec.update(train_model(model, data, s.epochs, s.batch_size, s.lr_of(space), s.weight_decay, seed, s.optimizer))
     rec['train_seconds'] = round(time.time() - t0, 2)
     if rec['status'] == 'ok':
         rec['error'] = evaluate(model, *data['val'])
-        rank['trained'] = rank_stats(model, rank_images, s.estimators, s.max_rows, False, s.seed)
+        rank['trained'] = rank_stats(model, rank_images, s.estimators, s.max_rows, False, s.seed, s.rows_per_channel)
     else:
         rec['error'] = None
     rec['rank'] = rank

@@ -200,8 +200,9 @@ def _place_boxes(num: int, height: int, width: int,
 
 
 def _render_image(height: int, width: int, classes: Sequence[str], first_class: int,
-                  rng: np.random.Generator):
-    """Returns (rgb uint8 image, list of (class_index, polygon, raster mask))."""
+                  rng: np.random.Generator, class_colours: bool = True):
+    """Returns (rgb uint8 image, list of (class_index, polygon, raster mask)); ``class_colours=False``:
+    every shape in a random colour (the class must be told from the shape alone)."""
     img = _background(height, width, rng)
     boxes = _place_boxes(int(rng.integers(1, 5)), height, width, rng)
     objects = []
@@ -210,7 +211,8 @@ def _render_image(height: int, width: int, classes: Sequence[str], first_class: 
         kind = classes[cls]
         pts = _shape_polygon(kind, x0, y0, w, h, rng)
         mask = _rasterize(pts, height, width)
-        colour = np.asarray(_SHAPE_COLOURS[kind], dtype=np.float64) + rng.uniform(-20, 20, 3)
+        base = _SHAPE_COLOURS[kind] if class_colours else rng.uniform(40, 215, 3)
+        colour = np.asarray(base, dtype=np.float64) + rng.uniform(-20, 20, 3)
         layer = colour[None, None, :] + 28 * _texture(kind, height, width, rng)[..., None]
         img[mask] = layer[mask]
         objects.append((cls, pts, mask))
@@ -406,8 +408,13 @@ def make_segmentation(root: str = osp.join(DEFAULT_DATA_ROOT, SEG_SUBDIR),
                       num_classes: int = 3,
                       seed: int = 0,
                       ignore_boundary: bool = True,
-                      force: bool = False) -> dict:
+                      force: bool = False,
+                      class_colours: bool = True) -> dict:
     """Write (once) an mmseg ``BaseSegDataset`` set under ``root``; see the module docstring.
+
+    ``class_colours=False`` makes the task harder: each shape gets a random colour instead of its
+    class's, so colour no longer tells the class and a network must segment by shape (with
+    ``num_classes=5`` the diamond, hexagon and ellipse are close).
 
     Label maps use ids ``0`` (background) and ``1..num_classes`` (the shapes); with
     ``ignore_boundary`` the one-pixel outline of each shape is :data:`SEG_IGNORE_INDEX`.
@@ -424,6 +431,8 @@ def make_segmentation(root: str = osp.join(DEFAULT_DATA_ROOT, SEG_SUBDIR),
     params = dict(num_train=int(num_train), num_val=int(num_val), img_size=[height, width],
                   num_classes=int(num_classes), seed=int(seed),
                   ignore_boundary=bool(ignore_boundary))
+    if not class_colours:  # only then: sets written before the option keep their marker
+        params['class_colours'] = False
     flat_palette = [v for rgb in palette for v in rgb]
     flat_palette += [0] * (3 * 256 - len(flat_palette))
     flat_palette[3 * SEG_IGNORE_INDEX:3 * SEG_IGNORE_INDEX + 3] = [255, 255, 255]
@@ -439,7 +448,7 @@ def make_segmentation(root: str = osp.join(DEFAULT_DATA_ROOT, SEG_SUBDIR),
             os.makedirs(osp.join(out, ann_dir))
             for index in range(count):
                 rng = _image_rng(seed, 'seg', split, index)
-                img, objects = _render_image(height, width, shapes, index % num_classes, rng)
+                img, objects = _render_image(height, width, shapes, index % num_classes, rng, class_colours)
                 label = np.zeros((height, width), dtype=np.uint8)
                 for cls, _pts, mask in objects:
                     label[mask] = cls + 1

@@ -24,6 +24,10 @@ A suite is a Python file that mmengine's ``Config`` reads (``configs/suites/*.py
         'model.backbone.init_cfg': None, 'model.backbone.frozen_stages': -1,
         'model.backbone.norm_eval': False, 'train_cfg.max_epochs': 12, ...}
     allow_recipe_differences = False
+    pretrain = dict(dir='work_dirs/pretrain/det', epochs=6)   # optional: pretrain, then fine-tune
+                                          # (:mod:`.pretrain`: each backbone first trained as a classifier
+                                          # of the generated set under one recipe, saved, and loaded by
+                                          # model.backbone.init_cfg=dict(type='Pretrained', checkpoint=...))
 
 A model is a config (a file, one of ours by short name, ``mmdet::``/``mmseg::``), optionally with
 ``backbone`` (merged into ``model.backbone``; ``_delete_=True`` replaces it), ``neck_in_channels``,
@@ -35,7 +39,7 @@ off validation during training (the job's test measures) and adds ``SuiteTrainHo
 
 Modules: :mod:`.definition` (load, validate, resolve, recipe, hash), :mod:`.jobs` (jobs, shards,
 status), :mod:`.job` (train/test stages, also under torchrun/srun), :mod:`.costs`, :mod:`.hooks`,
-:mod:`.run` (:func:`run_suite`); :mod:`.report` (:func:`write_report`: statistics, tables, plot; with :mod:`.report_gather` and
+:mod:`.run` (:func:`run_suite`), :mod:`.pretrain`; :mod:`.report` (:func:`write_report`: statistics, tables, plot; with :mod:`.report_gather` and
 :mod:`.report_render`) reads the files they write:
 
 * ``<work_dir>/suite.json``: name, file, hash, task, primary_metric, metrics, seeds, models (config,

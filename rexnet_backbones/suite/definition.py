@@ -27,7 +27,7 @@ FAMILIES = {'ReXNet': 'ReXNet', 'RegNet': 'RegNet', 'ResNet': 'ResNet', 'ResNetV
             'ResNetV1d': 'ResNet', 'MobileNetV2': 'MobileNetV2', 'MobileNetV3': 'MobileNetV3'}
 _MODEL_KEYS = {'config', 'label', 'family', 'backbone', 'neck_in_channels', 'options'}
 _SUITE_KEYS = {'name', 'task', 'seeds', 'models', 'common', 'primary_metric', 'metrics', 'reference',
-               'allow_recipe_differences', 'data', 'input_size'}
+               'allow_recipe_differences', 'data', 'input_size', 'pretrain'}
 #: config keys that are no part of a recipe (where a run writes, how it is launched)
 _NOT_RECIPE = ('work_dir', 'launcher', 'custom_imports', 'experiment_name', 'resume', 'load_from')
 #: what a suite run changes in every model's config: no validation during training (the test
@@ -65,6 +65,7 @@ class Suite:
     allow_recipe_differences: bool
     data: Optional[Dict[str, Any]]
     input_size: List[int]
+    pretrain: Optional[Dict[str, Any]] = None  # pretrain-then-fine-tune (suite/pretrain.py)
     hash: str = ''
     recipe: Dict[str, Any] = field(default_factory=dict)  # the keys equal across all models
     differences: List[str] = field(default_factory=list)  # recipe keys that differ between models
@@ -77,7 +78,8 @@ class Suite:
             models={k: dict(config=m.config, label=m.label, family=m.family, backbone_type=m.backbone_type)
                     for k, m in self.models.items()},
             reference=self.reference, allow_recipe_differences=self.allow_recipe_differences,
-            recipe_differences=list(self.differences), input_size=list(self.input_size), recipe=self.recipe)
+            recipe_differences=list(self.differences), input_size=list(self.input_size), recipe=self.recipe,
+            pretrain=_jsonable(self.pretrain))
 
 
 def _jsonable(value: Any) -> Any:
@@ -133,7 +135,8 @@ def _check_model_entry(path: str, key: str, entry: Any) -> None:
              f'{path}: model key {key!r} must be a plain name (letters, digits, _ - .): it names a folder')
 
 
-def _resolve_model(path: str, key: str, entry: Dict[str, Any], common: Dict[str, Any]):
+def _resolve_model(path: str, key: str, entry: Dict[str, Any], common: Dict[str, Any],
+                   pretrain: Optional[Dict[str, Any]] = None):
     from mmengine.config import Config
     try:
         cfg = Config.fromfile(resolve_config(entry['config']))
@@ -146,6 +149,9 @@ def _resolve_model(path: str, key: str, entry: Dict[str, Any], common: Dict[str,
     cfg.merge_from_dict(deepcopy(dict(common)))
     if entry.get('options'):
         cfg.merge_from_dict(deepcopy(dict(entry['options'])))
+    if pretrain is not None:  # the real path a user takes: the backbone's Pretrained init
+        from .pretrain import pretrained_init_cfg
+        cfg.merge_from_dict({'model.backbone.init_cfg': dict(_delete_=True, **pretrained_init_cfg(pretrain, key))})
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
     imports = dict(cfg.get('custom_imports', None) or dict(imports=[], allow_failed_imports=False))
     imports['imports'] = list(imports.get('imports', [])) + ['rexnet_backbones.suite.hooks']
@@ -193,15 +199,19 @@ def load_suite(path: str) -> Suite:
     size = list(raw.get('input_size') or (128, 128))
     _require(len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size),
              f'{path}: input_size must be (height, width), got {size!r}')
+    pretrain = None
+    if raw.get('pretrain') is not None:
+        from .pretrain import check_pretrain
+        pretrain = check_pretrain(path, raw['pretrain'])
     resolved: Dict[str, SuiteModel] = {}
     for key, entry in models.items():
         _check_model_entry(path, key, entry)
-        cfg = _resolve_model(path, key, entry, raw.get('common') or {})
+        cfg = _resolve_model(path, key, entry, raw.get('common') or {}, pretrain)
         btype = str(cfg.model.backbone.get('type', '?'))
         resolved[key] = SuiteModel(key, entry['config'], entry.get('label') or key,
                                    entry.get('family') or family_of(btype), btype, cfg, recipe_of(cfg))
     suite = Suite(name, raw['file'], task, seeds, resolved, primary, metrics, reference,
-                  bool(raw.get('allow_recipe_differences', False)), raw.get('data'), size)
+                  bool(raw.get('allow_recipe_differences', False)), raw.get('data'), size, pretrain)
     recipes = {k: m.recipe for k, m in resolved.items()}
     suite.differences = recipe_differences(recipes)
     first = next(iter(recipes.values()))
@@ -213,6 +223,7 @@ def load_suite(path: str) -> Suite:
 def _hash(suite: Suite) -> str:
     content = dict(name=suite.name, task=suite.task, seeds=suite.seeds, primary=suite.primary_metric,
                    metrics=suite.metrics, data=_jsonable(suite.data), input_size=suite.input_size,
+                   **({'pretrain': _jsonable(suite.pretrain)} if suite.pretrain else {}),
                    models={k: flatten(m.cfg.to_dict()) for k, m in suite.models.items()})
     for flat in content['models'].values():
         for k in [k for k in flat if k.split('.')[0] in _NOT_RECIPE and k.split('.')[0] != 'custom_imports']:

@@ -1,9 +1,11 @@
-"""The report of a suite: per model, mean ± std over seeds; per pair, the paired difference against a
-reference with a bootstrap 95% interval and a verdict; written as ``results.json``, ``results.md``
-and ``results.png``.
+"""The report of a suite: per model, mean ± std over seeds with the t interval of the mean; per pair,
+the paired difference against a reference with its t 95% interval, the paired t test's p, its Holm
+adjustment across all the report's comparisons, the minimal detectable difference at 80% power and a
+verdict; written as ``results.json``, ``results.md`` and ``results.png``.
 
-* Statistics come from :mod:`rexnet_backbones.stats` (verdict rule there: the bootstrap AND the t
-  interval of the mean paired difference must exclude 0 on the same side).
+* Statistics come from :mod:`rexnet_backbones.stats`: a verdict says 'better'/'worse' only when the
+  Holm-adjusted paired t test rejects at 5%, else 'inconclusive' (never "no difference"). The
+  percentile bootstrap appears only from :data:`~rexnet_backbones.stats.MIN_BOOTSTRAP_N` seeds on.
 * The reference of a model is the suite's ``reference``; without one, the RegNet-family model whose
   FLOPs are closest in ratio (``|log(flops / flops_ref)|``; ties go to the smaller model).
 * Nothing is averaged silently over fewer seeds than asked: every row shows ``done/asked`` and flags
@@ -57,7 +59,7 @@ def _clean(obj: Any) -> Any:
 
 @dataclass
 class MetricStats:
-    """One metric of one model over its done seeds: ``mean ± std`` and the bootstrap CI of the mean."""
+    """One metric of one model over its done seeds: ``mean ± std`` and the t 95% interval of the mean."""
     values: Dict[int, float]
     n: int
     mean: float = math.nan
@@ -70,7 +72,7 @@ class MetricStats:
         if not finite:
             return cls(finite, 0)
         mean, std = stats.mean_std(list(finite.values()))
-        ci = stats.bootstrap_ci(list(finite.values()), n_boot=N_BOOT, level=LEVEL)
+        ci = stats.t_interval(list(finite.values()), level=LEVEL)
         return cls(finite, len(finite), mean, std, ci)
 
 
@@ -191,6 +193,7 @@ def choose_references(suite: SuiteInfo, models: List[ModelSummary]) -> Dict[str,
 
 
 def _compare(suite: SuiteInfo, models: List[ModelSummary]) -> None:
+    """Each model against its reference, then Holm across every comparison of the report."""
     by_key = {m.key: m for m in models}
     for key, (ref, why) in choose_references(suite, models).items():
         m, r = by_key[key], by_key[ref]
@@ -198,6 +201,7 @@ def _compare(suite: SuiteInfo, models: List[ModelSummary]) -> None:
         primary = suite.primary_metric
         m.comparison = stats.paired_difference(m.metrics[primary].values, r.metrics[primary].values,
                                                higher_is_better=True, n_boot=N_BOOT, level=LEVEL)
+    stats.adjust_verdicts([m.comparison for m in models if m.comparison is not None])
 
 
 # ---------------------------------------------------------------------------------------------- recipe
@@ -268,3 +272,62 @@ def write_report(work_dir: str, out_dir: Optional[str] = None, x_axis: str = 'fl
     atomic_write(report.files['json'], json.dumps(report.to_json(), indent=2) + '\n')
     return report
 
+
+
+# ---------------------------------------------------------------------------------------------- re-analysis
+def reanalyse(results_files: List[str], plan_seeds: int = 8) -> Tuple[str, List[Dict[str, Any]]]:
+    """The comparisons of finished reports recomputed from the per-seed values their ``results.json``
+    holds (for reports written before the t/Holm/MDD statistics): each model against the reference
+    the report chose, the t interval, the paired t p, Holm within each report and across all the
+    files given, the minimal detectable difference at 80% power. Returns ``(markdown, rows)``."""
+    from ..errors import InputNotFoundError
+    rows: List[Dict[str, Any]] = []
+    diffs: List[stats.PairedDifference] = []
+    means = ['| suite | model | n | per-seed values | mean ± std | 95% t interval of the mean |',
+             '|---|---|---:|---|---|---|']
+    for path in results_files:
+        if not osp.isfile(path):
+            raise InputNotFoundError(f'no report {path}; give the results.json a suite report wrote')
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+        suite = data['suite']
+        primary = suite['primary_metric']
+        by_key = {m['key']: m for m in data['models']}
+        for m in data['models']:
+            vals = [v for _, v in sorted(m['metrics'][primary]['values'].items()) if v is not None]
+            if vals:
+                mean, std = stats.mean_std(vals)
+                lo, hi = stats.t_interval(vals, LEVEL)
+                values = ', '.join(f'{v:.3f}' for v in vals)
+                means.append(f"| {suite['name']} | {m['label']} | {len(vals)} | {values} | "
+                             f"{mean:.3f} ± {std:.3f} | [{lo:.3f}, {hi:.3f}] |")
+        mine = []
+        for m in data['models']:
+            if not m.get('reference'):
+                continue
+            ref = by_key[m['reference']]
+            a = {int(k): v for k, v in m['metrics'][primary]['values'].items() if v is not None}
+            b = {int(k): v for k, v in ref['metrics'][primary]['values'].items() if v is not None}
+            d = stats.paired_difference(a, b, higher_is_better=True, n_boot=N_BOOT, level=LEVEL)
+            mine.append(d)
+            rows.append(dict(suite=suite['name'], metric=primary, model=m['label'], reference=ref['label'],
+                             model_mean=m['metrics'][primary]['mean'], model_std=m['metrics'][primary]['std'],
+                             model_t_ci=list(stats.t_interval(list(a.values()), LEVEL)), diff=d))
+        stats.adjust_verdicts(mine)
+        for r, d in zip(rows[len(rows) - len(mine):], mine):
+            r['p_holm_report'], r['verdict_report'], r['family_report'] = d.p_adjusted, d.verdict, d.family_size
+        diffs += mine
+    across = stats.holm([d.p_value for d in diffs])
+    lines = ['| suite | model | vs | n | mean diff | 95% t interval | paired t p | Holm p (report, m) | '
+             f'Holm p (all {len(diffs)}) | MDD (80% power) | MDD at {plan_seeds} seeds | '
+             'verdict (Holm within report) |',
+             '|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|']
+    for r, p_all in zip(rows, across):
+        d = r['diff']
+        r['p_holm_all'] = p_all
+        r['mdd_plan'] = stats.min_detectable_difference(d.std_diff, plan_seeds, d.level)
+        lines.append(f"| {r['suite']} | {r['model']} | {r['reference']} | {d.n_pairs} | {d.mean_diff:+.3f} | "
+                     f"[{d.t_ci[0]:+.3f}, {d.t_ci[1]:+.3f}] | {d.p_value:.3f} | {r['p_holm_report']:.3f} "
+                     f"({r['family_report']}) | {p_all:.3f} | {d.mdd:.3f} | {r['mdd_plan']:.3f} | "
+                     f"{r['verdict_report']} |")
+    return '\n'.join(lines) + '\n\n' + '\n'.join(means) + '\n', rows

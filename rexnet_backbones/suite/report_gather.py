@@ -50,6 +50,7 @@ class SuiteInfo:
     allow_recipe_differences: bool
     recipe: Dict[str, Any]
     input_size: Optional[List[int]] = None
+    pretrain: Optional[Dict[str, Any]] = None  # the pretraining recipe of a pretrain-then-fine-tune suite
 
 
 @dataclass
@@ -106,7 +107,7 @@ def read_suite(work_dir: str) -> SuiteInfo:
             primary_metric=str(raw['primary_metric']), metrics=[str(m) for m in raw['metrics']],
             seeds=[int(s) for s in raw['seeds']], models=models, reference=raw.get('reference'),
             allow_recipe_differences=bool(raw.get('allow_recipe_differences', False)),
-            recipe=dict(raw.get('recipe') or {}), input_size=raw.get('input_size'))
+            recipe=dict(raw.get('recipe') or {}), input_size=raw.get('input_size'), pretrain=raw.get('pretrain'))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise InvalidInputError(f'{path} is not a readable suite.json ({type(e).__name__}: {e}): '
                                 f'rerun `python tools/suite.py run SUITE --work-dir {work_dir}`') from None

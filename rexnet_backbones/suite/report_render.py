@@ -52,22 +52,33 @@ def _vs_cell(report: 'Report', m: 'ModelSummary', decimals: int) -> str:
     if c.n_pairs == 0:
         return f'vs {report.model(m.reference).label}: no paired seed'
     n = '' if c.n_pairs == len(m.seeds_asked) else f' ({c.n_pairs} seed{"s" if c.n_pairs > 1 else ""})'
-    return (f'{fmt_value(c.mean_diff, decimals, True)} {_interval(c.ci, decimals)} vs '
-            f'{report.model(m.reference).label}{n}: {c.verdict}')
+    return (f'{fmt_value(c.mean_diff, decimals, True)} {_interval(c.t_ci, decimals)} vs '
+            f'{report.model(m.reference).label}{n}: {c.verdict} (Holm p {_p(c.p_adjusted)}, '
+            f'MDD {fmt_value(c.mdd, decimals)})')
+
+
+def _p(p: Optional[float]) -> str:
+    if p is None or not math.isfinite(p):
+        return '-'
+    return f'{p:.3f}' if p >= 0.001 else '<0.001'
 
 
 def verdict_line(report: 'Report', m: 'ModelSummary') -> str:
-    """``ReXNet-1.0 is better than RegNetX-800MF in coco/bbox_mAP: +0.031 (95% bootstrap CI ...)``."""
+    """``ReXNet-1.0 is better than RegNetX-800MF: coco/bbox_mAP +0.031 over 8 paired seeds (95% t interval
+    ..., paired t p ..., Holm p ... over k comparisons, minimal detectable difference ...)``."""
     c, ref = m.comparison, report.model(m.reference)
     metric = report.suite.primary_metric
     if c is None or c.n_pairs == 0:
         return f'{m.label} vs {ref.label} ({m.reference_reason}): not compared, no seed finished for both.'
     d = _decimals(report, metric)
     head = {'better': f'{m.label} is better than {ref.label}', 'worse': f'{m.label} is worse than {ref.label}'}.get(
-        c.verdict, f'{m.label} vs {ref.label}: no difference at this budget')
+        c.verdict, f'{m.label} vs {ref.label}: inconclusive')
     pct = f'{round(100 * c.level)}%'
+    boot = '' if not math.isfinite(c.ci[0]) else f', {pct} percentile bootstrap {_interval(c.ci, d)}'
+    holm = '' if c.p_adjusted is None else f', Holm p {_p(c.p_adjusted)} over {c.family_size} comparisons'
     detail = (f'{metric} {fmt_value(c.mean_diff, d, True)} over {c.n_pairs} paired seeds '
-              f'({pct} bootstrap CI {_interval(c.ci, d)}, t interval {_interval(c.t_ci, d)}; '
+              f'({pct} t interval {_interval(c.t_ci, d)}{boot}; paired t p {_p(c.p_value)}{holm}; '
+              f'difference detectable with 80% power at this n and spread: {fmt_value(c.mdd, d)}; '
               f'reference: {m.reference_reason})')
     return f'{head}: {detail}' + (f'. Note: {c.note}.' if c.note else '.')
 
@@ -79,7 +90,7 @@ def _table(report: 'Report') -> List[str]:
     decimals = {m: _decimals(report, m) for m in metrics}
     headers = (['model', 'family', 'seeds done'] + [f'{m} (mean ± std)' for m in metrics]
                + ['params (M)', 'GFLOPs', 'activations (M)', 'CPU latency (ms)', 'peak train memory (MB)',
-                  'train time (min)', f'{suite.primary_metric} vs reference (95% CI)', 'flags'])
+                  'train time (min)', f'{suite.primary_metric} vs reference (95% t interval)', 'flags'])
     rows = []
     for m in report.models:
         seeds = f'{len(m.seeds_done)}/{len(m.seeds_asked)}' + ('' if m.complete else ' ⚠')
@@ -108,6 +119,25 @@ def _recipe_lines(report: 'Report') -> List[str]:
     return lines
 
 
+def _pretrain_lines(report: 'Report') -> List[str]:
+    """The pretraining recipe and each backbone's pretraining validation error (its ``<model>.json``)."""
+    import json
+    import os.path as osp
+    p = report.suite.pretrain
+    if not p:
+        return []
+    recipe = ', '.join(f'{k} {v}' for k, v in p.items() if k != 'dir')
+    errors = []
+    for m in report.models:
+        path = osp.join(p['dir'], f'{m.key}.json')
+        if osp.isfile(path):
+            with open(path, encoding='utf-8') as f:
+                errors.append(f"{m.label} {json.load(f)['val_error']:.1f}%")
+    return ['', f'Every backbone was first pretrained as a classifier of the generated shape x texture set under '
+                f'one recipe ({recipe}) and loaded by model.backbone.init_cfg=dict(type=\'Pretrained\', ...); '
+                'pretraining top-1 validation error: ' + ('; '.join(errors) if errors else 'not found') + '.']
+
+
 def _problem_lines(report: 'Report') -> List[str]:
     lines = []
     for m in report.models:
@@ -125,11 +155,14 @@ def markdown(report: 'Report') -> str:
              f'({", ".join(map(str, s.seeds))}); task {s.task}, primary metric {s.primary_metric}.', '']
     lines += _table(report)
     lines += ['', 'Means ± sample std over the seeds done; a difference is the mean of the paired per-seed '
-                  'differences with its 95% percentile bootstrap interval. A verdict says better/worse only when '
-                  'the bootstrap and the t interval both exclude zero; with 3 seeds the bootstrap interval is '
-                  'the [min, max] of the differences.', '']
+                  'differences with its Student t 95% interval (exact coverage for normal differences). A verdict '
+                  'says better/worse only when the paired t test, Holm-adjusted across all comparisons of this '
+                  'report, rejects at 5%; otherwise it is inconclusive, which is not "no difference": MDD is the '
+                  'true difference the test would detect with 80% power at this number of seeds and this spread. '
+                  'Below 10 seeds no percentile bootstrap is shown (with 3 seeds its "95%" is the [min, max] of '
+                  'the differences, 75% coverage).', '']
     lines += [f'- {v}' for v in report.verdicts] or ['- no pair compared (no reference model with results)']
-    lines += [''] + _recipe_lines(report) + _problem_lines(report)
+    lines += [''] + _recipe_lines(report) + _pretrain_lines(report) + _problem_lines(report)
     if report.hosts:
         lines += ['', f'Ran on: {", ".join(report.hosts)}.']
     return '\n'.join(lines) + '\n'
@@ -147,8 +180,7 @@ def _colours(report: 'Report') -> Dict[str, str]:
 
 def plot(report: 'Report', path: str, x_axis: str = 'flops') -> None:
     """The primary metric per model against GFLOPs (``x_axis='flops'``) or activations
-    (``'activations'``): each seed a dot, the mean with its 95% bootstrap interval as a bar, coloured
-    by family."""
+    (``'activations'``): each seed a dot, the mean with its t 95% interval as a bar, coloured by family."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.transforms import offset_copy
@@ -179,7 +211,7 @@ def plot(report: 'Report', path: str, x_axis: str = 'flops') -> None:
     ax.set_xlabel(f'{xlabel} (whole model, one image)')
     ax.set_ylabel(metric)
     ax.set_title(f'{report.suite.name}: {metric} against cost\n(small dots: seeds; large dot and bar: mean and '
-                 f'95% bootstrap CI)', fontsize=9)
+                 f'95% t interval)', fontsize=9)
     ax.grid(True, alpha=0.3)
     if seen:
         ax.legend(title='family', fontsize=8, title_fontsize=8, loc='best')

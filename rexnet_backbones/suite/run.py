@@ -216,6 +216,9 @@ def run_suite(suite_file: str, work_dir: Optional[str] = None, launcher: str = '
     claim_work_dir(work_dir, suite)
     prepare_data(suite)
     todo = _todo(mine, retry_failed)
+    if suite.pretrain and todo:  # pretrain, then fine-tune: the backbones this shard's jobs load
+        from .pretrain import ensure_pretrained
+        ensure_pretrained(suite, list(dict.fromkeys(j.model for j in todo)), log=_log)
     _log(f'{suite.name} ({suite.hash}): shard {index}/{count}: {len(mine)} jobs, {len(todo)} to run, '
          f'launcher {launcher}, work dir {work_dir}')
     start = time.perf_counter()
@@ -235,6 +238,11 @@ def run_suite(suite_file: str, work_dir: Optional[str] = None, launcher: str = '
 def _dry_run(suite: Suite, work_dir: str, jobs: List[Job], launcher: str, gpus: int, threads: Optional[int]) -> int:
     """Print the jobs (and each stage's command for pytorch/slurm); change nothing."""
     _log(f'{suite.name} ({suite.hash}): {len(jobs)} jobs, work dir {work_dir} (dry run)')
+    if suite.pretrain:
+        from .pretrain import pretrain_checkpoint
+        for key in dict.fromkeys(j.model for j in jobs):
+            path = pretrain_checkpoint(suite.pretrain, key)
+            _log(f'pretrained backbone {key}: {path} ({"exists" if osp.isfile(path) else "to train first"})')
     for job in jobs:
         print(f'{job.index + 1:3d} {job.name} [{job_status(job)}]')
         if launcher != 'none':
