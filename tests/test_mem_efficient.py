@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import BatchNormAct2d
 from timm.models.rexnet import LinearBottleneck
 
 from rexnet_backbones.mm.backbone import ReXNet
 from rexnet_backbones.models import convert_mem_efficient
-from rexnet_backbones.models.mem_efficient import (BatchNormSiLU2d, MemEfficientLinearBottleneck, bn_act_conv,
+from rexnet_backbones.models.conv_bn_act import ConvBnAct
+from rexnet_backbones.models.mem_efficient import (MemEfficientConvBnAct, MemEfficientLinearBottleneck, bn_act_conv,
                                                    silu_after_bn)
 
 
@@ -100,7 +100,8 @@ def test_backbone_same_outputs_gradients_and_state_fewer_saved_bytes(norm_eval):
     standard.load_state_dict(saving.state_dict())
     assert list(saving.state_dict()) == list(standard.state_dict())
     assert isinstance(saving.features[4], MemEfficientLinearBottleneck)
-    assert type(standard.features[4]) is LinearBottleneck and type(standard.stem.bn) is BatchNormAct2d
+    assert type(standard.features[4]) is LinearBottleneck and type(standard.stem) is ConvBnAct
+    assert type(standard.stem.bn) is nn.BatchNorm2d and type(saving.stem) is MemEfficientConvBnAct
     x = torch.randn(2, 3, 64, 96)
     outs, saved = _saved_bytes(saving, x)
     ref_outs, ref_saved = _saved_bytes(standard, x)
@@ -123,12 +124,15 @@ def test_convert_round_trip_and_eval_path():
     with torch.no_grad():
         ref = model(x)
     convert_mem_efficient(model)
-    assert isinstance(model.stem.bn, BatchNormSiLU2d)
+    assert isinstance(model.stem, MemEfficientConvBnAct)
     with torch.no_grad():
         assert torch.equal(model(x), ref)
     assert torch.equal(model(x), ref)  # eval mode with autograd: the same values
     convert_mem_efficient(model, enabled=False)
-    assert not any(isinstance(m, (BatchNormSiLU2d, MemEfficientLinearBottleneck)) for m in model.modules())
+    assert not any(isinstance(m, (MemEfficientConvBnAct, MemEfficientLinearBottleneck)) for m in model.modules())
+    assert type(model.stem) is ConvBnAct and type(model.features[4]) is LinearBottleneck
+    with torch.no_grad():
+        assert torch.equal(model(x), ref)
 
 
 def test_trace_keeps_timm_graph():

@@ -5,7 +5,7 @@ Two public transforms, each returning an eval-mode copy (or the model itself wit
 ``fuse_bn(model)`` folds every BatchNorm that directly follows a convolution into that
 convolution's weight and bias, keeping the activation:
 
-* timm's ``ConvNormAct`` (``conv`` + ``BatchNormAct2d``) becomes a :class:`ConvAct` (conv with bias + act);
+* timm's ``ConvNormAct`` (``conv`` + ``BatchNormAct2d``, or our ``ConvBnAct``) becomes a :class:`ConvAct` (conv with bias + act);
 * the SE block's ``fc1`` + ``bn`` (timm ``SEModule``, also with the mm backbone's ``_BatchOneSafeBN``);
 * the ReXNet-lite head (``LiteHead``: ``conv_head`` + ``norm_head``);
 * ``nn.Sequential`` runs of ``Conv2d`` then ``BatchNorm2d`` (e.g. a ResNet downsample), mmcv's
@@ -31,6 +31,7 @@ from timm.layers import ConvNormAct, SEModule
 from timm.models.rexnet import LinearBottleneck
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..models.conv_bn_act import ConvBnAct
 from ..models.rexnet_lite import LiteBottleneck, LiteHead
 
 __all__ = ['ConvAct', 'DeployBottleneck', 'DeploySE', 'fuse_bn', 'deploy_model', 'count_batchnorm',
@@ -181,7 +182,8 @@ def _fold_children(module: nn.Module) -> None:
 def _fold_one(m: nn.Module) -> nn.Module:
     # timm ConvNormAct (without anti-aliasing)
     if isinstance(m, ConvNormAct) and _is_bn(m.bn) and getattr(m, 'aa', None) is None:
-        return ConvAct(_fuse_conv_bn(m.conv, m.bn), getattr(m.bn, 'act', None))
+        act = m.act if isinstance(m, ConvBnAct) else getattr(m.bn, 'act', None)
+        return ConvAct(_fuse_conv_bn(m.conv, m.bn), act)
     # SE with a BN after its reduction conv (timm SEModule(norm_layer=BN), ReXNet v1)
     if isinstance(m, SEModule) and _is_bn(m.bn):
         m.fc1 = _fuse_conv_bn(m.fc1, m.bn)

@@ -6,6 +6,9 @@
 * ``CheckpointCheckHook`` -- refuses a ``load_from``/``--resume`` checkpoint whose weights do not
   fit the model (mmengine loads with ``strict=False`` and only warns), unless partial loading is
   explicitly allowed. Our tools add it.
+* ``NormConversionCheckHook`` -- stops a run, before its first iteration, whose model lost modules in a
+  BatchNorm conversion (mmengine's ``sync_bn``/``revert_sync_batchnorm``, torch's
+  ``convert_sync_batchnorm`` applied to a norm layer with an activation inside). Our tools add it.
 """
 from __future__ import annotations
 
@@ -21,9 +24,11 @@ from mmengine.registry import HOOKS
 
 from ..checkpoint import atomic_write
 from ..convert import CheckpointMismatchError
+from ..models.conv_bn_act import norm_layers_ignoring_children
+from .errors import ToolError
 from .fileio import BACKEND_NAME
 
-__all__ = ['AtomicCheckpointHook', 'CheckpointCheckHook', 'diff_checkpoint']
+__all__ = ['AtomicCheckpointHook', 'CheckpointCheckHook', 'NormConversionCheckHook', 'diff_checkpoint']
 
 
 def _is_local(path: Optional[str]) -> bool:
@@ -179,3 +184,36 @@ class CheckpointCheckHook(Hook):
         raise CheckpointMismatchError(
             what + '\n  To load what fits anyway, pass --allow-partial (tools/train.py, tools/test.py).',
             missing, unexpected, mismatched)
+
+
+def _mmcv_norm_forwards() -> tuple:
+    try:  # mmcv's SyncBatchNorm (mmengine's sync_bn='mmcv') is no subclass of torch's _BatchNorm
+        from mmcv.ops import SyncBatchNorm
+    except ImportError:  # pragma: no cover - mmcv without its ops
+        return ()
+    return (SyncBatchNorm.forward,)
+
+
+@HOOKS.register_module(force=True)
+class NormConversionCheckHook(Hook):
+    """Refuse to run a model in which a BatchNorm layer carries child modules it never calls.
+
+    mmengine's Runner converts BatchNorms when it wraps the model (``sync_bn`` when distributed,
+    ``revert_sync_batchnorm`` otherwise). Those converters build a plain (Sync)BatchNorm and re-attach the old
+    layer's children, so a norm layer with its activation inside (timm's ``BatchNormAct2d``) silently loses
+    the activation. Our ``ReXNet`` backbone keeps its activations outside the BatchNorms, so it passes; this
+    hook catches any other module that does not, before the first iteration.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_run(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        broken = norm_layers_ignoring_children(model, _mmcv_norm_forwards())
+        if broken:
+            more = f' (and {len(broken) - 3} more)' if len(broken) > 3 else ''
+            raise ToolError(
+                f'a BatchNorm conversion changed the network: {len(broken)} norm layer(s) ignore child modules '
+                f'that ran before, e.g. {"; ".join(broken[:3])}{more}. Build that module with its activation '
+                'outside the BatchNorm (rexnet_backbones.models.conv_bn_act.split_norm_act for timm '
+                'ConvNormAct), or unset sync_bn')

@@ -74,9 +74,10 @@ def _check_neck(cfg) -> None:
         raise ToolError(str(e)) from None
 
 
-def _add_checkpoint_check(cfg, allow_partial: bool) -> None:
+def _add_check_hooks(cfg, allow_partial: bool) -> None:
     hooks = list(cfg.get('custom_hooks', None) or [])
     hooks.append(dict(type='CheckpointCheckHook', allow_partial=allow_partial))
+    hooks.append(dict(type='NormConversionCheckHook'))
     cfg.custom_hooks = hooks
 
 
@@ -115,7 +116,7 @@ def train(config: str, *, work_dir: Optional[str] = None, resume: Optional[str] 
     C.use_atomic_checkpoints(cfg)
     C.register_scope_modules(cfg)
     _check_neck(cfg)
-    _add_checkpoint_check(cfg, allow_partial)
+    _add_check_hooks(cfg, allow_partial)
     with distributed_run(cfg):
         return build_runner(cfg).train()
 
@@ -185,7 +186,7 @@ def test(config: str, checkpoint: str, *, work_dir: Optional[str] = None, out: O
             raise ToolError(str(e)) from None
     else:
         _check_neck(cfg)
-        _add_checkpoint_check(cfg, allow_partial)
+        _add_check_hooks(cfg, allow_partial)
     with distributed_run(cfg):
         runner = build_runner(cfg)
         if out is not None and out.endswith(('.pkl', '.pickle')):

@@ -18,6 +18,7 @@ from mmengine.registry import MODELS
 
 from ..archs import REXNET_ARCHS
 from ..convert import to_timm_state_dict
+from ..models.conv_bn_act import split_norm_act
 from ..models.mem_efficient import convert_mem_efficient
 from ..weights import LoadedWeights, load_weights
 
@@ -61,14 +62,18 @@ class ReXNet(BaseModule):
         frozen_stages: freeze (no grad, BN in eval mode) the stem and the first ``k`` levels, i.e.
             everything up to stride ``2**k``; -1 freezes nothing, 6 also freezes the head conv.
         norm_cfg: ``dict(type='BN')`` or ``dict(type='SyncBN')``; ``eps``, ``momentum`` and
-            ``requires_grad`` are honoured. SyncBN applies under ``torch.distributed`` only. The SE
+            ``requires_grad`` are honoured. SyncBN applies under ``torch.distributed`` only. Every
+            BatchNorm is a plain ``nn.BatchNorm2d`` with its activation beside it
+            (:func:`rexnet_backbones.models.conv_bn_act.split_norm_act`), so mmengine's ``sync_bn`` and
+            ``revert_sync_batchnorm`` and torch's ``convert_sync_batchnorm`` keep the network. The SE
             BatchNorm of ReXNet v1 falls back to its running statistics for a training batch of one
             image (timm's model raises there).
         norm_eval: keep all BN layers in eval mode while training (frozen statistics).
         with_cp: gradient checkpointing of each block in training (saves memory, costs compute).
         mem_efficient: ReXNet v1 blocks keep fewer tensors for backward in training, with the same outputs
             and gradients (:func:`rexnet_backbones.models.convert_mem_efficient`: elementwise ops are
-            recomputed, convolutions are not); ``False`` runs timm's modules as they are.
+            recomputed, convolutions are not; it follows ``torch.autocast``); ``False`` runs timm's
+            forwards. Blocks whose BatchNorm was converted to ``SyncBatchNorm`` run the standard forward.
         drop_path_rate: stochastic depth rate, linearly increasing over the blocks.
         output_stride: 32, 16 or 8; 16 and 8 dilate the last levels (segmentation).
         timm_kwargs: extra keyword arguments for ``timm.create_model``.
@@ -126,6 +131,9 @@ class ReXNet(BaseModule):
             kwargs['width_mult'] = widen_factor
         model = timm.create_model(arch, pretrained=False, num_classes=0, output_stride=output_stride,
                                   drop_path_rate=drop_path_rate, **kwargs)
+        # the BatchNorms as plain nn.BatchNorm2d with the activations beside them: mmengine's and torch's
+        # SyncBN converters (and mmengine's revert) then swap the normalisation only and keep the network
+        split_norm_act(model)
         if mem_efficient:
             convert_mem_efficient(model)
         self.arch = arch
@@ -177,10 +185,9 @@ class ReXNet(BaseModule):
                     for p in m.parameters():
                         p.requires_grad = False
         # SyncBN only under torch.distributed (as mmengine reverts SyncBN to BN when not distributed);
-        # timm's converter keeps the activation fused in timm's BatchNormAct2d.
+        # the activations are modules of their own (split_norm_act), so torch's converter keeps them.
         if norm_type == 'SyncBN' and torch.distributed.is_available() and torch.distributed.is_initialized():
-            from timm.layers import convert_sync_batchnorm
-            self._set_model(convert_sync_batchnorm(self._model))
+            self._set_model(nn.SyncBatchNorm.convert_sync_batchnorm(self._model))
 
     def _frozen_modules(self) -> List[nn.Module]:
         if self.frozen_stages < 0:

@@ -10,14 +10,24 @@ block keeps two of them, ``y1`` and ``y2`` (which the BNs keep anyway), plus the
   ``relu6(z * gate)`` (before the 1x1 projection). It keeps ``y``, recomputes ``z = bn(y)`` (the same BN call,
   bit for bit) and ``act(z)`` in backward, and takes the conv's gradients from ``convolution_backward`` on
   them: elementwise ops are recomputed, the convolution is not (this is not gradient checkpointing).
-* :func:`silu_after_bn` (the stem and the final 1x1 conv, :class:`BatchNormSiLU2d`) is SiLU of ``z = bn(y)``
-  keeping ``y`` only.
+* :func:`silu_after_bn` (the stem and the final 1x1 conv, :class:`MemEfficientConvBnAct`) is SiLU of
+  ``z = bn(y)`` keeping ``y`` only.
 
 Gradients come from torch's own backward kernels (``silu_backward``, ``hardtanh_backward``,
-``convolution_backward``) on the recomputed tensors, so they equal the standard modules' gradients. Only a
-forward with autograd recording changes; under ``no_grad``, in TorchScript, tracing, ``torch.compile`` and ONNX
-export the modules run timm's forward unchanged. :func:`convert_mem_efficient` switches a built model's modules to these subclasses (same
-parameters, buffers and ``state_dict`` keys), as ``torch.nn.utils.parametrize`` switches a module's class.
+``convolution_backward``) on the recomputed tensors, so they equal the standard modules' gradients.
+
+Mixed precision: both functions follow ``torch.autocast`` as torch's own ops do. The convolution gets the
+autocast dtype for its input and weight (float16 or bfloat16; float64 is left alone, as autocast leaves
+it), the weight *as cast* is what backward keeps, and backward recomputes ``bn(y)`` and the activation under
+the autocast state of the forward. So ``convolution_backward`` receives one dtype for its gradient, input
+and weight (what CUDA's kernels require), and the gradients reach the parameters in their own dtype.
+
+Only a forward with autograd recording and a BatchNorm that normalises with this process's batch
+(``nn.BatchNorm2d``, mmengine's ``_BatchNormXd``) takes this path; under ``no_grad``, in TorchScript,
+tracing, ``torch.compile`` and ONNX export, and with ``SyncBatchNorm`` (whose statistics span processes) the
+modules run their standard forward. :func:`convert_mem_efficient` switches a built model's modules to these
+subclasses (same parameters, buffers and ``state_dict`` keys), as ``torch.nn.utils.parametrize`` switches a
+module's class.
 """
 from __future__ import annotations
 
@@ -26,11 +36,24 @@ from typing import Any, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import BatchNormAct2d, ConvNormAct, SEModule, register_notrace_module
+from timm.layers import SEModule, register_notrace_module
 from timm.models.rexnet import LinearBottleneck
 
-__all__ = ['silu_after_bn', 'bn_act_conv', 'BatchNormSiLU2d', 'MemEfficientLinearBottleneck',
+from .conv_bn_act import ConvBnAct, split_norm_act
+
+__all__ = ['silu_after_bn', 'bn_act_conv', 'MemEfficientConvBnAct', 'MemEfficientLinearBottleneck',
            'convert_mem_efficient']
+
+try:  # the class mmengine's revert_sync_batchnorm puts in place of a SyncBatchNorm (plain BN semantics)
+    from mmengine.model.utils import _BatchNormXd as _MMENGINE_BN_XD
+    _LOCAL_BN_TYPES: Tuple[type, ...] = (nn.BatchNorm2d, _MMENGINE_BN_XD)
+except ImportError:  # mmengine is optional for the timm models
+    _LOCAL_BN_TYPES = (nn.BatchNorm2d,)
+
+
+def _local_bn(bn: nn.Module) -> bool:
+    """A BatchNorm whose batch statistics are this process's batch (what ``_bn_again`` recomputes)."""
+    return type(bn) in _LOCAL_BN_TYPES
 
 
 def _bn_again(y: torch.Tensor, bn: nn.BatchNorm2d, batch_stats: bool) -> torch.Tensor:
@@ -44,12 +67,34 @@ def _uses_batch_stats(bn: nn.BatchNorm2d) -> bool:
     return bn.training or (bn.running_mean is None and bn.running_var is None)
 
 
+class _Autocast:
+    """The autocast state of a forward (device type, enabled, dtype), to re-enter in its backward."""
+
+    def __init__(self, t: torch.Tensor):
+        self.device_type = t.device.type
+        self.enabled = torch.is_autocast_enabled(self.device_type)
+        self.dtype = torch.get_autocast_dtype(self.device_type)
+
+    def cast_dtype(self, t: torch.Tensor) -> torch.dtype:
+        """The dtype autocast gives ``t`` as an input of a convolution (float64 and non-floats unchanged)."""
+        if self.enabled and t.is_floating_point() and t.dtype != torch.float64:
+            return self.dtype
+        return t.dtype
+
+    def again(self) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+    @staticmethod
+    def off(t: torch.Tensor) -> torch.autocast:
+        return torch.autocast(t.device.type, enabled=False)
+
+
 class _SiLUAfterBN(torch.autograd.Function):
     """``silu(z)`` for ``z = bn(y)``; keeps ``y`` only and recomputes ``z`` in backward."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, y: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-        ctx.bn, ctx.batch_stats = bn, _uses_batch_stats(bn)
+        ctx.bn, ctx.batch_stats, ctx.autocast = bn, _uses_batch_stats(bn), _Autocast(z)
         ctx.save_for_backward(y)
         return F.silu(z)
 
@@ -57,8 +102,9 @@ class _SiLUAfterBN(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], None, None]:
         y, = ctx.saved_tensors
         with torch.no_grad():
-            z = _bn_again(y, ctx.bn, ctx.batch_stats)
-            return torch.ops.aten.silu_backward(grad, z), None, None
+            with ctx.autocast.again():
+                z = _bn_again(y, ctx.bn, ctx.batch_stats)
+            return torch.ops.aten.silu_backward(grad.to(z.dtype), z), None, None
 
 
 def silu_after_bn(z: torch.Tensor, y: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -75,42 +121,58 @@ def _act(z: torch.Tensor, gate: Optional[torch.Tensor], kind: str) -> torch.Tens
 
 def _act_backward(grad: torch.Tensor, z: torch.Tensor, a: torch.Tensor, gate: Optional[torch.Tensor],
                   kind: str) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Gradients of :func:`_act` w.r.t. ``z`` and ``gate`` (torch's own backward kernels)."""
+    """Gradients of :func:`_act` w.r.t. ``z`` and ``gate`` (torch's own backward kernels); ``grad`` has the
+    dtype of ``a``."""
     if kind == 'silu':
         return torch.ops.aten.silu_backward(grad, z), None
     # relu6's mask from its output: a <= 0 iff its input <= 0, a >= 6 iff its input >= 6
     grad_m = torch.ops.aten.hardtanh_backward(grad, a, 0.0, 6.0)
     if gate is None:
         return grad_m, None
-    return grad_m * gate, (grad_m * z).sum_to_size(gate.shape)
+    # as the backward of ``z * gate`` (type promotion included): each gradient in its input's dtype
+    return (grad_m * gate).to(z.dtype), (grad_m * z).sum_to_size(gate.shape).to(gate.dtype)
 
 
 class _BNActConv(torch.autograd.Function):
     """``conv(act(z))`` for ``z = bn(y)``; keeps ``y`` (which the BN keeps anyway), the gate and the conv
-    weight, and recomputes ``z`` and ``act(z)`` (elementwise) in backward; the conv is not recomputed."""
+    weight as the conv used it, and recomputes ``z`` and ``act(z)`` (elementwise) in backward; the conv is
+    not recomputed."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, y: torch.Tensor, gate: Optional[torch.Tensor], bn: nn.BatchNorm2d,
                 kind: str, conv: nn.Conv2d, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-        ctx.bn, ctx.batch_stats, ctx.kind, ctx.conv = bn, _uses_batch_stats(bn), kind, conv
+        autocast = _Autocast(z)
+        a = _act(z, gate, kind)
+        dtype = autocast.cast_dtype(a)  # what autocast gives F.conv2d's input and weight
+        weight_c = weight.to(dtype)
+        bias_c = bias.to(dtype) if bias is not None else None
+        ctx.bn, ctx.batch_stats, ctx.kind, ctx.conv, ctx.autocast = bn, _uses_batch_stats(bn), kind, conv, autocast
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(y, gate, weight)
-        return F.conv2d(_act(z, gate, kind), weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        ctx.param_dtype = weight.dtype
+        ctx.save_for_backward(y, gate, weight_c)
+        with autocast.off(a):
+            return F.conv2d(a.to(dtype), weight_c, bias_c, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
         y, gate, weight = ctx.saved_tensors
         conv, needs = ctx.conv, ctx.needs_input_grad
         with torch.no_grad():
-            z = _bn_again(y, ctx.bn, ctx.batch_stats)
-            a = _act(z, gate, ctx.kind)
+            with ctx.autocast.again():
+                z = _bn_again(y, ctx.bn, ctx.batch_stats)
+                a = _act(z, gate, ctx.kind)
             mask = [needs[0] or needs[2], needs[6], ctx.has_bias and needs[7]]
+            dtype = weight.dtype  # one dtype for the gradient, input and weight of the conv's backward
             grad_a, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad, a, weight, [weight.shape[0]] if ctx.has_bias else None, list(conv.stride),
-                list(conv.padding), list(conv.dilation), False, [0, 0], conv.groups, mask)
+                grad.to(dtype), a.to(dtype), weight, [weight.shape[0]] if ctx.has_bias else None,
+                list(conv.stride), list(conv.padding), list(conv.dilation), False, [0, 0], conv.groups, mask)
             grad_z = grad_gate = None
             if mask[0]:
-                grad_z, grad_gate = _act_backward(grad_a, z, a, gate, ctx.kind)
+                grad_z, grad_gate = _act_backward(grad_a.to(a.dtype), z, a, gate, ctx.kind)
+            if grad_w is not None:
+                grad_w = grad_w.to(ctx.param_dtype)
+            if grad_b is not None:
+                grad_b = grad_b.to(ctx.param_dtype)
         return grad_z, None, grad_gate, None, None, None, grad_w, grad_b
 
 
@@ -121,48 +183,41 @@ def bn_act_conv(z: torch.Tensor, y: torch.Tensor, gate: Optional[torch.Tensor], 
     return _BNActConv.apply(z, y, gate, bn, kind, conv, conv.weight, conv.bias)
 
 
-
 def _memory_saving_call() -> bool:
     """True in an autograd forward of eager PyTorch (not scripting, tracing, compiling or exporting)."""
     return torch.is_grad_enabled() and not torch.jit.is_scripting() and not torch.jit.is_tracing() \
         and not torch.onnx.is_in_onnx_export() and not torch.compiler.is_compiling()
 
 
-def _plain_bn(bn: nn.Module) -> bool:
-    """A BN of this process (not SyncBN) with no dropout and no activation: what ``_bn_again`` recomputes."""
-    return isinstance(bn, BatchNormAct2d) and isinstance(bn.drop, nn.Identity) \
-        and (isinstance(bn.act, nn.Identity) or type(bn.act) is nn.SiLU)
+def _plain_conv(conv: nn.Module) -> bool:
+    return type(conv) is nn.Conv2d and conv.padding_mode == 'zeros' and isinstance(conv.padding, tuple)
+
+
+def _plain_cba(m: nn.Module, act: type) -> bool:
+    """A :class:`ConvBnAct`: plain conv, local BN, no dropout or blur, activation ``act`` (nn.Identity: none)."""
+    return isinstance(m, ConvBnAct) and getattr(m, 'aa', None) is None and _plain_conv(m.conv) \
+        and _local_bn(m.bn) and isinstance(m.drop, nn.Identity) and type(m.act) is act
 
 
 @register_notrace_module
-class BatchNormSiLU2d(BatchNormAct2d):
-    """timm's ``BatchNormAct2d`` with SiLU whose training forward keeps only the BN input (see the module)."""
+class MemEfficientConvBnAct(ConvBnAct):
+    """:class:`ConvBnAct` with SiLU whose training forward keeps only the BN input (see the module)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _memory_saving_call():
+        if not _memory_saving_call() or not _plain_cba(self, nn.SiLU):
             return super().forward(x)
         return self._forward_saving(x)
 
     @torch.jit.unused
     def _forward_saving(self, x: torch.Tensor) -> torch.Tensor:
-        z = nn.BatchNorm2d.forward(self, x)  # timm's forward is a copy of this one
-        return silu_after_bn(z, x, self)
+        y = self.conv(x)
+        return silu_after_bn(self.bn(y), y, self.bn)
 
 
 def _se_gate(se: SEModule, x: torch.Tensor) -> torch.Tensor:
     """The gate of timm's ``SEModule`` (its forward without the final multiply)."""
     x_se = se.fc1(x.mean((2, 3), keepdim=True))
     return se.gate(se.fc2(se.act(se.bn(x_se))))
-
-
-def _plain_conv(conv: nn.Module) -> bool:
-    return type(conv) is nn.Conv2d and conv.padding_mode == 'zeros' and isinstance(conv.padding, tuple)
-
-
-def _plain_cna(m: nn.Module, act: type) -> bool:
-    """A timm ``ConvNormAct``: plain conv, plain BN with activation ``act`` (nn.Identity: none), no blur."""
-    return isinstance(m, ConvNormAct) and getattr(m, 'aa', None) is None and _plain_conv(m.conv) \
-        and _plain_bn(m.bn) and type(m.bn.act) is act
 
 
 @register_notrace_module
@@ -176,8 +231,8 @@ class MemEfficientLinearBottleneck(LinearBottleneck):
         return self._forward_saving(x)
 
     def _fusable(self) -> bool:
-        return (self.conv_exp is None or _plain_cna(self.conv_exp, nn.SiLU)) \
-            and _plain_cna(self.conv_dw, nn.Identity) and _plain_cna(self.conv_pwl, nn.Identity) \
+        return (self.conv_exp is None or _plain_cba(self.conv_exp, nn.SiLU)) \
+            and _plain_cba(self.conv_dw, nn.Identity) and _plain_cba(self.conv_pwl, nn.Identity) \
             and type(self.act_dw) is nn.ReLU6 \
             and (self.se is None or (type(self.se) is SEModule and not self.se.add_maxpool))
 
@@ -188,8 +243,7 @@ class MemEfficientLinearBottleneck(LinearBottleneck):
             x = self.conv_dw.conv(x)
         else:  # 1x1 conv -> BN -> [SiLU -> depthwise conv]
             y = self.conv_exp.conv(x)
-            z = nn.BatchNorm2d.forward(self.conv_exp.bn, y)
-            x = bn_act_conv(z, y, None, self.conv_exp.bn, 'silu', self.conv_dw.conv)
+            x = bn_act_conv(self.conv_exp.bn(y), y, None, self.conv_exp.bn, 'silu', self.conv_dw.conv)
         # BN -> [(* SE gate) -> ReLU6 -> 1x1 conv] -> BN
         z = self.conv_dw.bn(x)
         gate = None if self.se is None else _se_gate(self.se, z)
@@ -202,17 +256,20 @@ class MemEfficientLinearBottleneck(LinearBottleneck):
 
 
 def convert_mem_efficient(model: nn.Module, enabled: bool = True) -> nn.Module:
-    """Switch, in place, every ``BatchNormAct2d`` with SiLU to :class:`BatchNormSiLU2d` and every timm
-    ``LinearBottleneck`` to :class:`MemEfficientLinearBottleneck` (``enabled=False``: back to timm's classes);
-    returns ``model``. Parameters, buffers, ``state_dict`` keys and every output are unchanged; a training
-    step keeps fewer tensors. Other modules are left as they are (ReXNet-lite's in-place ReLU6 already
-    keeps one tensor per layer)."""
-    swaps = {BatchNormAct2d: BatchNormSiLU2d, LinearBottleneck: MemEfficientLinearBottleneck}
+    """Switch, in place, every conv-BN-SiLU (timm ``ConvNormAct``, first split by
+    :func:`~rexnet_backbones.models.conv_bn_act.split_norm_act`) to :class:`MemEfficientConvBnAct` and every
+    timm ``LinearBottleneck`` to :class:`MemEfficientLinearBottleneck` (``enabled=False``: back to
+    :class:`ConvBnAct` and timm's ``LinearBottleneck``; the split stays, it changes no output); returns
+    ``model``. Parameters, buffers, ``state_dict`` keys and every output are unchanged; a training step keeps
+    fewer tensors. Other modules are left as they are (ReXNet-lite's in-place ReLU6 already keeps one tensor
+    per layer)."""
+    split_norm_act(model)
+    swaps = {ConvBnAct: MemEfficientConvBnAct, LinearBottleneck: MemEfficientLinearBottleneck}
     if not enabled:
         swaps = {new: old for old, new in swaps.items()}
     for module in model.modules():
         new = swaps.get(type(module))
-        if new is BatchNormSiLU2d and not (type(module.act) is nn.SiLU and isinstance(module.drop, nn.Identity)):
+        if new is MemEfficientConvBnAct and type(module.act) is not nn.SiLU:
             continue
         if new is not None:
             module.__class__ = new  # a subclass adding no state (as torch.nn.utils.parametrize does)
