@@ -105,8 +105,9 @@ def apply_train_options(cfg, amp: bool = False, auto_scale_lr: bool = False) -> 
 
     ``--amp`` with a GPU: mmengine's ``AmpOptimWrapper`` (float16 autocast, dynamic loss scaling), as mmdet;
     without one (mmengine's ``AmpOptimWrapper`` refuses the CPU): ``CpuAmpOptimWrapper`` (:mod:`.amp`),
-    bfloat16 autocast on the CPU, no loss scaling. A config that names ``AmpOptimWrapper`` itself still
-    needs a GPU."""
+    bfloat16 autocast on the CPU, no loss scaling; not for two-stage detectors (an error: mmcv's CPU ``nms``
+    and ``roi_align`` in their training step have no bfloat16 kernels). A config that names
+    ``AmpOptimWrapper`` itself still needs a GPU."""
     if amp and not accelerator_available():
         optim_wrapper = cfg.get('optim_wrapper', None)
         if optim_wrapper is None:
@@ -114,6 +115,12 @@ def apply_train_options(cfg, amp: bool = False, auto_scale_lr: bool = False) -> 
         wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
         if wrapper_type not in ('OptimWrapper', 'CpuAmpOptimWrapper'):
             raise ToolError(f'--amp needs optim_wrapper.type == "OptimWrapper", got {wrapper_type!r}')
+        model = cfg.get('model', None) or {}
+        if model.get('rpn_head') is not None or model.get('roi_head') is not None:
+            raise ToolError("--amp on the CPU: this two-stage detector's training step runs mmcv's nms and "
+                            'roi_align, whose CPU kernels have no bfloat16 version (they fail under bfloat16 '
+                            'autocast). Train it without --amp on the CPU; on a GPU --amp is float16 '
+                            "(mmengine's AmpOptimWrapper)")
         from . import amp as _amp  # noqa: F401  (registers CpuAmpOptimWrapper)
         optim_wrapper.type = 'CpuAmpOptimWrapper'
         optim_wrapper.dtype = 'bfloat16'
