@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from _helpers_tools import (
-    DET_CONFIG, DET_DIST_CONFIG, NUM_VAL, SEG_CONFIG, TOOLS, describe, free_port,
+    DET_CONFIG, DET_DIST_CONFIG, NUM_VAL, REPO_ROOT, SEG_CONFIG, TOOLS, describe, free_port,
     logged_metric, run, run_tool, run_tool_in_process)
 
 pytest.importorskip('mmdet')
@@ -260,6 +260,10 @@ def test_train_amp():
         # a config naming mmengine's AmpOptimWrapper itself still needs a GPU: a clear error, no fallback
         with pytest.raises(ToolError, match='optim_wrapper.type=AmpOptimWrapper needs a GPU'):
             engine_runner.prepare_train_config(DET_CONFIG, cfg_options={'optim_wrapper.type': 'AmpOptimWrapper'})
+        # mmcv's CPU nms/roi_align (in a two-stage detector's training step) have no bfloat16 kernels
+        faster = osp.join(REPO_ROOT, 'configs', 'det', 'faster-rcnn_rexnet.py')
+        with pytest.raises(ToolError, match="--amp on the CPU: this two-stage detector's training step"):
+            engine_runner.prepare_train_config(faster, amp=True)
 
 
 def test_test_out_must_be_pickle_for_mmdet():
