@@ -31,7 +31,8 @@ module's class.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+import contextlib
+from typing import Any, ContextManager, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -72,8 +73,11 @@ class _Autocast:
 
     def __init__(self, t: torch.Tensor):
         self.device_type = t.device.type
-        self.enabled = torch.is_autocast_enabled(self.device_type)
-        self.dtype = torch.get_autocast_dtype(self.device_type)
+        try:
+            self.enabled = torch.is_autocast_enabled(self.device_type)
+            self.dtype = torch.get_autocast_dtype(self.device_type)
+        except RuntimeError:  # a device type autocast does not know (e.g. 'meta'): no autocast there
+            self.enabled, self.dtype = False, t.dtype
 
     def cast_dtype(self, t: torch.Tensor) -> torch.dtype:
         """The dtype autocast gives ``t`` as an input of a convolution (float64 and non-floats unchanged)."""
@@ -81,12 +85,15 @@ class _Autocast:
             return self.dtype
         return t.dtype
 
-    def again(self) -> torch.autocast:
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+    def again(self) -> ContextManager:
+        if not self.enabled:
+            return self.off()
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=True)
 
-    @staticmethod
-    def off(t: torch.Tensor) -> torch.autocast:
-        return torch.autocast(t.device.type, enabled=False)
+    def off(self) -> ContextManager:
+        if not self.enabled and not torch.amp.is_autocast_available(self.device_type):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, enabled=False)
 
 
 class _SiLUAfterBN(torch.autograd.Function):
@@ -150,7 +157,7 @@ class _BNActConv(torch.autograd.Function):
         ctx.has_bias = bias is not None
         ctx.param_dtype = weight.dtype
         ctx.save_for_backward(y, gate, weight_c)
-        with autocast.off(a):
+        with autocast.off():
             return F.conv2d(a.to(dtype), weight_c, bias_c, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     @staticmethod
