@@ -95,27 +95,28 @@ def test_gpu_check_on_a_cpu_only_machine_checks_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_gpu_check_cpu_runs_every_step_and_writes_the_outputs(tmp_path):
-    """``gpu_check.py --cpu``: the whole script on the CPU (ops against torchvision, a --amp + sync_bn + torchrun
-    step of RetinaNet, Faster R-CNN, Mask R-CNN and Semantic FPN, tools/test.py on each), the table, the JSON with
-    the times, and every step's log."""
+    """``gpu_check.py --cpu``: the script on the CPU (ops against torchvision, a --amp + sync_bn + torchrun step
+    of RetinaNet, Mask R-CNN and Semantic FPN, tools/test.py on each), the table, the JSON with the times, and every
+    step's log. Faster R-CNN is left out for time: its path is Mask R-CNN's without the mask head."""
     import json
     import tarfile
     out_dir = tmp_path / 'out'
     out = _run([osp.join(TOOLS, 'gpu_check.py'), '--cpu', '--work-dir', str(tmp_path / 'gc'), '--out-dir',
-                str(out_dir)], timeout=900, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+                str(out_dir), '--models', 'RetinaNet', 'Mask R-CNN', 'Semantic FPN'], timeout=1500,
+               CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert '10 of 10 checks passed' in out.stdout
+    assert '8 of 8 checks passed' in out.stdout
     summary = json.loads((out_dir / 'gpu_check.json').read_text())
-    assert summary['mode'] == 'cpu' and summary['passed'] == summary['checks'] == 10
+    assert summary['mode'] == 'cpu' and summary['passed'] == summary['checks'] == 8
     assert summary['total_s'] > 0 and summary['versions']['mmcv']
     names = [r['name'] for r in summary['rows']]
-    for model in ('RetinaNet', 'Faster R-CNN', 'Mask R-CNN', 'Semantic FPN'):
+    for model in ('RetinaNet', 'Mask R-CNN', 'Semantic FPN'):
         assert f'{model}: tools/test.py' in names
     assert 'RetinaNet: 1 step, --amp, sync_bn, torchrun x1' in names
     assert 'Semantic FPN: 1 step, --amp, sync_bn, torchrun x1' in names
     assert 'Mask R-CNN: 1 step, fp32, sync_bn, torchrun x1' in names  # mmcv's CPU ops have no bfloat16
     table = (out_dir / 'gpu_check.md').read_text()
-    assert '| RetinaNet: tools/test.py' in table and '10 of 10 checks passed' in table
+    assert '| RetinaNet: tools/test.py' in table and '8 of 8 checks passed' in table
     with tarfile.open(out_dir / 'gpu_check_logs.tar.gz') as tar:
         logs = tar.getnames()
     assert 'logs/train_mask-r-cnn.log' in logs and 'logs/test_semantic-fpn.log' in logs
