@@ -102,11 +102,13 @@ def markdown_train_steps(report: TrainStepReport) -> str:
         load = '/'.join(f'{v:.1f}' for v in m.load_average)
         first = f'{m.warmup_ms[0] / 1000:.1f}' if m.warmup_ms else '-'
         rows.append([m.label + (' (ref)' if m.reference else ''), m.backbone, f'{m.img_per_s:.1f}',
-                     _ratio(m.img_per_s, ref and ref.img_per_s), f'{m.step_ms / 1000:.2f}', first,
+                     _ratio(m.img_per_s, ref and ref.img_per_s), f'{m.best_img_per_s:.1f}',
+                     _ratio(m.best_img_per_s, ref and ref.best_img_per_s), f'{m.step_ms / 1000:.2f}', first,
                      _gib(m.peak_mib), _ratio(m.peak_mib, ref and ref.peak_mib),
                      f'{m.cpu_per_wall:.2f}', load, _saved(m, m.saved_mib), _saved(m, backbone),
                      _top_ops(m) if m.kind == 'config' and not m.compiled else '-'])
-    headers = ['model', 'backbone', 'img/s', 'img/s / ref', 'step s', 'first step s', 'peak GiB above model',
+    headers = ['model', 'backbone', 'img/s', 'img/s / ref', 'best img/s', 'best / ref', 'step s', 'first step s',
+               'peak GiB above model',
                'peak / ref', 'CPU s per step s', 'load (start/end)', 'saved GiB', 'backbone saved GiB',
                'backbone saved GiB by op']
     h, w = s['input_size']
@@ -117,7 +119,7 @@ def markdown_train_steps(report: TrainStepReport) -> str:
         f'Measured on {machine_line(report.environment)}; {report.environment.date[:10]}.', '',
         f'Training step ({how}), batch {s["batch_size"]}, input {h}x{w} (padded to '
         f'{", ".join(f"{a}x{b}" for a, b in padded)}); {s["warmup"]} warm-up + {s["runs"]} timed steps '
-        f'(step s = median; first step s: the first warm-up step, with the compilation). '
+        f'(step s = median, img/s from it; best img/s: the fastest timed step; first step s: the first warm-up step, with the compilation). '
         f'Measured: {s["measured"]}.', '',
         '| ' + ' | '.join(headers) + ' |',
         '|' + '|'.join('---' if i < 2 else '---:' for i in range(len(headers) - 1)) + '|---|',
