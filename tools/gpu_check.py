@@ -48,8 +48,8 @@ def main(argv=None) -> int:
         install = None
         if args.bundle:
             import os
-            os.makedirs(args.work_dir, exist_ok=True)
-            log = osp.join(args.work_dir, 'install.log')
+            os.makedirs(osp.join(args.work_dir, 'logs'), exist_ok=True)
+            log = osp.join(args.work_dir, 'logs', 'install.log')  # in gpu_check_logs.tar.gz
             print(f'installing {args.bundle} (log: {log}) ...', flush=True)
             try:
                 wheels_s, mmcv_s, said = install_bundle(args.bundle, log)

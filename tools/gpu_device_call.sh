@@ -14,7 +14,7 @@
 #   3. tools/gpu_check.py --bundle: mmcv built from its sdist with CUDA ops on all cores, the ops against CPU,
 #      --amp (float16) + sync_bn + torchrun steps of RetinaNet, Faster R-CNN, Mask R-CNN, Semantic FPN and
 #      tools/test.py: gpu_check.md / .json (with the install and build times) / gpu_check_logs.tar.gz;
-#   4. if time is left: the same classifiers compiled (torch.compile), appended to train_cuda.md;
+#   4. if time is left: ReXNet-1.0, RegNetX-800MF and ResNet-50 compiled (torch.compile), appended to train_cuda.md;
 #   5. if time is left: one RetinaNet training step at 800x1216, batch 2, bf16 (ReXNet-1.0, ReXNet-lite-1.0,
 #      mmdet's RegNetX-800MF and ResNet-50 configs), appended to train_cuda.md.
 # The whole output goes to OUT/device_call.log; the last line gives the wall time.
@@ -45,9 +45,9 @@ stage "bundle wheels"
 "$PY" -m pip install -q --no-index --no-deps --disable-pip-version-check --find-links "$BUNDLE" -r "$BUNDLE/requirements.txt" \
   || echo "bundle wheels: pip failed"
 
-BENCH=(tools/benchmark.py rexnet_100 rexnet_lite_100 regnetx_008 resnet50 --train-step --device cuda
-       --input-size 224 224 --batch-sizes 256 --runs 10 --warmup 3 --train-dtype bf16 --channels-last
-       --mem-efficient off)
+OPTS=(--train-step --device cuda --input-size 224 224 --batch-sizes 256 --runs 10 --warmup 3 --train-dtype bf16
+      --channels-last --mem-efficient off)
+BENCH=(tools/benchmark.py rexnet_100 rexnet_lite_100 regnetx_008 resnet50 "${OPTS[@]}")
 stage "throughput, timm classifiers, eager"
 timeout "$(left)" "$PY" "${BENCH[@]}" --out-json "$OUT/train_cuda.json" --out-md "$OUT/train_cuda.md" \
   || echo "throughput eager: failed or out of time"
@@ -58,7 +58,8 @@ timeout "$(left)" "$PY" tools/gpu_check.py --bundle "$BUNDLE" --work-dir /tmp/gp
 
 if [ "$(left)" -gt 200 ]; then
   stage "throughput, timm classifiers, compiled"
-  timeout "$(( $(left) - 20 ))" "$PY" "${BENCH[@]/rexnet_lite_100/}" --compile --out-json /tmp/train_cuda_compiled.json \
+  timeout "$(( $(left) - 20 ))" "$PY" tools/benchmark.py rexnet_100 regnetx_008 resnet50 "${OPTS[@]}" --compile \
+    --out-json /tmp/train_cuda_compiled.json \
     --out-md /tmp/train_cuda_compiled.md && { echo; cat /tmp/train_cuda_compiled.md; } >> "$OUT/train_cuda.md" \
     || echo "throughput compiled: failed or out of time"
 else
