@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 CONSTRAINTS := requirements/constraints.txt
 PIP_C := $(PY) -m pip install -c $(CONSTRAINTS)
 
-.PHONY: setup demo test test-fast docs wheel-check clean-venv test-torch213 gpu-check
+.PHONY: setup demo test test-fast docs wheel-check clean-venv test-torch213 gpu-check gpu-bundle
 
 setup: $(STAMP)
 
@@ -67,7 +67,17 @@ test-torch213:
 		print(f'pip install -e . kept torch {before}')" $(VENV213)/torch-before.txt
 	$(PY213) -m pytest $(TORCH213_TESTS) $(PYTEST_ARGS)
 
-# On a machine with a GPU: mmcv's CUDA ops against CPU, a training step of RetinaNet and Faster R-CNN with
-# --amp, SyncBN and torchrun, then tools/test.py; a pass/fail table. Without a GPU it says so and exits 0.
+# On a machine with a GPU: mmcv's CUDA ops against CPU, an --amp + sync_bn + torchrun training step of RetinaNet,
+# Faster R-CNN, Mask R-CNN and Semantic FPN, then tools/test.py; a pass/fail table, a JSON summary and the logs in
+# GPU_CHECK_OUT. Without a GPU it says so and exits 0; GPU_CHECK_ARGS=--cpu runs the same steps on the CPU.
+GPU_CHECK_ARGS ?=
+GPU_CHECK_OUT ?= work_dirs/gpu_check
 gpu-check: $(STAMP)
-	$(PY) tools/gpu_check.py
+	$(PY) tools/gpu_check.py --work-dir $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
+
+# The bundle for a bare GPU machine (CUDA PyTorch, no OpenMMLab packages, no network): wheels and mmcv's sdist in
+# GPU_BUNDLE (git-ignored, <= 64 MiB), made here with pip (PyPI must be reachable). There:
+#   python3 tools/gpu_check.py --bundle gpu_bundle --out-dir OUT    (or bash tools/gpu_device_call.sh gpu_bundle OUT)
+GPU_BUNDLE ?= gpu_bundle
+gpu-bundle: $(STAMP)
+	$(PY) tools/make_gpu_bundle.py --out $(GPU_BUNDLE)

@@ -7,7 +7,9 @@ replaces no function of another library:
 * the types that mmengine writes into checkpoints, on torch's weights-only allowlist
   (``torch.serialization.add_safe_globals``);
 * with mmengine installed: ``type='ReXNet'`` (mmdet/mmseg backbone), the ``AtomicCheckpointHook``
-  and ``CheckpointCheckHook`` hooks and the ``'atomic_local'`` file backend.
+  and ``CheckpointCheckHook`` hooks, the ``'atomic_local'`` file backend, the optimizer wrapper
+  ``CpuAmpOptimWrapper`` (``--amp`` on the CPU) and the model wrapper ``GlooSyncBNDistributedDataParallel``
+  (``sync_bn='torch'`` in CPU multi-process runs).
 
 It does not import the train/test job code (:mod:`.engine.runner`), mmdet/mmseg, ONNX, OpenVINO or
 matplotlib: the other submodules (``analysis``, ``benchmark``, ``demo``, ``deploy``, ``hub``, ...) load
@@ -33,7 +35,8 @@ except ImportError as _e:  # pragma: no cover - depends on the environment
     _MM_IMPORT_ERROR = _e
 else:
     _MM_IMPORT_ERROR = None
-    from .engine import fileio as _fileio, hooks as _hooks  # noqa: F401  (register the backend and hooks)
+    # register the backend, the hooks, CpuAmpOptimWrapper and GlooSyncBNDistributedDataParallel
+    from .engine import amp as _amp, fileio as _fileio, hooks as _hooks, sync_bn as _sync_bn  # noqa: F401
     from .mm import ReXNet  # noqa: F401  (registers the backbone in mmengine's MODELS)
 
 

@@ -19,7 +19,7 @@ __all__ = [
     'ToolError', 'InputNotFoundError', 'InvalidInputError', 'OutputExistsError', 'BenchmarkError',
     'FlopBudgetError', 'ConfigNotFoundError', 'CheckpointLoadError', 'CheckpointNotFoundError',
     'CheckpointMismatchError', 'WeightsNotFoundError', 'DatasetNotFoundError', 'AnnotationFileError',
-    'DatasetMismatchError', 'DeployDependencyError', 'OnnxVerificationError', 'USER_ERRORS',
+    'DatasetMismatchError', 'DeployDependencyError', 'OnnxVerificationError', 'BundleError', 'USER_ERRORS',
 ]
 
 
@@ -115,6 +115,12 @@ class DeployDependencyError(ImportError):
 
 class OnnxVerificationError(AssertionError):
     """The ONNX model does not reproduce the PyTorch outputs within the tolerance."""
+
+
+# ------------------------------------------------------------------------------------------ GPU bundle
+class BundleError(RuntimeError):
+    """Making or installing the GPU bundle (``make gpu-bundle``, ``gpu_check.py --bundle``) failed; the message
+    says what to do."""
 
 
 #: errors that come with a message meant for the user; the tools print it without a traceback

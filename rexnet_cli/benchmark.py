@@ -11,8 +11,10 @@
                               [--out-indices I ...]
                               [--checkpoints CKPT [CKPT ...]] [--work-dir DIR] [--layers [N]]
                               [--out-json FILE] [--out-md FILE] [--debug]
-    rexnet-benchmark CONFIG [CONFIG ...] --train-step [--batch-sizes B] [--input-size H W]
+    rexnet-benchmark MODEL [MODEL ...] --train-step [--batch-sizes B] [--input-size H W]
                               [--runs N] [--warmup W] [--mem-efficient {on,off,both}] [--threads N]
+                              [--device {cpu,cuda}] [--compile [{on,off,both}]] [--channels-last]
+                              [--train-dtype {fp32,bf16}]
 
 MODEL is a config file, ``package::relative/path.py`` inside an installed OpenMMLab package
 (e.g. ``mmdet::retinanet/retinanet_r18_fpn_1x_coco.py``) or a timm model name (``rexnet_100``,
@@ -20,8 +22,11 @@ MODEL is a config file, ``package::relative/path.py`` inside an installed OpenMM
 What is measured and how: see ``rexnet_backbones.benchmark`` (module docstring).
 
 ``--train-step`` measures one training step (forward, backward, optimizer step) of each detector or
-segmentor config instead, each in a fresh process: peak memory above the model, step time and the tensors
-autograd keeps (``rexnet_backbones.benchmark.train_step``).
+segmentor config, or of each timm classifier (1000 classes, cross-entropy, SGD), instead, each in a fresh
+process, on the CPU or CUDA: images per second, peak memory above the model, step time and (eager configs)
+the tensors autograd keeps; ``--compile`` uses torch.compile as mmengine's ``compile=True`` (configs) and
+timm's ``--torchcompile`` (timm models) do, ``--compile both`` eager and compiled side by side
+(``rexnet_backbones.benchmark.train_step``).
 
 Output: a markdown table on stdout (headed by the machine and the settings; with ``--backends`` a
 second table compares the backends side by side; then the cost model: activations, bytes moved,
@@ -66,8 +71,15 @@ def parse_args(argv=None):
     parser.add_argument('--mem-efficient', choices=['on', 'off', 'both'], default='on',
                         help="with --train-step: the ReXNet backbone's memory-efficient training forward "
                         '(on, its default), timm\'s modules as they are (off) or both side by side')
+    parser.add_argument('--compile', nargs='?', const='on', default='off', choices=['on', 'off', 'both'],
+                        help='with --train-step: torch.compile the step (on), not (off, the default), or both side '
+                        'by side')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='with --train-step: weights and inputs in channels-last memory format')
+    parser.add_argument('--train-dtype', choices=['fp32', 'bf16'], default='fp32',
+                        help='with --train-step: fp32, or bf16 autocast of forward and loss (default fp32)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default=None,
-                        help='where to time (default: cpu, and cuda too when available)')
+                        help='where to time (default: cpu, and cuda too when available; --train-step: cpu)')
     add_threads_arg(parser, help='CPU threads of torch, ONNX Runtime and OpenVINO (default: their own, what '
                     'the machine has)')
     parser.add_argument('--backbone-only', action='store_true',
@@ -125,7 +137,8 @@ def benchmark(args, argv) -> int:
         out_indices=tuple(args.out_indices), precisions=tuple(args.precisions),
         channel_multiple=args.channel_multiple, tolerance=args.tolerance, layers=args.layers,
         train_step=args.train_step,
-        mem_efficient=args.mem_efficient, calib=args.calib, calib_images=args.calib_images)
+        mem_efficient=args.mem_efficient, calib=args.calib, calib_images=args.calib_images,
+        compile=args.compile, channels_last=args.channels_last, train_dtype=args.train_dtype)
     if settings.train_step:
         report, status = run_train_step_benchmark(settings, argv=argv)
         sys.stdout.write(write_train_step_outputs(report, args.out_json, args.out_md))

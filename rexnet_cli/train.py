@@ -11,7 +11,12 @@ the config's ``default_scope``); the job is :func:`rexnet_backbones.engine.train
 
 * ``--resume``: without a value, the latest checkpoint in the work dir (a warning and a fresh start
   when there is none); with a value, that checkpoint (which must exist).
-* ``--amp`` needs a GPU; ``--auto-scale-lr`` needs ``auto_scale_lr`` in the config.
+* ``--amp``: mixed precision. On a GPU mmengine's ``AmpOptimWrapper`` (float16 autocast, dynamic loss
+  scaling), as mmdet; on a CPU-only machine, where mmengine's ``AmpOptimWrapper`` refuses to run, our
+  ``CpuAmpOptimWrapper`` (bfloat16 autocast, no loss scaling; two-stage detectors: an error, as mmcv's CPU
+  ``nms``/``roi_align`` have no bfloat16 kernels). ``--auto-scale-lr`` needs ``auto_scale_lr`` in the config.
+* ``--cfg-options sync_bn=torch`` (mmengine's key): in multi-process runs the Runner converts the BatchNorms to
+  ``SyncBatchNorm``; on CPU-only machines they synchronize over gloo (``GlooSyncBNDistributedDataParallel``).
 * A ``load_from``/``--resume`` checkpoint must fit the model; ``--allow-partial`` loads what fits.
 * ``--trust-checkpoint`` loads checkpoints with full unpickling, which EXECUTES CODE stored in the
   file; without it they load with torch's ``weights_only=True`` and our allowlist.
@@ -34,7 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config: a file, one of ours by short name '
                         '(rexnet_backbones::det/retinanet_rexnet.py), or mmdet::/mmseg::path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision (needs a GPU)')
+    parser.add_argument('--amp', action='store_true',
+                        help="automatic mixed precision: float16 with mmengine's AmpOptimWrapper on a GPU, bfloat16 "
+                        'autocast (CpuAmpOptimWrapper) on a CPU-only machine')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (GPUs x batch size) / auto_scale_lr.base_batch_size')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',

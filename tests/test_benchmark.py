@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from _helpers_tools import run_tool_in_process
 from rexnet_backbones import benchmark as bm
@@ -518,12 +519,30 @@ def test_train_step_measures_memory_time_and_saved_tensors():
 
 
 def test_train_step_request_errors():
-    with pytest.raises(BenchmarkError, match='--train-step trains detector/segmentor configs; rexnet_100'):
-        bm.run_train_step_benchmark(Settings(models=['rexnet_100'], train_step=True))
     with pytest.raises(BenchmarkError, match="--mem-efficient must be 'on', 'off' or 'both'"):
         Settings(models=[TINY_DET], train_step=True, mem_efficient='yes').check()
-    with pytest.raises(BenchmarkError, match='--train-step measures a CPU training step; leave out --backends'):
+    with pytest.raises(BenchmarkError, match='--train-step measures training steps; leave out --backends'):
         Settings(models=[TINY_DET], train_step=True, backends=('eager',)).check()
+    with pytest.raises(BenchmarkError, match='--compile, --channels-last and --train-dtype go with --train-step'):
+        Settings(models=[TINY_DET], compile='on').check()
+    with pytest.raises(BenchmarkError, match="--train-dtype must be 'fp32' or 'bf16'"):
+        Settings(models=[TINY_DET], train_step=True, train_dtype='fp16').check()
+    if not torch.cuda.is_available():
+        with pytest.raises(BenchmarkError, match='--device cuda: no CUDA device is visible'):
+            Settings(models=[TINY_DET], train_step=True, device='cuda').check()
+
+
+def test_train_step_timm_classifier_channels_last_bf16():
+    """A timm classifier's step (in-process): img/s from the median step, the CPU time of each step, the
+    warm-up steps kept; channels-last weights; bf16 autocast; the memory-efficient variant of ReXNet."""
+    from rexnet_backbones.benchmark.train_step import measure_train_step
+    r = measure_train_step('rexnet_100', 'r', 2, (32, 32), runs=2, warmup=1, mem_efficient=True, threads=1,
+                           kind='timm', dtype='bf16', channels_last=True)
+    assert r.kind == 'timm' and r.backbone == 'timm rexnet_100' and r.dtype == 'bf16' and r.channels_last
+    assert len(r.times_ms) == len(r.cpu_ms) == 2 and len(r.warmup_ms) == 1
+    assert r.img_per_s == pytest.approx(2000.0 / r.step_ms) and r.cpu_per_wall > 0
+    assert r.peak_mib > 0 and r.saved_mib == 0  # saved tensors: eager configs only
+    assert r.to_json()['img_per_s'] == pytest.approx(r.img_per_s)
 
 
 @pytest.mark.slow
@@ -543,3 +562,23 @@ def test_train_step_cli_side_by_side(tmp_path):
     data = json.loads(out_json.read_text())
     assert all(m['peak_mib'] > 0 and m['step_ms'] > 0 for m in data['models'])
     assert data['mode'] == 'train_step' and data['settings']['batch_size'] == 1
+
+
+@pytest.mark.slow
+def test_train_step_cli_timm_eager_and_compiled(tmp_path):
+    """The tool on a tiny timm classifier, eager and torch.compile'd side by side: img/s, the compiled row's
+    first step holds the compilation, ratios against the reference measured the same way."""
+    out_json = tmp_path / 'train.json'
+    proc = subprocess.run([sys.executable, TOOL, 'test_resnet', '--train-step', '--batch-sizes', '2',
+                           '--input-size', '32', '32', '--runs', '1', '--warmup', '1', '--threads', '1',
+                           '--compile', 'both', '--channels-last', '--reference', 'test_resnet',
+                           '--out-json', str(out_json)], capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out_json.read_text())
+    eager, compiled = data['models']
+    assert (eager['label'], compiled['label']) == ('test_resnet', 'test_resnet compiled')
+    assert not eager['compiled'] and compiled['compiled'] and compiled['channels_last']
+    assert all(m['img_per_s'] > 0 and m['kind'] == 'timm' for m in data['models'])
+    assert data['settings']['compile'] == 'both'
+    rows = [line for line in proc.stdout.splitlines() if line.startswith('| test_resnet')]
+    assert len(rows) == 2 and all('| 1.00 |' in row for row in rows)  # each against its own kind of reference

@@ -34,11 +34,11 @@ def _fake_mmcv(root, version: str) -> str:
     return str(root)
 
 
-def _run(args, pythonpath_first: str = '', **env_extra) -> subprocess.CompletedProcess:
+def _run(args, pythonpath_first: str = '', timeout: float = 300, **env_extra) -> subprocess.CompletedProcess:
     env = dict(os.environ, **env_extra)
     env['PYTHONPATH'] = os.pathsep.join(p for p in (pythonpath_first, REPO_ROOT, env.get('PYTHONPATH')) if p)
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=300)
+                          stderr=subprocess.PIPE, text=True, timeout=timeout)
 
 
 @pytest.mark.skipif(not _mmcv_ops_are_cpu_only(), reason='needs the CPU-only mmcv ops of the CI set-up')
@@ -91,6 +91,52 @@ def test_gpu_check_on_a_cpu_only_machine_checks_nothing(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith('no GPU visible') and 'nothing was checked' in out.stdout
     assert not (tmp_path / 'gc').exists()  # no data written, nothing trained
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_runs_every_step_and_writes_the_outputs(tmp_path):
+    """``gpu_check.py --cpu``: the script on the CPU (ops against torchvision, a --amp + sync_bn + torchrun step
+    of RetinaNet, Mask R-CNN and Semantic FPN, tools/test.py on each), the table, the JSON with the times, and every
+    step's log. Faster R-CNN is left out for time: its path is Mask R-CNN's without the mask head."""
+    import json
+    import tarfile
+    out_dir = tmp_path / 'out'
+    out = _run([osp.join(TOOLS, 'gpu_check.py'), '--cpu', '--work-dir', str(tmp_path / 'gc'), '--out-dir',
+                str(out_dir), '--models', 'RetinaNet', 'Mask R-CNN', 'Semantic FPN'], timeout=1500,
+               CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert '8 of 8 checks passed' in out.stdout
+    summary = json.loads((out_dir / 'gpu_check.json').read_text())
+    assert summary['mode'] == 'cpu' and summary['passed'] == summary['checks'] == 8
+    assert summary['total_s'] > 0 and summary['versions']['mmcv']
+    names = [r['name'] for r in summary['rows']]
+    for model in ('RetinaNet', 'Mask R-CNN', 'Semantic FPN'):
+        assert f'{model}: tools/test.py' in names
+    assert 'RetinaNet: 1 step, --amp, sync_bn, torchrun x1' in names
+    assert 'Semantic FPN: 1 step, --amp, sync_bn, torchrun x1' in names
+    assert 'Mask R-CNN: 1 step, fp32, sync_bn, torchrun x1' in names  # mmcv's CPU ops have no bfloat16
+    table = (out_dir / 'gpu_check.md').read_text()
+    assert '| RetinaNet: tools/test.py' in table and '8 of 8 checks passed' in table
+    with tarfile.open(out_dir / 'gpu_check_logs.tar.gz') as tar:
+        logs = tar.getnames()
+    assert 'logs/train_mask-r-cnn.log' in logs and 'logs/test_semantic-fpn.log' in logs
+    with tarfile.open(out_dir / 'gpu_check_logs.tar.gz') as tar:
+        train_log = tar.extractfile('logs/train_retinanet.log').read().decode()
+    assert 'CpuAmpOptimWrapper' in train_log and "sync_bn='torch' synchronizes BatchNorm over gloo" in train_log
+
+
+def test_gpu_check_bundle_that_is_none_is_one_error_line(tmp_path):
+    out = _run([osp.join(TOOLS, 'gpu_check.py'), '--bundle', str(tmp_path / 'nothing'), '--work-dir',
+                str(tmp_path / 'gc')])
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith('error: ') and 'make gpu-bundle' in out.stderr
+
+
+def test_gpu_bundle_pins_every_bundled_package():
+    from rexnet_backbones.gpu_bundle import BINARY, MMCV, PURE, pins
+    versions = pins()
+    assert versions['mmcv'] == '2.1.0' and versions['mmengine'] == '0.10.7'
+    assert all(name.replace('_', '-').lower() in versions for name in PURE + BINARY + (MMCV,))
 
 
 def test_gpu_check_faster_rcnn_config_is_the_synthetic_set(tmp_path):

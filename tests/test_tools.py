@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from _helpers_tools import (
-    DET_CONFIG, DET_DIST_CONFIG, NUM_VAL, SEG_CONFIG, TOOLS, describe, free_port,
+    DET_CONFIG, DET_DIST_CONFIG, NUM_VAL, REPO_ROOT, SEG_CONFIG, TOOLS, describe, free_port,
     logged_metric, run, run_tool, run_tool_in_process)
 
 pytest.importorskip('mmdet')
@@ -246,13 +246,24 @@ def test_train_auto_scale_lr_without_config_entry_fails():
 
 
 def test_train_amp():
+    cfg = engine_runner.prepare_train_config(DET_CONFIG, amp=True)
     if engine_config.accelerator_available():
-        cfg = engine_runner.prepare_train_config(DET_CONFIG, amp=True)
         assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
         assert cfg.optim_wrapper.loss_scale == 'dynamic'
-    else:  # documented decision: a clear error, no silent fp32 fallback
-        with pytest.raises(ToolError, match='needs a GPU'):
-            engine_runner.prepare_train_config(DET_CONFIG, amp=True)
+    else:  # mmengine's AmpOptimWrapper refuses the CPU: ours autocasts in bfloat16 (documented)
+        assert cfg.optim_wrapper.type == 'CpuAmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
+        from mmengine.optim import build_optim_wrapper
+        model = torch.nn.Linear(2, 2)
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        with wrapper.optim_context(model):
+            assert model(torch.randn(1, 2)).dtype == torch.bfloat16
+        # a config naming mmengine's AmpOptimWrapper itself still needs a GPU: a clear error, no fallback
+        with pytest.raises(ToolError, match='optim_wrapper.type=AmpOptimWrapper needs a GPU'):
+            engine_runner.prepare_train_config(DET_CONFIG, cfg_options={'optim_wrapper.type': 'AmpOptimWrapper'})
+        # mmcv's CPU nms/roi_align (in a two-stage detector's training step) have no bfloat16 kernels
+        faster = osp.join(REPO_ROOT, 'configs', 'det', 'faster-rcnn_rexnet.py')
+        with pytest.raises(ToolError, match="--amp on the CPU: this two-stage detector's training step"):
+            engine_runner.prepare_train_config(faster, amp=True)
 
 
 def test_test_out_must_be_pickle_for_mmdet():

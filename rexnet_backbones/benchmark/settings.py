@@ -67,6 +67,12 @@ class Settings:
     train_step: bool = False
     #: with ``train_step``: ReXNet backbones' memory-efficient training forward 'on', 'off' or 'both'
     mem_efficient: str = 'on'
+    #: with ``train_step``: torch.compile 'off', 'on' or 'both' (eager and compiled side by side)
+    compile: str = 'off'
+    #: with ``train_step``: weights and inputs in channels-last memory format
+    channels_last: bool = False
+    #: with ``train_step``: 'fp32', or 'bf16' (forward and loss under torch.autocast in bfloat16)
+    train_dtype: str = 'fp32'
     #: int8 paths: calibrate on images of this folder (resized to the input size), else on seeded random inputs
     calib: Optional[str] = None
     #: int8 paths: the number of calibration inputs (images or random batches)
@@ -94,9 +100,21 @@ class Settings:
             raise BenchmarkError('--layers N needs N >= 1 and --runs >= 1 (the layers are timed)')
         if self.mem_efficient not in DEPLOY_MODES:
             raise BenchmarkError(f"--mem-efficient must be 'on', 'off' or 'both', got {self.mem_efficient!r}")
-        if self.train_step and (self.backends or self.device == 'cuda' or self.checkpoints):
-            raise BenchmarkError('--train-step measures a CPU training step; leave out --backends, --checkpoints '
-                                 'and --device cuda')
+        if self.train_step and (self.backends or self.checkpoints):
+            raise BenchmarkError('--train-step measures training steps; leave out --backends and --checkpoints '
+                                 '(use --compile and --channels-last)')
+        if not self.train_step and (self.compile != 'off' or self.channels_last or self.train_dtype != 'fp32'):
+            raise BenchmarkError('--compile, --channels-last and --train-dtype go with --train-step (for inference '
+                                 'use --backends eager channels_last compile and --precisions)')
+        if self.compile not in DEPLOY_MODES:
+            raise BenchmarkError(f"--compile must be 'on', 'off' or 'both', got {self.compile!r}")
+        if self.train_dtype not in ('fp32', 'bf16'):
+            raise BenchmarkError(f"--train-dtype must be 'fp32' or 'bf16', got {self.train_dtype!r}")
+        if self.train_step and self.device == 'cuda':
+            import torch
+            if not torch.cuda.is_available():
+                raise BenchmarkError('--device cuda: no CUDA device is visible (torch '
+                                     f'{torch.__version__}); leave out --device to measure on the CPU')
         if self.backends and self.device == 'cuda':
             raise BenchmarkError('--backends compares CPU backends: use --device cpu (or leave it out)')
 

@@ -27,6 +27,21 @@ mmengine's training iteration: data preprocessor, forward with losses, backward,
 ``mem_efficient`` (``'on'``, ``'off'``, ``'both'``) selects, for configs with our ``ReXNet`` backbone, its
 memory-efficient training forward (the backbone's default) or timm's modules as they are
 (:func:`rexnet_backbones.models.convert_mem_efficient`); ``'both'`` measures such configs twice.
+
+**timm models** (a timm name instead of a config): an ImageNet-style classification step, the whole
+network with 1000 classes: seeded random ``batch_size`` x 3 x ``input_size`` images and labels, cross-entropy,
+``torch.optim.SGD`` (lr 0.1, momentum 0.9, weight decay 5e-5), ``zero_grad(set_to_none=True)``. ReXNet
+classifiers get the same ``mem_efficient`` variants as ReXNet backbones.
+
+Options of every model: ``device`` (``'cpu'`` or ``'cuda'``; CUDA steps are synchronized before and after each
+timed step, and peak memory is ``torch.cuda.max_memory_allocated`` of one more step minus the memory allocated
+before it), ``dtype`` (``'fp32'`` or ``'bf16'``: the forward and loss under ``torch.autocast(device, bfloat16)``),
+``channels_last`` (weights and input in ``torch.channels_last``; configs: the backbone's input is made
+channels-last by a forward pre-hook) and ``compile``: configs as mmengine's ``compile=True`` does
+(``model.train_step = torch.compile(model.train_step)``), timm models as timm's ``train.py --torchcompile``
+(``torch.compile(model)``). The warm-up steps' times are kept (``warmup_ms``: the first one includes the
+compilation), and each step's process CPU time (``cpu_ms``, all threads), so that a run on a loaded machine
+shows how much CPU it got. Saved tensors are counted for eager configs only.
 """
 from __future__ import annotations
 
@@ -49,8 +64,9 @@ from ..errors import BenchmarkError
 
 __all__ = ['TrainStepResult', 'measure_train_step', 'measure_train_steps', 'saved_tensor_bytes', 'TRAIN_STEP_NOTE']
 
-TRAIN_STEP_NOTE = ("model.train_step(data, optim_wrapper) (mmengine's training iteration: data preprocessor, "
-                   'forward with losses, backward, optimizer step) in a fresh process per model, timed steps '
+TRAIN_STEP_NOTE = ("configs: model.train_step(data, optim_wrapper) (mmengine's training iteration: data "
+                   'preprocessor, forward with losses, backward, optimizer step); timm models: forward, '
+                   'cross-entropy over 1000 classes, backward, SGD step; in a fresh process per model, timed steps '
                    'round-robin over the models; peak memory = peak resident set size of one more step minus '
                    'the resident set size before it (weights, optimizer state, batch), with freed blocks of '
                    '64 KiB or more returned to the system; saved = bytes autograd keeps for backward')
@@ -78,9 +94,31 @@ class TrainStepResult:
     load_average: List[float] = field(default_factory=list)
     seconds: float = 0.0
     reference: bool = False
+    kind: str = 'config'
+    device: str = 'cpu'
+    dtype: str = 'fp32'
+    channels_last: bool = False
+    compiled: bool = False
+    warmup_ms: List[float] = field(default_factory=list)
+    cpu_ms: List[float] = field(default_factory=list)
+
+    @property
+    def img_per_s(self) -> float:
+        return 1000.0 * self.batch_size / self.step_ms if self.step_ms else 0.0
+
+    @property
+    def best_img_per_s(self) -> float:
+        """Images per second of the fastest timed step (on a loaded machine, the step that waited least)."""
+        return 1000.0 * self.batch_size / min(self.times_ms) if self.times_ms else 0.0
+
+    @property
+    def cpu_per_wall(self) -> float:
+        """Median process CPU time per timed step / median step time: the threads it actually got."""
+        return statistics.median(self.cpu_ms) / self.step_ms if self.cpu_ms and self.step_ms else 0.0
 
     def to_json(self) -> Dict[str, Any]:
-        return asdict(self)
+        return dict(asdict(self), img_per_s=self.img_per_s, best_img_per_s=self.best_img_per_s,
+                    cpu_per_wall=self.cpu_per_wall)
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -209,55 +247,128 @@ def saved_tensor_bytes(model: nn.Module, data: Dict[str, Any]) -> Tuple[Dict[str
 
 
 # ---------------------------------------------------------------------------------------------- one model
-def _step(model: nn.Module, optim_wrapper: Any, data: Dict[str, Any]) -> float:
-    """One timed training iteration, in ms."""
-    t0 = time.perf_counter()
-    model.train_step(data, optim_wrapper)
-    return (time.perf_counter() - t0) * 1000.0
+def _sync(device: str) -> None:
+    if device == 'cuda':
+        torch.cuda.synchronize()
+
+
+def _channels_last_input(module: nn.Module, args: Tuple[Any, ...]) -> Tuple[Any, ...]:
+    return tuple(a.contiguous(memory_format=torch.channels_last) if isinstance(a, torch.Tensor) and a.dim() == 4
+                 else a for a in args)
+
+
+def _has_rexnet_blocks(model: nn.Module) -> bool:
+    from timm.models.rexnet import LinearBottleneck
+    return any(isinstance(m, LinearBottleneck) for m in model.modules())
 
 
 class _Run:
     """One model's measurement in this process: build and warm up, then timed steps, then the result."""
 
     def __init__(self, spec: str, label: str, batch_size: int, input_size: Tuple[int, int], warmup: int,
-                 mem_efficient: Optional[bool], threads: Optional[int]):
+                 mem_efficient: Optional[bool], threads: Optional[int], kind: str = 'config', device: str = 'cpu',
+                 dtype: str = 'fp32', channels_last: bool = False, compile: bool = False):
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.t_start = time.time()
+        self.device, self.kind = device, kind
+        self.autocast = dict(device_type=device, dtype=torch.bfloat16, enabled=dtype == 'bf16')
+        if kind == 'timm':
+            backbone = self._build_timm(spec, batch_size, input_size, mem_efficient, channels_last, compile)
+        else:
+            backbone = self._build_config(spec, batch_size, input_size, mem_efficient, channels_last, compile)
+        self.result = TrainStepResult(label, spec, backbone, mem_efficient, batch_size, list(input_size), kind=kind,
+                                      device=device, dtype=dtype, channels_last=channels_last, compiled=compile)
+        self.warmup = max(warmup, 1)
+
+    def _build_config(self, spec, batch_size, input_size, mem_efficient, channels_last, compile) -> str:
         from mmengine.optim import build_optim_wrapper
 
         from ..sources import build_source
         from .models import describe_backbone
-        if threads is not None:
-            torch.set_num_threads(threads)
-        self.t_start = time.time()
         source = build_source(spec)
-        self.model = source.model.train()
+        self.model = source.model.to(self.device).train()
         if mem_efficient is not None:
             from ..models import convert_mem_efficient
             convert_mem_efficient(self.model.backbone, enabled=mem_efficient)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.model.backbone.register_forward_pre_hook(_channels_last_input)
         self.optim_wrapper = build_optim_wrapper(self.model, source.cfg.optim_wrapper)
         self.data = train_batch(self.model, source.scope, batch_size, *input_size)
-        self.result = TrainStepResult(label, spec, describe_backbone(source.cfg.model.backbone), mem_efficient,
-                                      batch_size, list(input_size))
-        self.warmup = max(warmup, 1)
+        if compile:  # as mmengine's Runner with compile=True
+            self.model.train_step = torch.compile(self.model.train_step)
+        model, optim_wrapper, data = self.model, self.optim_wrapper, self.data
+
+        def step() -> None:
+            with torch.autocast(**self.autocast):
+                model.train_step(data, optim_wrapper)
+        self.step = step
+        return describe_backbone(source.cfg.model.backbone)
+
+    def _build_timm(self, spec, batch_size, input_size, mem_efficient, channels_last, compile) -> str:
+        import timm
+        import torch.nn.functional as F
+        model = timm.create_model(spec, pretrained=False, num_classes=1000)
+        if mem_efficient is not None:
+            from ..models import convert_mem_efficient
+            convert_mem_efficient(model, enabled=mem_efficient)
+        model = model.to(self.device).train()
+        gen = torch.Generator().manual_seed(batch_size)
+        x = torch.randn(batch_size, 3, *input_size, generator=gen).to(self.device)
+        y = torch.randint(0, 1000, (batch_size,), generator=gen).to(self.device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.model = model
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-5)
+        forward = torch.compile(model) if compile else model  # as timm's train.py --torchcompile
+
+        def step() -> None:
+            with torch.autocast(**self.autocast):
+                loss = F.cross_entropy(forward(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        self.step = step
+        return f'timm {spec}'
+
+    def _timed(self) -> Tuple[float, float]:
+        """One step: (wall ms, process CPU ms)."""
+        _sync(self.device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        self.step()
+        _sync(self.device)
+        return (time.perf_counter() - t0) * 1000.0, (time.process_time() - c0) * 1000.0
 
     def warm_up(self) -> None:
         for _ in range(self.warmup):
-            _step(self.model, self.optim_wrapper, self.data)
+            self.result.warmup_ms.append(self._timed()[0])
         gc.collect()
 
     def timed_step(self) -> float:
         if not self.result.load_average:
             self.result.load_average.append(os.getloadavg()[0])
-        ms = _step(self.model, self.optim_wrapper, self.data)
+        ms, cpu_ms = self._timed()
         self.result.times_ms.append(ms)
+        self.result.cpu_ms.append(cpu_ms)
         return ms
 
     def memory_step(self) -> Tuple[float, float]:
-        """(baseline, peak above it) in MiB of one more step, with freed blocks given back to the system."""
+        """(baseline, peak above it) in MiB of one more step: on CUDA allocated memory, on CPU the resident set
+        with freed blocks given back to the system."""
         gc.collect()
+        if self.device == 'cuda':
+            torch.cuda.synchronize()
+            baseline = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            self.step()
+            torch.cuda.synchronize()
+            return baseline / 2 ** 20, (torch.cuda.max_memory_allocated() - baseline) / 2 ** 20
         _return_freed_blocks()
         baseline = _status_kib('VmRSS')
         _reset_peak_rss()
-        _step(self.model, self.optim_wrapper, self.data)
+        self.step()
         return baseline / 1024.0, (_status_kib('VmHWM') - baseline) / 1024.0
 
     def finish(self) -> TrainStepResult:
@@ -265,30 +376,36 @@ class _Run:
         result.step_ms = statistics.median(result.times_ms)
         result.load_average.append(os.getloadavg()[0])
         result.baseline_mib, result.peak_mib = self.memory_step()
-        by_part, by_op = saved_tensor_bytes(self.model, self.data)
-        result.padded_shape = list(self.model.data_preprocessor(self.data, True)['inputs'].shape[-2:])
-        result.saved_mib = sum(by_part.values()) / 2 ** 20
-        result.saved_by_part_mib = {k: v / 2 ** 20 for k, v in sorted(by_part.items(), key=lambda kv: -kv[1])}
-        result.saved_by_op_mib = {k: v / 2 ** 20 for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:12]}
+        if self.kind == 'config':
+            result.padded_shape = list(self.model.data_preprocessor(self.data, True)['inputs'].shape[-2:])
+            if not result.compiled:
+                with torch.autocast(**self.autocast):
+                    by_part, by_op = saved_tensor_bytes(self.model, self.data)
+                result.saved_mib = sum(by_part.values()) / 2 ** 20
+                result.saved_by_part_mib = {k: v / 2 ** 20 for k, v in sorted(by_part.items(), key=lambda kv: -kv[1])}
+                result.saved_by_op_mib = {k: v / 2 ** 20 for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:12]}
+        else:
+            result.padded_shape = list(result.input_size)
         result.seconds = round(time.time() - self.t_start, 1)
         return result
 
 
 def measure_train_step(spec: str, label: str, batch_size: int, input_size: Tuple[int, int], runs: int,
                        warmup: int, mem_efficient: Optional[bool] = None,
-                       threads: Optional[int] = None) -> TrainStepResult:
-    """Memory, time and saved tensors of ``spec``'s training step, in this process (see the module)."""
-    run = _Run(spec, label, batch_size, input_size, warmup, mem_efficient, threads)
+                       threads: Optional[int] = None, **options: Any) -> TrainStepResult:
+    """Memory, time and saved tensors of ``spec``'s training step, in this process (see the module).
+    ``options``: ``kind`` ('config' or 'timm'), ``device``, ``dtype``, ``channels_last``, ``compile``."""
+    run = _Run(spec, label, batch_size, input_size, warmup, mem_efficient, threads, **options)
     run.warm_up()
     for _ in range(max(runs, 1)):
         run.timed_step()
     return run.finish()
 
 
-def _worker(conn: Any, *args: Any) -> None:
+def _worker(conn: Any, args: Tuple[Any, ...], options: Dict[str, Any]) -> None:
     """A fresh process's command loop: ``'warmup'``, ``'step'`` (replies ms), ``'finish'`` (replies the result)."""
     try:
-        run = _Run(*args)
+        run = _Run(*args, **options)
         conn.send(('ready', None))
         while True:
             command = conn.recv()
@@ -306,21 +423,26 @@ def _worker(conn: Any, *args: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------- the run
 def _variants(planned: PlannedModel, mode: str) -> List[Optional[bool]]:
-    """``[None]`` for a config without our ReXNet backbone; else the ``mem_efficient`` values of ``mode``."""
-    from mmengine.config import Config
-    backbone = Config.fromfile(planned.path).model.get('backbone', {})
-    if backbone.get('type') != 'ReXNet':
-        return [None]
+    """``[None]`` for a config without our ReXNet backbone (or a timm model that is no ReXNet); else the
+    ``mem_efficient`` values of ``mode``."""
+    if planned.kind == 'timm':
+        if not planned.spec.startswith('rexnet_') or planned.spec.startswith('rexnet_lite'):
+            return [None]  # ReXNet-lite's in-place ReLU6 has no memory-efficient variant
+    else:
+        from mmengine.config import Config
+        backbone = Config.fromfile(planned.path).model.get('backbone', {})
+        if backbone.get('type') != 'ReXNet':
+            return [None]
     return {'on': [True], 'off': [False], 'both': [False, True]}[mode]
 
 
 class _Worker:
     """The parent's end of one model's process."""
 
-    def __init__(self, context: Any, label: str, args: Tuple[Any, ...]):
+    def __init__(self, context: Any, label: str, args: Tuple[Any, ...], options: Dict[str, Any]):
         self.label = label
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_worker, args=(child,) + args, daemon=True)
+        self.process = context.Process(target=_worker, args=(child, args, options), daemon=True)
         self.process.start()
 
     def ask(self, command: Optional[str] = None) -> Any:
@@ -338,23 +460,25 @@ class _Worker:
 
 
 def measure_train_steps(planned: List[PlannedModel], batch_size: int, input_size: Tuple[int, int], runs: int,
-                        warmup: int, mem_efficient: str = 'on', threads: Optional[int] = None) -> List[TrainStepResult]:
-    """Every planned config (and ``mem_efficient`` variant) in its own fresh process: built and warmed up
-    one after the other, then the timed steps round-robin over all of them (step ``i`` of every model
-    before step ``i + 1``, so that a change of the machine's load hits all alike), then the results."""
-    if any(m.kind != 'config' for m in planned):
-        names = ', '.join(m.spec for m in planned if m.kind != 'config')
-        raise BenchmarkError(f'--train-step trains detector/segmentor configs; {names} is a timm name: give a '
-                             'config (e.g. configs/det/retinanet_rexnet.py)')
-    jobs = [(m, v) for m in planned for v in _variants(m, mem_efficient)]
+                        warmup: int, mem_efficient: str = 'on', threads: Optional[int] = None, device: str = 'cpu',
+                        dtype: str = 'fp32', channels_last: bool = False,
+                        compile_modes: Tuple[bool, ...] = (False,)) -> List[TrainStepResult]:
+    """Every planned model (and ``mem_efficient`` variant, and eager/compiled with ``compile_modes``) in its own
+    fresh process: built and warmed up one after the other, then the timed steps round-robin over all of them
+    (step ``i`` of every model before step ``i + 1``, so that a change of the machine's load hits all alike),
+    then the results."""
+    jobs = [(m, v, c) for m in planned for v in _variants(m, mem_efficient) for c in compile_modes]
     context = multiprocessing.get_context('spawn')
     workers: List[_Worker] = []
     try:
-        for i, (model, variant) in enumerate(jobs, 1):
-            label = model.label + {None: '', True: ' (mem-efficient)', False: ' (timm modules)'}[variant]
+        for i, (model, variant, compiled) in enumerate(jobs, 1):
+            label = model.label + {None: '', True: ' (mem-efficient)', False: ' (timm modules)'}[variant] + \
+                (' compiled' if compiled else '')
             log(f'[{i}/{len(jobs)}] {label}: building and warming up ({warmup} step(s)) in a fresh process')
+            options = dict(kind=model.kind, device=device, dtype=dtype, channels_last=channels_last,
+                           compile=compiled)
             workers.append(_Worker(context, label, (model.spec, label, batch_size, tuple(input_size), warmup,
-                                                    variant, threads)))
+                                                    variant, threads), options))
             workers[-1].ask()
             workers[-1].ask('warmup')
         for run in range(max(runs, 1)):
@@ -362,11 +486,11 @@ def measure_train_steps(planned: List[PlannedModel], batch_size: int, input_size
             log(f'timed step {run + 1}/{max(runs, 1)}: ' + ', '.join(f'{w.label} {t / 1000:.2f} s'
                                                                       for w, t in zip(workers, times)))
         results = []
-        for w, (model, _) in zip(workers, jobs):
+        for w, (model, _, _) in zip(workers, jobs):
             result = w.ask('finish')
             result.reference = model.reference
-            log(f'{w.label}: peak {result.peak_mib:.0f} MiB above the model, step {result.step_ms / 1000:.2f} s, '
-                f'saved {result.saved_mib:.0f} MiB')
+            log(f'{w.label}: peak {result.peak_mib:.0f} MiB above the model, step {result.step_ms / 1000:.2f} s '
+                f'({result.img_per_s:.1f} img/s), saved {result.saved_mib:.0f} MiB')
             results.append(result)
         return results
     finally:

@@ -81,7 +81,32 @@ def accelerator_available() -> bool:
 
 
 def apply_train_options(cfg, amp: bool = False, auto_scale_lr: bool = False) -> None:
-    """``--amp`` and ``--auto-scale-lr`` as in mmdet's tools/train.py (AMP needs a GPU)."""
+    """``--amp`` and ``--auto-scale-lr`` as in mmdet's tools/train.py.
+
+    ``--amp`` with a GPU: mmengine's ``AmpOptimWrapper`` (float16 autocast, dynamic loss scaling), as mmdet;
+    without one (mmengine's ``AmpOptimWrapper`` refuses the CPU): ``CpuAmpOptimWrapper`` (:mod:`.amp`),
+    bfloat16 autocast on the CPU, no loss scaling; not for two-stage detectors (an error: mmcv's CPU ``nms``
+    and ``roi_align`` in their training step have no bfloat16 kernels). A config that names
+    ``AmpOptimWrapper`` itself still needs a GPU."""
+    if amp and not accelerator_available():
+        optim_wrapper = cfg.get('optim_wrapper', None)
+        if optim_wrapper is None:
+            raise ToolError('--amp: the config has no optim_wrapper')
+        wrapper_type = optim_wrapper.get('type', 'OptimWrapper')
+        if wrapper_type not in ('OptimWrapper', 'CpuAmpOptimWrapper'):
+            raise ToolError(f'--amp needs optim_wrapper.type == "OptimWrapper", got {wrapper_type!r}')
+        model = cfg.get('model', None) or {}
+        if model.get('rpn_head') is not None or model.get('roi_head') is not None:
+            raise ToolError("--amp on the CPU: this two-stage detector's training step runs mmcv's nms and "
+                            'roi_align, whose CPU kernels have no bfloat16 version (they fail under bfloat16 '
+                            'autocast). Train it without --amp on the CPU; on a GPU --amp is float16 '
+                            "(mmengine's AmpOptimWrapper)")
+        from . import amp as _amp  # noqa: F401  (registers CpuAmpOptimWrapper)
+        optim_wrapper.type = 'CpuAmpOptimWrapper'
+        optim_wrapper.dtype = 'bfloat16'
+        print_log('--amp without a GPU: bfloat16 autocast on the CPU (CpuAmpOptimWrapper); on a GPU --amp is '
+                  "mmengine's AmpOptimWrapper (float16)", logger='current', level=logging.WARNING)
+        amp = False
     if amp:
         optim_wrapper = cfg.get('optim_wrapper', None)
         if optim_wrapper is None:
@@ -97,9 +122,10 @@ def apply_train_options(cfg, amp: bool = False, auto_scale_lr: bool = False) -> 
             optim_wrapper.loss_scale = 'dynamic'
     if (cfg.get('optim_wrapper', None) or {}).get('type') == 'AmpOptimWrapper' and \
             not accelerator_available():
-        raise ToolError('mixed precision (--amp / AmpOptimWrapper) needs a GPU, but none is available: '
-                        "mmengine's AmpOptimWrapper supports CUDA, NPU, MLU and MUSA devices only. Train "
-                        'without --amp on CPU (or set optim_wrapper.type=OptimWrapper).')
+        raise ToolError('optim_wrapper.type=AmpOptimWrapper needs a GPU, but none is available: '
+                        "mmengine's AmpOptimWrapper supports CUDA, NPU, MLU and MUSA devices only. On the CPU "
+                        'use --amp with optim_wrapper.type=OptimWrapper (bfloat16 autocast, CpuAmpOptimWrapper), '
+                        'or train without mixed precision.')
     if auto_scale_lr:
         asl = cfg.get('auto_scale_lr', None)
         if isinstance(asl, dict) and 'enable' in asl and 'base_batch_size' in asl:

@@ -32,8 +32,11 @@ def setup_cpu_distributed(cfg) -> bool:
     """Prepare ``cfg`` for a multi-process run without CUDA; returns True if it did.
 
     mmengine's ``init_dist`` calls ``torch.cuda.set_device``, so on CPU the process group (gloo)
-    is initialised here and the Runner uses it. DDP gets no ``device_ids`` and ``SyncBN`` becomes
-    ``BN`` (SyncBatchNorm has no CPU kernel); every change is logged.
+    is initialised here and the Runner uses it. DDP gets no ``device_ids`` and ``SyncBN`` in
+    ``norm_cfg`` becomes ``BN`` (SyncBatchNorm has no CPU kernel). ``sync_bn='torch'`` is kept: the
+    Runner converts the model as on GPUs, and the wrapper ``GlooSyncBNDistributedDataParallel``
+    (:mod:`.sync_bn`) synchronizes those layers over gloo; ``sync_bn='mmcv'`` (CUDA kernels only) is
+    dropped. Every change is logged.
     """
     if cfg.launcher == 'none' or torch.cuda.is_available():
         return False
@@ -61,8 +64,11 @@ def setup_cpu_distributed(cfg) -> bool:
     from mmengine.registry import MODEL_WRAPPERS, DefaultScope
     from torch.nn.parallel import DistributedDataParallel
     wrapper = cfg.get('model_wrapper_cfg', None)
+    gloo_sync_bn = cfg.get('sync_bn', None) == 'torch' and wrapper is None
     if wrapper is None:
-        wrapper = ConfigDict(type='MMDistributedDataParallel', broadcast_buffers=False,
+        from . import sync_bn  # noqa: F401  (registers GlooSyncBNDistributedDataParallel)
+        wrapper = ConfigDict(type='GlooSyncBNDistributedDataParallel' if gloo_sync_bn else 'MMDistributedDataParallel',
+                             broadcast_buffers=False,
                              find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper_type = wrapper.get('type', 'MMDistributedDataParallel')
     if isinstance(wrapper_type, str):
@@ -77,8 +83,12 @@ def setup_cpu_distributed(cfg) -> bool:
     if changed:
         print_log(f'no CUDA device: SyncBN -> BN in {", ".join(changed)} (SyncBatchNorm needs GPUs)',
                   logger='current', level=logging.WARNING)
-    if cfg.get('sync_bn', None):
-        print_log(f'no CUDA device: ignoring sync_bn={cfg.sync_bn!r}', logger='current',
+    if gloo_sync_bn:
+        print_log("no CUDA device: sync_bn='torch' synchronizes BatchNorm over gloo "
+                  '(GlooSyncBNDistributedDataParallel)', logger='current')
+    elif cfg.get('sync_bn', None):
+        why = 'a custom model_wrapper_cfg' if cfg.get('sync_bn') == 'torch' else "mmcv's SyncBN has CUDA kernels only"
+        print_log(f'no CUDA device: ignoring sync_bn={cfg.sync_bn!r} ({why})', logger='current',
                   level=logging.WARNING)
         cfg.sync_bn = None
     print_log(f'CPU distributed run: rank {dist.get_rank()} of {dist.get_world_size()}, backend gloo',
