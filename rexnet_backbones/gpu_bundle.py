@@ -52,13 +52,9 @@ _PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64', 'manylinux_2_17_
               'manylinux1_x86_64')
 
 
-def _repo_root() -> str:
-    return osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def pins(constraints: Optional[str] = None) -> Dict[str, str]:
-    """``{normalized name: version}`` of a constraints file (default: ``requirements/constraints.txt``)."""
-    path = constraints or osp.join(_repo_root(), 'requirements', 'constraints.txt')
+def pins(constraints: str) -> Dict[str, str]:
+    """``{normalized name: version}`` of a constraints file (the checkout's ``requirements/constraints.txt``)."""
+    path = constraints
     found = {}
     with open(path, encoding='utf-8') as f:
         for line in f:
@@ -84,7 +80,7 @@ def _download(specs: Sequence[str], dest: str, extra: Sequence[str]) -> None:
                           f'made): {proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "?"}')
 
 
-def make_bundle(dest: str, pythons: Sequence[str] = ('3.11', '3.12'), constraints: Optional[str] = None) -> str:
+def make_bundle(dest: str, constraints: str, pythons: Sequence[str] = ('3.11', '3.12')) -> str:
     """Download the bundle into ``dest`` (see the module); returns the manifest text."""
     versions = pins(constraints)
     missing = [n for n in PURE + BINARY + (MMCV,) if _norm(n) not in versions]
@@ -126,11 +122,11 @@ def _missing_imports(python: str) -> List[str]:
     return [line for line in proc.stdout.splitlines() if line.strip()]
 
 
-def install_bundle(bundle: str, log_file: str, python: str = sys.executable,
+def install_bundle(bundle: str, log_file: str, install_mmcv: str, python: str = sys.executable,
                    jobs: Optional[int] = None) -> Tuple[float, float, str]:
     """Install the bundle offline, then mmcv (a build from the sdist with CUDA ops where torch has CUDA);
     returns (wheels seconds, mmcv seconds, mmcv line of install_mmcv.sh). Everything pip and the build print
-    goes to ``log_file``."""
+    goes to ``log_file``. ``install_mmcv``: the checkout's ``tools/install_mmcv.sh``."""
     req = osp.join(bundle, 'requirements.txt')
     if not osp.isfile(req):
         raise BundleError(f'{bundle} is no bundle (no requirements.txt): make one with `make gpu-bundle` on a '
@@ -145,7 +141,7 @@ def install_bundle(bundle: str, log_file: str, python: str = sys.executable,
             raise BundleError(f'pip install of the bundle failed (exit {proc.returncode}); see {log_file}')
         wheels_s = time.time() - t0
         t0 = time.time()
-        script = osp.join(_repo_root(), 'tools', 'install_mmcv.sh')
+        script = install_mmcv
         proc = subprocess.run(['bash', script, python], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
         log.write(proc.stdout)

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
             log = osp.join(args.work_dir, 'logs', 'install.log')  # in gpu_check_logs.tar.gz
             print(f'installing {args.bundle} (log: {log}) ...', flush=True)
             try:
-                wheels_s, mmcv_s, said = install_bundle(args.bundle, log)
+                wheels_s, mmcv_s, said = install_bundle(args.bundle, log, osp.join(ROOT, 'tools', 'install_mmcv.sh'))
             except BundleError as e:
                 raise ToolError(str(e)) from None
             install = dict(wheels_s=round(wheels_s, 1), mmcv_s=round(mmcv_s, 1), mmcv=said)

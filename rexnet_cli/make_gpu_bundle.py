@@ -12,7 +12,11 @@ there with CUDA ops by tools/install_mmcv.sh). Writes requirements.txt and MANIF
 manifest; at most 64 MiB (what the device tool carries). See rexnet_backbones.gpu_bundle.
 """
 import argparse
+import os.path as osp
 import sys
+
+#: the checkout (this package's parent folder)
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 
@@ -26,7 +30,7 @@ def main(argv=None) -> int:
     from rexnet_backbones.cli import run_cli
     from rexnet_backbones.errors import BundleError
     from rexnet_backbones.gpu_bundle import make_bundle
-    return run_cli(lambda _: sys.stdout.write(make_bundle(args.out, args.python)) and 0, debug=args.debug,
+    return run_cli(lambda _: sys.stdout.write(make_bundle(args.out, osp.join(ROOT, 'requirements', 'constraints.txt'), args.python)) and 0, debug=args.debug,
                    errors=(BundleError,))
 
 

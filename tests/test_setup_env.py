@@ -134,7 +134,7 @@ def test_gpu_check_bundle_that_is_none_is_one_error_line(tmp_path):
 
 def test_gpu_bundle_pins_every_bundled_package():
     from rexnet_backbones.gpu_bundle import BINARY, MMCV, PURE, pins
-    versions = pins()
+    versions = pins(osp.join(REPO_ROOT, 'requirements', 'constraints.txt'))
     assert versions['mmcv'] == '2.1.0' and versions['mmengine'] == '0.10.7'
     assert all(name.replace('_', '-').lower() in versions for name in PURE + BINARY + (MMCV,))
 
