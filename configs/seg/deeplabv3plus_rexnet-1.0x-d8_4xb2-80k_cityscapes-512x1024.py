@@ -1,7 +1,10 @@
 # DeepLabV3+, ReXNet-1.0x backbone dilated to output stride 8, Cityscapes 512x1024, 80k iterations
-# (4 GPUs x 2 images). Diff against mmseg's DeepLabV3+ R50-D8 config: backbone and head channels.
-_base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['rexnet_backbones'], allow_failed_imports=False)
+# (4 GPUs x 2 images). Diff against mmseg's DeepLabV3+ R50-D8 config: backbone (in _base_/rexnet.py)
+# and head channels.
+_base_ = [
+    'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-80k_cityscapes-512x1024.py',
+    './_base_/rexnet.py',
+]
 
 # Cityscapes root: data/cityscapes/ by default; override with CITYSCAPES_ROOT.
 data_root = '{{$CITYSCAPES_ROOT:data/cityscapes/}}'
@@ -11,15 +14,7 @@ test_dataloader = val_dataloader
 
 model = dict(
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='ReXNet',
-        arch='rexnet_100',
-        out_indices=(1, 2, 3, 4),  # strides 4, 8, 8, 8 (dilated)
-        output_stride=8,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        norm_eval=False,
-        init_cfg=dict(type='Pretrained', checkpoint='timm/rexnet_100.nav_in1k')),
+    backbone={{_base_.rexnet_backbone_d8}},  # ReXNet-1.0x, strides 4, 8, 8, 8 (dilated)
     decode_head=dict(in_channels=185, c1_in_channels=38),
     auxiliary_head=dict(in_channels=128))
 # optimizer: the base's SGD lr 0.01, weight decay 5e-4 for 8 images (mmseg's DeepLabV3+ recipe).
