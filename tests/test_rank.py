@@ -216,7 +216,7 @@ def test_seed_differences_between_two_rank_files(tmp_path):
 
     from _helpers_tools import run_tool_in_process
     from rexnet_backbones.analysis.network_report import seed_differences
-    a = json.loads((ROOT / 'docs' / 'rank' / 'network' / 'rank.json').read_text())
+    a = json.loads((ROOT / 'docs' / 'results' / 'rank' / 'network' / 'rank.json').read_text())
     b = copy.deepcopy(a)
     for layer in b[0]['layers']:  # shift one model's uncentred ratios by 0.01
         layer['uncentred']['rank_ratio']['nuclear'] += 0.01
@@ -225,7 +225,7 @@ def test_seed_differences_between_two_rank_files(tmp_path):
     assert moved and all(r['mean_diff'] == pytest.approx(0.01) and r['min_diff'] == pytest.approx(0.01) for r in moved)
     assert all(r['mean_diff'] == 0 for r in rows if r not in moved)
     (tmp_path / 'b.json').write_text(json.dumps(b))
-    proc = run_tool_in_process('rank_analysis.py', ['--compare', ROOT / 'docs' / 'rank' / 'network' / 'rank.json',
+    proc = run_tool_in_process('rank_analysis.py', ['--compare', ROOT / 'docs' / 'results' / 'rank' / 'network' / 'rank.json',
                                                     tmp_path / 'b.json'], '', tmp_path)
     assert proc.returncode == 0 and 'Over all: 0.010.' in proc.stdout
     both = run_tool_in_process('rank_analysis.py', ['resnet18', '--compare', 'x', 'y'], '', tmp_path)
