@@ -228,7 +228,8 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (the owner of a temporary file or a lock)."""
     if pid == os.getpid():
         return True
     try:
@@ -251,7 +252,7 @@ def remove_stale_temp_files(directory: PathLike) -> list[str]:
     with contextlib.suppress(OSError):
         for name in os.listdir(directory):
             m = _TMP_RE.match(name)
-            if m and not _pid_alive(int(m.group('pid'))):
+            if m and not pid_alive(int(m.group('pid'))):
                 path = os.path.join(directory, name)
                 with contextlib.suppress(OSError):
                     os.unlink(path)

@@ -127,3 +127,13 @@ def trained_seg(data_root, tmp_path_factory) -> Trained:
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=100, by_epoch=False)
     cfg.default_hooks.logger.interval = 20
     return _train_and_test(cfg, SEG_CONFIG, data_root, tmp_path_factory.mktemp('trained_seg'), 'iter_100.pth')
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is fastest, and it does not stall on a busy machine."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -21,12 +21,7 @@ from rexnet_backbones.mm.backbone import ReXNet  # noqa: E402
 aten = torch.ops.aten
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 class _RecordKernels(TorchDispatchMode):

@@ -15,13 +15,7 @@ from rexnet_backbones.models.mem_efficient import (MemEfficientConvBnAct, MemEff
                                                    silu_after_bn)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is fastest, and it does not stall on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 def _bn(channels: int, training: bool) -> nn.BatchNorm2d:

@@ -112,7 +112,17 @@ def _quantize(x: float, q: int) -> int:
     return max(q, int(round(x / q) * q))
 
 
-class IRNet(nn.Module):
+class _StemBlocksHead(nn.Module):
+    """A study network: ``stem`` -> ``blocks`` -> ``head``, with timm's ``group_matcher``."""
+
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        return dict(stem=r'^stem', blocks=r'^blocks\.(\d+)')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)))
+
+
+class IRNet(_StemBlocksHead):
     """Inverted-residual network of RegNet's skeleton: timm's RegNet stem, timm's ReXNet blocks.
 
     ``linear=False``: block ``j`` has the stage-wise width ``w0 * wm^stage`` (multiple of 8);
@@ -143,12 +153,6 @@ class IRNet(nn.Module):
         self.num_features = prev
         self.head = ClassifierHead(prev, num_classes)
 
-    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
-        return dict(stem=r'^stem', blocks=r'^blocks\.(\d+)')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)))
-
 
 class PartialShortcutBottleneck(Bottleneck):
     """timm's RegNet ``Bottleneck`` (group conv, bottleneck ratio 1, no SE) whose shortcut, when the
@@ -170,7 +174,7 @@ class PartialShortcutBottleneck(Bottleneck):
         return self.act3(out)
 
 
-class LinearWidthRegNet(nn.Module):
+class LinearWidthRegNet(_StemBlocksHead):
     """RegNetX with per-block linear widths ``u_j = w0 + wa * j`` (each rounded to a multiple of its
     group width ``min(group_size, width)``), the quantized network's stage boundaries (stride 2 at the
     first block of each of its four stages) and ReXNet's partial identity shortcuts where a stride-1
@@ -196,12 +200,6 @@ class LinearWidthRegNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.num_features = prev
         self.head = ClassifierHead(prev, num_classes)
-
-    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
-        return dict(stem=r'^stem', blocks=r'^blocks\.(\d+)')
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)))
 
 
 def init_weights(model: nn.Module, zero_init_last: bool = False) -> nn.Module:

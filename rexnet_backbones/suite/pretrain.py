@@ -28,7 +28,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn as nn
 
-from ..checkpoint import atomic_write
+from ..checkpoint import atomic_write, pid_alive
 from ..errors import InvalidInputError
 
 __all__ = ['PRETRAIN_DEFAULTS', 'check_pretrain', 'pretrain_checkpoint', 'pretrained_init_cfg', 'pretrain_model',
@@ -145,22 +145,10 @@ def pretrain_model(cfg: Any, task: str, pretrain: Dict[str, Any], model: str) ->
                    seconds=round(time.time() - start, 1), cpu_seconds=round(time.process_time() - cpu, 1),
                    backbone_type=str(cfg.model.backbone.get('type')))
     path = pretrain_checkpoint(p, model)
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    torch.save(dict(state_dict=state, meta=summary), tmp)
-    os.replace(tmp, path)  # a reader never sees half a checkpoint
+    # a reader never sees half a checkpoint
+    atomic_write(path, lambda f: torch.save(dict(state_dict=state, meta=summary), f))
     atomic_write(osp.splitext(path)[0] + '.json', json.dumps(summary, indent=1, sort_keys=True) + '\n')
     return summary
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _take_lock(lock: str) -> bool:
@@ -172,7 +160,7 @@ def _take_lock(lock: str) -> bool:
             owner = int(open(lock, encoding='utf-8').read().strip() or 0)
         except (OSError, ValueError):
             owner = 0
-        if owner and _alive(owner):
+        if owner and pid_alive(owner):
             return False
         os.remove(lock)  # stale: its process is gone
         return _take_lock(lock)
