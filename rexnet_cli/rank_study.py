@@ -18,7 +18,7 @@
                                --out PREFIX
     rexnet-rank-study trained-noise [settings] [--noise-models N] [--noise-seeds K] --out PREFIX
     rexnet-rank-study trained-plan [settings] [sweep and noise options] --timing EARLIER.jsonl [--cores N]
-    rexnet-rank-study trained-runs-report sweep|noise --inputs FILE.jsonl ...
+    rexnet-rank-study trained-runs-report sweep|noise|budget --inputs FILE.jsonl ...
     rexnet-rank-study white-noise [--widths C ...] [--max-rows R] [--rows-per-channel K]
 
 single-layer writes DIR/study.json (settings, the claims table, and one record per weight scale,
@@ -32,7 +32,8 @@ error_edf.png and rank_vs_error.png (with the partial correlations and space dif
 ``rexnet_backbones.analysis.trained_stats`` in trained.md and analysis.json). trained-sweep trains the
 first models of each space at several learning rates (one file per rate), trained-noise retrains the
 first models with other training seeds (one file per seed), trained-plan prints every run of a study
-with its command and estimated hours, and trained-runs-report summarises sweep or noise files.
+with its command and estimated hours, and trained-runs-report summarises sweep or noise files, or
+compares the same networks under two budgets (budget: e.g. 1 epoch against 3).
 white-noise prints the rank statistics of i.i.d. Gaussian features against width (what width alone
 does to each statistic). The library is ``rexnet_backbones.analysis``. A value no study can use
 prints one ``error: ...`` line and exits 2 (``--debug``: with the traceback).
@@ -202,10 +203,12 @@ def _trained_parsers(sub) -> None:
     r.add_argument('--estimator', default='nuclear', choices=ESTIMATORS)
     r.add_argument('--out-dir', required=True)
     add_debug_arg(r)
-    q = sub.add_parser('trained-runs-report', help='learning-rate sweep or seed-noise files: median error per '
-                       'space and rate, or the within-model seed spread against the between-model spread')
-    q.add_argument('kind', choices=('sweep', 'noise'))
-    q.add_argument('--inputs', nargs='+', required=True, help='the run files (noise: the main file first)')
+    q = sub.add_parser('trained-runs-report', help='learning-rate sweep, seed-noise or budget files: median error '
+                       'per space and rate; the within-model seed spread against the between-model spread; or '
+                       'the same networks under two training budgets (e.g. 1 epoch against 3)')
+    q.add_argument('kind', choices=('sweep', 'noise', 'budget'))
+    q.add_argument('--inputs', nargs='+', required=True,
+                   help='the run files (noise: the main file first; budget: exactly two, the shorter run first)')
     add_debug_arg(q)
 
 
@@ -252,8 +255,15 @@ def trained(args) -> int:
         print('wrote ' + ', '.join(names))
         return 0
     if args.study == 'trained-runs-report':
+        from rexnet_backbones.errors import InvalidInputError
+        if args.kind == 'budget' and len(args.inputs) != 2:
+            raise InvalidInputError(f'trained-runs-report budget compares two runs, got {len(args.inputs)} files; '
+                                    'give --inputs SHORT.jsonl LONG.jsonl (merge shards first)')
         runs = [trained_report.merge_records([f]) for f in args.inputs]
-        md = trained_stats.sweep_markdown(runs) if args.kind == 'sweep' else trained_stats.noise_markdown(runs)
+        if args.kind == 'budget':
+            md = trained_stats.budget_markdown(*runs)
+        else:
+            md = trained_stats.sweep_markdown(runs) if args.kind == 'sweep' else trained_stats.noise_markdown(runs)
         print(md)
         return 0
     settings = _settings(args)

@@ -17,6 +17,7 @@ from rexnet_backbones.analysis.spaces import (approx_macs, build_space_model, py
                                               stage_layout)
 from rexnet_backbones.errors import FlopBudgetError
 from rexnet_backbones.analysis.trained_report import merge_records, report_markdown, write_report
+from rexnet_backbones.analysis.trained_stats import budget_table
 from rexnet_backbones.analysis.trained_study import (StudySettings, read_records, run_study, settings_hash,
                                                      shard_jobs, study_jobs, train_model)
 from rexnet_backbones.errors import ToolError
@@ -312,6 +313,39 @@ def test_sweep_noise_plan_and_their_reports(full_run, tmp_path):
     bad = run_tool_in_process('rank_study.py', ['trained-sweep', *tiny, '--lrs', '1e-3', '--out', tmp_path / 'x'],
                               '', tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith('error: --lrs needs two or more')
+
+
+def test_budget_report_compares_the_same_networks_under_two_budgets(tmp_path):
+    torch.set_num_threads(1)
+    short, longer = tmp_path / 'e1.jsonl', tmp_path / 'e2.jsonl'
+    base = replace(TINY, spaces=('ir_stage', 'ir_linear'))
+    run_study(base, str(short), progress=False)
+    run_study(replace(base, epochs=2), str(longer), progress=False)
+    rep = run_tool_in_process('rank_study.py', ['trained-runs-report', 'budget', '--inputs', short, longer],
+                              '', tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    assert 'A = 1 epoch x 48 images, B = 2 epochs x 48 images (6 networks in both)' in rep.stdout
+    a = {(r['space'], r['index']): r['error'] for r in read_records(str(short))}
+    b = {(r['space'], r['index']): r['error'] for r in read_records(str(longer))}
+    assert a != b  # the longer budget trained the same networks further
+    table = budget_table(read_records(str(short)), read_records(str(longer)), n_boot=200)
+    assert [(r['space'], r['n']) for r in table['spaces']] == [('ir_stage', 3), ('ir_linear', 3)]
+    for row in table['spaces']:  # the paired change is over the same networks
+        keys = [k for k in a if k[0] == row['space']]
+        assert row['change'] == pytest.approx(sum(b[k] - a[k] for k in keys) / len(keys))
+    [pair] = table['pairs']
+    assert (pair['a'], pair['b']) == ('ir_linear', 'ir_stage')
+    for run, errors in (('run_a', a), ('run_b', b)):  # matched networks: paired within each run
+        assert pair[run]['paired']['n'] == 3
+        assert pair[run]['paired']['mean'] == pytest.approx(
+            sum(errors[('ir_linear', i)] - errors[('ir_stage', i)] for i in range(3)) / 3)
+    one = run_tool_in_process('rank_study.py', ['trained-runs-report', 'budget', '--inputs', short], '', tmp_path)
+    assert one.returncode == 2 and one.stderr.startswith('error: trained-runs-report budget compares two runs')
+    other = tmp_path / 'other.jsonl'
+    run_study(replace(TINY, spaces=('regnetx',), num_models=1), str(other), progress=False)
+    none = run_tool_in_process('rank_study.py', ['trained-runs-report', 'budget', '--inputs', short, other],
+                               '', tmp_path)
+    assert none.returncode == 2 and none.stderr.startswith('error: the two runs share no network')
 
 
 def test_per_space_learning_rates(tmp_path):

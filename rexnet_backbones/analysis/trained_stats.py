@@ -16,7 +16,8 @@
 * :func:`layer_mix` -- layers measured per block, per space (a mean over block outputs and expand
   layers mixes them differently per space).
 * Around a study: :func:`seconds_per_model_epoch` and :func:`plan_markdown` (its budget),
-  :func:`sweep_markdown` (a learning-rate sweep), :func:`noise_table` (training-seed noise).
+  :func:`sweep_markdown` (a learning-rate sweep), :func:`noise_table` (training-seed noise),
+  :func:`budget_table` (the same networks under two training budgets, e.g. 1 epoch against 3).
 
 Estimators, centring and n are in every row; nothing here decides: a row whose interval includes 0
 is reported as such.
@@ -30,10 +31,11 @@ import numpy as np
 import torch.nn as nn
 
 from .. import stats
+from ..errors import InvalidInputError
 
 __all__ = ['ARCH_PARAMS', 'CONTROL_SETS', 'DEFAULT_SPACE_PAIRS', 'rank_value', 'partial_rank_table',
            'space_differences', 'paired_rank_table', 'layer_mix', 'analysis', 'seconds_per_model_epoch',
-           'plan_markdown', 'sweep_markdown', 'noise_table', 'noise_markdown']
+           'plan_markdown', 'sweep_markdown', 'noise_table', 'noise_markdown', 'budget_table', 'budget_markdown']
 
 ARCH_PARAMS = ('depth', 'w0', 'wa', 'wm')
 #: name -> the architecture parameters held fixed
@@ -375,4 +377,68 @@ def noise_markdown(runs: Sequence[Sequence[Dict[str, Any]]]) -> str:
     for r in noise_table(runs):
         lines.append(f"| {r['space']} | {r['models']} | {r['seeds']} | {r['within_std']:.2f} | "
                      f"{r['between_std']:.2f} | {_fmt(r['ratio'], '.2f')} |")
+    return '\n'.join(lines) + '\n'
+
+
+def _budget_label(records: Sequence[Dict[str, Any]]) -> str:
+    st = records[0]['settings']
+    return f"{st['epochs']} epoch{'s' if st['epochs'] != 1 else ''} x {st['num_train']} images"
+
+
+def budget_table(run_a: Sequence[Dict[str, Any]], run_b: Sequence[Dict[str, Any]], n_boot: int = 10000,
+                 seed: int = 0) -> Dict[str, Any]:
+    """The networks two runs share (same space, index and architecture; e.g. a 1-epoch and a 3-epoch run
+    of one study), trained under two budgets. Per space: the median error of each, the paired mean
+    change B - A (t 95% CI) and Spearman rho between the two errors (bootstrap 95% CI: does the short
+    run order the models as the long one does?). Per pair of spaces (:data:`DEFAULT_SPACE_PAIRS`): the
+    differences of :func:`space_differences` in each run, over the shared networks only, so that the two
+    runs answer the same question on the same models."""
+    a = {(r['space'], r['index']): r for r in _ok(run_a)}
+    b = {(r['space'], r['index']): r for r in _ok(run_b)}
+    shared = [k for k in a if k in b and all(a[k]['arch'].get(p) == b[k]['arch'].get(p) for p in ARCH_PARAMS)]
+    if not shared:
+        raise InvalidInputError('the two runs share no network (same space, index and architecture); give two runs '
+                                'of one study (same spaces, FLOPs and seed)')
+    spaces = []
+    for space in dict.fromkeys(s for s, _ in shared):
+        keys = [k for k in shared if k[0] == space]
+        ea = [a[k]['error'] for k in keys]
+        eb = [b[k]['error'] for k in keys]
+        d = np.array(eb) - np.array(ea)
+        rho = stats.spearman(ea, eb) if len(keys) > 2 else math.nan
+        rho_ci = stats.spearman_ci(ea, eb, n_boot=n_boot, seed=seed) if len(keys) > 2 else (math.nan, math.nan)
+        spaces.append(dict(space=space, n=len(keys), median_a=float(np.median(ea)), median_b=float(np.median(eb)),
+                           change=float(d.mean()), change_t_ci=list(stats.t_interval(d)), rho=rho,
+                           rho_ci=list(rho_ci)))
+    diffs_a = space_differences([a[k] for k in shared], n_boot=n_boot, seed=seed)
+    diffs_b = space_differences([b[k] for k in shared], n_boot=n_boot, seed=seed)
+    pairs = [dict(a=x['a'], b=x['b'], run_a=x, run_b=y) for x, y in zip(diffs_a, diffs_b)]
+    return dict(label_a=_budget_label(run_a), label_b=_budget_label(run_b), shared=len(shared), spaces=spaces,
+                pairs=pairs)
+
+
+def budget_markdown(run_a: Sequence[Dict[str, Any]], run_b: Sequence[Dict[str, Any]]) -> str:
+    t = budget_table(run_a, run_b)
+    la, lb = t['label_a'], t['label_b']
+    lines = [f'The same networks under two budgets: A = {la}, B = {lb} ({t["shared"]} networks in both). Per space: '
+             'median top-1 error %, the paired mean change B - A (t 95% CI) and Spearman rho between the two '
+             'errors (bootstrap 95% CI):', '',
+             '| space | n | median A | median B | change B - A | rho(error A, error B) |', '|---|---:|---:|---:|---|---|']
+    for r in t['spaces']:
+        lines.append(f"| {r['space']} | {r['n']} | {r['median_a']:.1f} | {r['median_b']:.1f} | "
+                     f"{_fmt(r['change'])} {_ci(r['change_t_ci'])} | {_fmt(r['rho'])} {_ci(r['rho_ci'])} |")
+    lines += ['', 'Differences between spaces in each run, over these networks only (points, negative: the first '
+              'space better; depth-adjusted: t 95% CI of the least-squares coefficient; paired: the same networks '
+              'in both spaces, t 95% CI):', '',
+              '| A - B | n | depth-adjusted, A | depth-adjusted, B | paired, A | paired, B |',
+              '|---|---|---|---|---|---|']
+    for p in t['pairs']:
+        x, y = p['run_a'], p['run_b']
+
+        def paired(r):
+            q = r.get('paired')
+            return '-' if q is None else f"{_fmt(q['mean'])} {_ci(q['t_ci'])}"
+        lines.append(f"| {p['a']} - {p['b']} | {x['n_a']}, {x['n_b']} | {_fmt(x['depth_linear']['estimate'])} "
+                     f"{_ci(x['depth_linear']['t_ci'])} | {_fmt(y['depth_linear']['estimate'])} "
+                     f"{_ci(y['depth_linear']['t_ci'])} | {paired(x)} | {paired(y)} |")
     return '\n'.join(lines) + '\n'
