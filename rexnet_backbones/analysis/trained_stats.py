@@ -43,7 +43,8 @@ CONTROL_SETS = {'none': (), 'depth': ('depth',), 'depth, w0, wa, wm': ARCH_PARAM
 #: (space A, space B): A - B; the questions the study asks
 DEFAULT_SPACE_PAIRS = (('ir_stage', 'regnetx'), ('regnetx_noquant', 'regnetx'), ('ir_linear', 'ir_stage'),
                        ('ir_linear_silu', 'ir_linear'), ('ir_stage_silu', 'ir_stage'),
-                       ('ir_linear_silu', 'ir_stage'), ('ir_linear_silu', 'regnetx'))
+                       ('ir_linear_silu', 'ir_stage_silu'), ('ir_linear_silu', 'ir_stage'),
+                       ('ir_linear_silu', 'regnetx'))
 
 
 def _ok(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
