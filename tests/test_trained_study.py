@@ -17,7 +17,7 @@ from rexnet_backbones.analysis.spaces import (approx_macs, build_space_model, py
                                               stage_layout)
 from rexnet_backbones.errors import FlopBudgetError
 from rexnet_backbones.analysis.trained_report import merge_records, report_markdown, write_report
-from rexnet_backbones.analysis.trained_stats import budget_table
+from rexnet_backbones.analysis.trained_stats import budget_table, noise_markdown, noise_pairs, noise_table
 from rexnet_backbones.analysis.trained_study import (StudySettings, read_records, run_study, settings_hash,
                                                      shard_jobs, study_jobs, train_model)
 from rexnet_backbones.errors import ToolError
@@ -346,6 +346,41 @@ def test_budget_report_compares_the_same_networks_under_two_budgets(tmp_path):
     none = run_tool_in_process('rank_study.py', ['trained-runs-report', 'budget', '--inputs', short, other],
                                '', tmp_path)
     assert none.returncode == 2 and none.stderr.startswith('error: the two runs share no network')
+
+
+def test_noise_statistics_against_a_hand_computation():
+    import numpy as np
+    from scipy.stats import spearmanr
+    # 4 networks in two matched spaces, each trained with 3 seeds; network 3 is missing from the last run
+    errors = {'ir_stage': [[30.0, 34.0, 31.0], [40.0, 37.0, 42.0], [25.0, 29.0, 24.0], [50.0, 51.0, None]],
+              'ir_linear': [[33.0, 35.0, 30.0], [41.0, 45.0, 43.0], [26.0, 27.0, 31.0], [52.0, 49.0, None]]}
+    runs = [[dict(space=space, index=i, error=errs[i][j], arch=dict(depth=12 + i, w0=8, wa=4.0 + i, wm=2.0),
+                  settings=dict(train_seed=j)) for space, errs in errors.items() for i in range(4)]
+            for j in range(3)]
+    rows = {r['space']: r for r in noise_table(runs, n_boot=200)}
+    for space, errs in errors.items():
+        arr = np.array(errs[:3])  # the networks trained in every run
+        within = np.sqrt(np.var(arr, axis=1, ddof=1).mean())
+        between = np.std(arr.mean(axis=1), ddof=1)
+        true_var = max(between ** 2 - within ** 2 / 3, 0.0)
+        rho = np.mean([spearmanr(arr[:, i], arr[:, j])[0] for i, j in ((0, 1), (0, 2), (1, 2))])
+        r = rows[space]
+        assert (r['models'], r['seeds']) == (3, 3)
+        assert r['within_std'] == pytest.approx(within) and r['between_std'] == pytest.approx(between)
+        assert r['retest_rho'] == pytest.approx(rho)
+        assert r['reliability'] == pytest.approx(true_var / (true_var + within ** 2))
+        assert r['within_ci'][0] <= within <= r['within_ci'][1]
+    [pair] = noise_pairs(runs, n_boot=200)
+    assert (pair['a'], pair['b'], pair['n']) == ('ir_linear', 'ir_stage', 3)
+    lin, stage = np.array(errors['ir_linear'][:3]), np.array(errors['ir_stage'][:3])
+    for j in range(3):  # one paired difference per training seed, then on the mean over seeds
+        assert pair['runs'][j]['mean'] == pytest.approx((lin[:, j] - stage[:, j]).mean())
+    assert pair['seed_mean']['mean'] == pytest.approx((lin.mean(1) - stage.mean(1)).mean())
+    md = noise_markdown(runs)
+    assert '| training seed 0 | training seed 1 | training seed 2 | mean over seeds |' in md
+    # a network whose architecture differs between runs is not the same network: it is left out
+    runs[2][0]['arch'] = dict(runs[2][0]['arch'], depth=99)
+    assert {r['space']: r['models'] for r in noise_table(runs, n_boot=200)} == {'ir_stage': 2, 'ir_linear': 3}
 
 
 def test_per_space_learning_rates(tmp_path):

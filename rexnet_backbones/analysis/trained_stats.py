@@ -16,7 +16,7 @@
 * :func:`layer_mix` -- layers measured per block, per space (a mean over block outputs and expand
   layers mixes them differently per space).
 * Around a study: :func:`seconds_per_model_epoch` and :func:`plan_markdown` (its budget),
-  :func:`sweep_markdown` (a learning-rate sweep), :func:`noise_table` (training-seed noise),
+  :func:`sweep_markdown` (a learning-rate sweep), :func:`noise_table` and :func:`noise_pairs` (training-seed noise),
   :func:`budget_table` (the same networks under two training budgets, e.g. 1 epoch against 3).
 
 Estimators, centring and n are in every row; nothing here decides: a row whose interval includes 0
@@ -35,7 +35,8 @@ from ..errors import InvalidInputError
 
 __all__ = ['ARCH_PARAMS', 'CONTROL_SETS', 'DEFAULT_SPACE_PAIRS', 'rank_value', 'partial_rank_table',
            'space_differences', 'paired_rank_table', 'layer_mix', 'analysis', 'seconds_per_model_epoch',
-           'plan_markdown', 'sweep_markdown', 'noise_table', 'noise_markdown', 'budget_table', 'budget_markdown']
+           'plan_markdown', 'sweep_markdown', 'noise_table', 'noise_pairs', 'noise_markdown', 'budget_table',
+           'budget_markdown']
 
 ARCH_PARAMS = ('depth', 'w0', 'wa', 'wm')
 #: name -> the architecture parameters held fixed
@@ -349,35 +350,103 @@ def sweep_markdown(runs: Sequence[Sequence[Dict[str, Any]]]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def noise_table(runs: Sequence[Sequence[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+def _noise_models(runs: Sequence[Sequence[Dict[str, Any]]]) -> Dict[Tuple[str, int], List[Dict[str, Any]]]:
+    """(space, index) -> its record in every run, for the networks trained in all of ``runs`` with the
+    same architecture (the main run first, then the other training seeds)."""
+    maps = [{(r['space'], r['index']): r for r in _ok(recs)} for recs in runs]
+    out = {}
+    for key, first in maps[0].items():
+        recs = [m.get(key) for m in maps]
+        if all(r is not None and all(r['arch'].get(p) == first['arch'].get(p) for p in ARCH_PARAMS) for r in recs):
+            out[key] = recs
+    return out
+
+
+def noise_table(runs: Sequence[Sequence[Dict[str, Any]]], n_boot: int = 10000,
+                seed: int = 0) -> List[Dict[str, Any]]:
     """Per space: the models trained in every run (main run first, then other training seeds), the
-    pooled within-model std of the error over seeds, the between-model std of the per-model means, and
-    their ratio (how much of the spread between models is training noise)."""
-    per: Dict[Tuple[str, int], List[float]] = {}
-    for recs in runs:
-        for r in _ok(recs):
-            per.setdefault((r['space'], r['index']), []).append(r['error'])
+    pooled within-model std of the error over seeds (bootstrap 95% CI over the models), the
+    between-model std of the per-model means, their ratio, the seed-to-seed Spearman rho of the error
+    (mean over pairs of runs: does another seed order the models the same way?) and the reliability of
+    one run's error, the share of its between-model variance that is not seed noise
+    (``(between^2 - within^2 / k) / (between^2 - within^2 / k + within^2)``, k seeds, 0 when negative).
+    A correlation of one run's error with a fixed property (rank, size) is attenuated by about the
+    square root of the reliability."""
+    per: Dict[str, List[List[float]]] = {}
+    for (space, _), recs in _noise_models(runs).items():
+        per.setdefault(space, []).append([r['error'] for r in recs])
     rows = []
-    for space in dict.fromkeys(s for s, _ in per):
-        full = [v for (s, _), v in per.items() if s == space and len(v) == len(runs)]
-        if len(full) < 2 or len(runs) < 2:
+    k = len(runs)
+    for space, full in per.items():
+        if len(full) < 2 or k < 2:
             continue
         arr = np.array(full)
-        within = float(np.sqrt(np.mean(np.var(arr, axis=1, ddof=1))))
+        var = np.var(arr, axis=1, ddof=1)
+        within = float(np.sqrt(var.mean()))
+        lo, hi = stats.bootstrap_ci(var, n_boot=n_boot, seed=seed)
         between = float(np.std(arr.mean(axis=1), ddof=1))
-        rows.append(dict(space=space, models=len(full), seeds=len(runs), within_std=within, between_std=between,
-                         ratio=within / between if between > 0 else math.nan))
+        true_var = max(between ** 2 - within ** 2 / k, 0.0)
+        total = true_var + within ** 2
+        rhos = [stats.spearman(arr[:, i], arr[:, j]) for i in range(k) for j in range(i + 1, k)]
+        rows.append(dict(space=space, models=len(full), seeds=k, within_std=within,
+                         within_ci=[float(np.sqrt(lo)), float(np.sqrt(hi))], between_std=between,
+                         ratio=within / between if between > 0 else math.nan,
+                         retest_rho=float(np.nanmean(rhos)) if rhos else math.nan,
+                         reliability=true_var / total if total > 0 else math.nan))
     return rows
+
+
+def noise_pairs(runs: Sequence[Sequence[Dict[str, Any]]], n_boot: int = 10000, seed: int = 0) -> List[Dict[str, Any]]:
+    """For the matched pairs of :data:`DEFAULT_SPACE_PAIRS` (the same networks in both spaces): the paired
+    mean difference A - B (t 95% CI) over the networks trained in every run, in each run (one training
+    seed each) and on the mean error over the seeds. Does a difference between spaces depend on which
+    seed trained the networks?"""
+    models = _noise_models(runs)
+    out = []
+    for a, b in DEFAULT_SPACE_PAIRS:
+        idx = [i for (s, i) in models if s == a and (b, i) in models
+               and all(models[(a, i)][0]['arch'].get(p) == models[(b, i)][0]['arch'].get(p) for p in ARCH_PARAMS)]
+        if len(idx) < 2:
+            continue
+        per_run = []
+        for j in range(len(runs)):
+            d = np.array([models[(a, i)][j]['error'] - models[(b, i)][j]['error'] for i in idx])
+            per_run.append(dict(mean=float(d.mean()), t_ci=list(stats.t_interval(d))))
+        d = np.array([np.mean([r['error'] for r in models[(a, i)]]) - np.mean([r['error'] for r in models[(b, i)]])
+                      for i in idx])
+        out.append(dict(a=a, b=b, n=len(idx), runs=per_run,
+                        seed_mean=dict(mean=float(d.mean()), t_ci=list(stats.t_interval(d)))))
+    return out
+
+
+def _train_seed(records: Sequence[Dict[str, Any]]) -> str:
+    seeds = sorted({r.get('settings', {}).get('train_seed', 0) for r in records})
+    return ', '.join(str(x) for x in seeds)
 
 
 def noise_markdown(runs: Sequence[Sequence[Dict[str, Any]]]) -> str:
     lines = ['Training-seed noise per space (the same models, several training seeds): pooled within-model '
-             'std of the top-1 error, between-model std of the per-model means:', '',
-             '| space | models | seeds | within-model std | between-model std | within / between |',
-             '|---|---:|---:|---:|---:|---:|']
+             'std of the top-1 error (bootstrap 95% CI over the models), between-model std of the per-model '
+             'means, seed-to-seed Spearman rho of the error (mean over pairs of seeds) and the reliability '
+             "of one run's error (share of its spread between models that is not seed noise):", '',
+             '| space | models | seeds | within-model std | between-model std | within / between | '
+             'rho(seed, seed) | reliability |',
+             '|---|---:|---:|---|---:|---:|---:|---:|']
     for r in noise_table(runs):
-        lines.append(f"| {r['space']} | {r['models']} | {r['seeds']} | {r['within_std']:.2f} | "
-                     f"{r['between_std']:.2f} | {_fmt(r['ratio'], '.2f')} |")
+        within = f"{r['within_std']:.2f} {_ci(r['within_ci'], '.2f')}"
+        lines.append(f"| {r['space']} | {r['models']} | {r['seeds']} | {within} | {r['between_std']:.2f} | "
+                     f"{_fmt(r['ratio'], '.2f')} | {_fmt(r['retest_rho'])} | {_fmt(r['reliability'], '.2f')} |")
+    pairs = noise_pairs(runs)
+    if pairs:
+        k = len(runs)
+        lines += ['', 'Paired differences between matched spaces over these networks (points, negative: the first '
+                  "space better; t 95% CI), in each training seed's run and on the mean error over the seeds:", '',
+                  '| A - B | n | ' + ' | '.join(f'training seed {_train_seed(r)}' for r in runs)
+                  + ' | mean over seeds |',
+                  '|---|---:|' + '---|' * (k + 1)]
+        for p in pairs:
+            cells = [f"{_fmt(r['mean'])} {_ci(r['t_ci'])}" for r in p['runs'] + [p['seed_mean']]]
+            lines.append(f"| {p['a']} - {p['b']} | {p['n']} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
