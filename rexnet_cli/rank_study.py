@@ -204,7 +204,8 @@ def _trained_parsers(sub) -> None:
     r.add_argument('--out-dir', required=True)
     add_debug_arg(r)
     q = sub.add_parser('trained-runs-report', help='learning-rate sweep, seed-noise or budget files: median error '
-                       'per space and rate; the within-model seed spread against the between-model spread; or '
+                       'per space and rate; the within-model seed spread against the between-model spread, the '
+                       'seed-to-seed rho and the matched space differences per seed; or '
                        'the same networks under two training budgets (e.g. 1 epoch against 3)')
     q.add_argument('kind', choices=('sweep', 'noise', 'budget'))
     q.add_argument('--inputs', nargs='+', required=True,
