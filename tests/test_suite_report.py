@@ -189,6 +189,14 @@ def test_no_results_yet_still_reports(tmp_path):
     assert os.path.getsize(report.files['png']) > 0
 
 
+def test_report_names_the_work_dir_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # results.json is committed with the docs: no path of the machine it ran on
+    report = write_report(full_dir(os.path.join('work_dirs', 'suites', 'det_test')))
+    written = json.load(open(report.files['json']))
+    assert written['work_dir'] == os.path.join('work_dirs', 'suites', 'det_test')
+    assert str(tmp_path) not in open(report.files['json']).read() + open(report.files['md']).read()
+
+
 def test_two_shards_merge_to_the_full_report(tmp_path):
     full = write_report(full_dir(str(tmp_path / 'full')), out_dir=str(tmp_path / 'out_full'))
     merged_dir = str(tmp_path / 'shards')

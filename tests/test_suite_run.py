@@ -232,6 +232,7 @@ def test_coco_suite_builds_flags_its_one_difference_and_shards(monkeypatch):
     from rexnet_backbones.suite import load_suite, make_jobs, shard
     from rexnet_backbones.suite.run import stage_command
     suite = load_suite('suites/coco_1x.py')
+    assert suite.file == 'suites/coco_1x.py'  # as named: reports carry no path of the machine it ran on
     assert list(suite.models) == ['rexnet_100', 'rexnet_lite_100', 'regnetx_400mf', 'regnetx_800mf', 'resnet18',
                                   'mobilenetv2']
     assert {m.family for m in suite.models.values()} == {'ReXNet', 'RegNet', 'ResNet', 'MobileNetV2'}

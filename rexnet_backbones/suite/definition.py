@@ -172,7 +172,7 @@ def _read(path: str) -> Dict[str, Any]:
     _require(not unknown, f'{path}: unknown suite keys {sorted(unknown)}; allowed: {sorted(_SUITE_KEYS)} '
              '(and helper variables whose name starts with _)')
     raw = {k: v for k, v in raw.items() if not k.startswith('_')}
-    raw['file'] = spec
+    raw['file'] = str(path)  # as the user named it: a short name stays one, not the installed file's path
     return raw
 
 

@@ -249,7 +249,7 @@ def build_report(work_dir: str) -> Report:
     _compare(suite, models)
     hosts = sorted({f'{j.host} ({j.threads} threads)' if j.threads else str(j.host)
                     for j in jobs if j.host and j.status in ('done', 'failed')})
-    return Report(suite, osp.abspath(work_dir), models, recipe_summary(suite, jobs), recipe_differences(jobs),
+    return Report(suite, work_dir, models, recipe_summary(suite, jobs), recipe_differences(jobs),
                   hosts)
 
 
