@@ -582,3 +582,10 @@ def test_train_step_cli_timm_eager_and_compiled(tmp_path):
     assert data['settings']['compile'] == 'both'
     rows = [line for line in proc.stdout.splitlines() if line.startswith('| test_resnet')]
     assert len(rows) == 2 and all('| 1.00 |' in row for row in rows)  # each against its own kind of reference
+
+
+def test_environment_keeps_no_build_host_paths():
+    from rexnet_backbones.benchmark.report import environment
+    env = environment(['cpu'])
+    assert env.collect_env['PyTorch'] == torch.__version__  # the wheel is named by its version
+    assert 'PyTorch compiling details' not in env.collect_env  # torch's build host: its compiler paths

@@ -56,9 +56,14 @@ def backend_versions(backends: Sequence[str]) -> Dict[str, Optional[str]]:
     return {dist: _version(dist) for dist in ('onnx', 'onnxruntime', 'openvino') if dist in wanted}
 
 
+#: ``collect_env`` entries a result does not keep: torch's build configuration describes the wheel's build
+#: host (its compiler paths), not the machine that measured; ``PyTorch`` (the version) names the wheel
+NOT_RECORDED = ('PyTorch compiling details',)
+
+
 def environment(devices: List[str], backends: Sequence[str] = ()) -> Environment:
     """The machine, the versions and the load at the start (mmengine's ``collect_env`` for the
-    toolchain: compiler, CUDA home, torch build)."""
+    toolchain: compiler, CUDA home, torch version)."""
     from mmengine.utils.dl_utils import collect_env
     cuda = 'cuda' in devices
     return Environment(
@@ -72,7 +77,8 @@ def environment(devices: List[str], backends: Sequence[str] = ()) -> Environment
         cuda_version=torch.version.cuda, cuda_device=torch.cuda.get_device_name(0) if cuda else None,
         cudnn_version=torch.backends.cudnn.version() if cuda else None,
         cudnn_benchmark=torch.backends.cudnn.benchmark if cuda else None,
-        backend_versions=backend_versions(backends), collect_env=dict(collect_env()))
+        backend_versions=backend_versions(backends),
+        collect_env={k: v for k, v in collect_env().items() if k not in NOT_RECORDED})
 
 
 # ---------------------------------------------------------------------------------------------- formats

@@ -171,7 +171,7 @@ class Environment:
     cudnn_benchmark: Optional[bool] = None
     backend_versions: Dict[str, Optional[str]] = field(default_factory=dict)
     load_average_end: Optional[List[float]] = None
-    #: ``mmengine.utils.dl_utils.collect_env()``: compilers, CUDA home, torch build
+    #: ``mmengine.utils.dl_utils.collect_env()``: compilers, CUDA home, torch version (not its build string)
     collect_env: Dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> Dict[str, Any]:
