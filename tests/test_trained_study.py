@@ -355,7 +355,7 @@ def test_noise_statistics_against_a_hand_computation():
     errors = {'ir_stage': [[30.0, 34.0, 31.0], [40.0, 37.0, 42.0], [25.0, 29.0, 24.0], [50.0, 51.0, None]],
               'ir_linear': [[33.0, 35.0, 30.0], [41.0, 45.0, 43.0], [26.0, 27.0, 31.0], [52.0, 49.0, None]]}
     runs = [[dict(space=space, index=i, error=errs[i][j], arch=dict(depth=12 + i, w0=8, wa=4.0 + i, wm=2.0),
-                  settings=dict(train_seed=j)) for space, errs in errors.items() for i in range(4)]
+                  flops=1e7, settings=dict(train_seed=j)) for space, errs in errors.items() for i in range(4)]
             for j in range(3)]
     rows = {r['space']: r for r in noise_table(runs, n_boot=200)}
     for space, errs in errors.items():

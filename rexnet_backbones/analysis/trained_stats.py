@@ -350,9 +350,9 @@ def sweep_markdown(runs: Sequence[Sequence[Dict[str, Any]]]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def _noise_models(runs: Sequence[Sequence[Dict[str, Any]]]) -> Dict[Tuple[str, int], List[Dict[str, Any]]]:
+def _same_networks(runs: Sequence[Sequence[Dict[str, Any]]]) -> Dict[Tuple[str, int], List[Dict[str, Any]]]:
     """(space, index) -> its record in every run, for the networks trained in all of ``runs`` with the
-    same architecture (the main run first, then the other training seeds)."""
+    same architecture (e.g. the main run, then other training seeds or another budget)."""
     maps = [{(r['space'], r['index']): r for r in _ok(recs)} for recs in runs]
     out = {}
     for key, first in maps[0].items():
@@ -373,7 +373,7 @@ def noise_table(runs: Sequence[Sequence[Dict[str, Any]]], n_boot: int = 10000,
     A correlation of one run's error with a fixed property (rank, size) is attenuated by about the
     square root of the reliability."""
     per: Dict[str, List[List[float]]] = {}
-    for (space, _), recs in _noise_models(runs).items():
+    for (space, _), recs in _same_networks(runs).items():
         per.setdefault(space, []).append([r['error'] for r in recs])
     rows = []
     k = len(runs)
@@ -398,25 +398,17 @@ def noise_table(runs: Sequence[Sequence[Dict[str, Any]]], n_boot: int = 10000,
 
 def noise_pairs(runs: Sequence[Sequence[Dict[str, Any]]], n_boot: int = 10000, seed: int = 0) -> List[Dict[str, Any]]:
     """For the matched pairs of :data:`DEFAULT_SPACE_PAIRS` (the same networks in both spaces): the paired
-    mean difference A - B (t 95% CI) over the networks trained in every run, in each run (one training
-    seed each) and on the mean error over the seeds. Does a difference between spaces depend on which
-    seed trained the networks?"""
-    models = _noise_models(runs)
-    out = []
-    for a, b in DEFAULT_SPACE_PAIRS:
-        idx = [i for (s, i) in models if s == a and (b, i) in models
-               and all(models[(a, i)][0]['arch'].get(p) == models[(b, i)][0]['arch'].get(p) for p in ARCH_PARAMS)]
-        if len(idx) < 2:
-            continue
-        per_run = []
-        for j in range(len(runs)):
-            d = np.array([models[(a, i)][j]['error'] - models[(b, i)][j]['error'] for i in idx])
-            per_run.append(dict(mean=float(d.mean()), t_ci=list(stats.t_interval(d))))
-        d = np.array([np.mean([r['error'] for r in models[(a, i)]]) - np.mean([r['error'] for r in models[(b, i)]])
-                      for i in idx])
-        out.append(dict(a=a, b=b, n=len(idx), runs=per_run,
-                        seed_mean=dict(mean=float(d.mean()), t_ci=list(stats.t_interval(d)))))
-    return out
+    difference A - B of :func:`space_differences` over the networks trained in every run, in each run (one
+    training seed each) and on the mean error over the seeds. Does a difference between spaces depend on
+    which seed trained the networks?"""
+    models = list(_same_networks(runs).values())
+
+    def paired(records):
+        return {(r['a'], r['b']): r['paired'] for r in space_differences(records, n_boot=n_boot, seed=seed)
+                if 'paired' in r}
+    per_run = [paired([recs[j] for recs in models]) for j in range(len(runs))]
+    on_mean = paired([dict(recs[0], error=float(np.mean([r['error'] for r in recs]))) for recs in models])
+    return [dict(a=a, b=b, n=d['n'], runs=[p[(a, b)] for p in per_run], seed_mean=d) for (a, b), d in on_mean.items()]
 
 
 def _train_seed(records: Sequence[Dict[str, Any]]) -> str:
@@ -463,9 +455,10 @@ def budget_table(run_a: Sequence[Dict[str, Any]], run_b: Sequence[Dict[str, Any]
     run order the models as the long one does?). Per pair of spaces (:data:`DEFAULT_SPACE_PAIRS`): the
     differences of :func:`space_differences` in each run, over the shared networks only, so that the two
     runs answer the same question on the same models."""
-    a = {(r['space'], r['index']): r for r in _ok(run_a)}
-    b = {(r['space'], r['index']): r for r in _ok(run_b)}
-    shared = [k for k in a if k in b and all(a[k]['arch'].get(p) == b[k]['arch'].get(p) for p in ARCH_PARAMS)]
+    models = _same_networks([run_a, run_b])
+    shared = list(models)
+    a = {k: recs[0] for k, recs in models.items()}
+    b = {k: recs[1] for k, recs in models.items()}
     if not shared:
         raise InvalidInputError('the two runs share no network (same space, index and architecture); give two runs '
                                 'of one study (same spaces, FLOPs and seed)')
